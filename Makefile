@@ -1,0 +1,37 @@
+# node_agent: `make demo` and `make test` set up everything they need on a fresh
+# Debian machine with python3 and npm (system tools via apt-get).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test deps lint bench-sync clean
+
+$(BIN)/node-agent: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+node_modules/.bin/azurite-blob: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: .sysdeps
+.sysdeps:
+	bash scripts/system-deps.sh
+
+deps: $(BIN)/node-agent node_modules/.bin/azurite-blob .sysdeps
+
+demo: deps
+	$(BIN)/python examples/demo.py
+
+test: deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: deps
+	$(BIN)/ruff check node_agent tests bench
+	$(BIN)/ruff format --check node_agent
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) node_modules .localpool demo-out examples/scene

@@ -1,0 +1,8 @@
+"""Batch job prep entry point: parse, call node_agent, exit with its code."""
+
+import sys
+
+from node_agent.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["job-prep", *sys.argv[1:]]))

@@ -1,0 +1,135 @@
+"""The Azurite storage emulator: its public development account, and a server we can start.
+
+The account key below is Azurite's documented, public development key (the same for
+every Azurite install); it is kept in this one constant.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlparse
+
+from node_agent.errors import StorageError
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def emulator_connection_string(account_url: str) -> str:
+    parts = ["DefaultEndpointsProtocol=http", f"AccountName={AZURITE_ACCOUNT}"]
+    parts.append("AccountKey=" + AZURITE_KEY)
+    parts.append(f"BlobEndpoint={account_url.rstrip('/')};")
+    return ";".join(parts)
+
+
+def is_local_url(account_url: str) -> bool:
+    host = urlparse(account_url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def azurite_binary() -> str:
+    local = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+    if local.exists():
+        return str(local)
+    found = shutil.which("azurite-blob")
+    if found:
+        return found
+    raise StorageError(
+        "azurite-blob not found: run `npm install` in the repository (make does it for you)"
+    )
+
+
+class AzuriteServer:
+    """A blob-only Azurite on 127.0.0.1:<port> with its data in a temporary folder."""
+
+    def __init__(self, port: int | None = None, location: Path | None = None) -> None:
+        self.port = port or free_port()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if location is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="azurite-")
+            location = Path(self._tmp.name)
+        self.location = location
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def account_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return emulator_connection_string(self.account_url)
+
+    def start(self, timeout: float = 30.0) -> AzuriteServer:
+        log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [
+                azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+                "--location", str(self.location), "--skipApiVersionCheck", "--loose",
+                "--disableProductStyleUrl",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StorageError(
+                    f"Azurite exited with code {self.proc.returncode}; see {self.location}/azurite.log"
+                )
+            if port_open("127.0.0.1", self.port):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise StorageError(f"Azurite did not listen on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 15)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(10)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> AzuriteServer:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cleanup()

@@ -1,0 +1,124 @@
+"""The one place that knows the Batch node layout: AZ_BATCH_* variables and folders.
+
+Everything else asks a `BatchNode`, never `os.environ`, for Batch facts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from node_agent.errors import EnvironmentMissing
+
+ENTITLEMENT_URL = "AZ_BATCH_ACCOUNT_URL"
+ENTITLEMENT_TOKEN = "AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"
+ENTITLEMENT_VARS = (ENTITLEMENT_URL, ENTITLEMENT_TOKEN)
+
+# Variables set for every task, the start task included.
+_NODE_VARS = {
+    "root_dir": "AZ_BATCH_NODE_ROOT_DIR",
+    "shared_dir": "AZ_BATCH_NODE_SHARED_DIR",
+    "startup_dir": "AZ_BATCH_NODE_STARTUP_DIR",
+    "task_dir": "AZ_BATCH_TASK_DIR",
+    "task_working_dir": "AZ_BATCH_TASK_WORKING_DIR",
+}
+_OPTIONAL = {
+    "account_name": "AZ_BATCH_ACCOUNT_NAME",
+    "account_url": ENTITLEMENT_URL,
+    "pool_id": "AZ_BATCH_POOL_ID",
+    "node_id": "AZ_BATCH_NODE_ID",
+    "mounts_dir": "AZ_BATCH_NODE_MOUNTS_DIR",
+    "job_id": "AZ_BATCH_JOB_ID",
+    "task_id": "AZ_BATCH_TASK_ID",
+    "job_prep_dir": "AZ_BATCH_JOB_PREP_DIR",
+    "job_prep_working_dir": "AZ_BATCH_JOB_PREP_WORKING_DIR",
+}
+
+AGENT_DIRNAME = "node_agent"
+
+
+class BatchNode(BaseModel):
+    """What a task knows about the node it runs on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root_dir: Path
+    shared_dir: Path
+    startup_dir: Path
+    task_dir: Path
+    task_working_dir: Path
+    mounts_dir: Path
+    account_name: str | None = None
+    account_url: str | None = None
+    pool_id: str | None = None
+    node_id: str = "local"
+    job_id: str | None = None
+    task_id: str | None = None
+    job_prep_dir: Path | None = None
+    job_prep_working_dir: Path | None = None
+    entitlement_token: SecretStr | None = None
+    is_windows: bool = os.name == "nt"
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, need_job: bool = False
+    ) -> BatchNode:
+        """Read the node from the environment; one clear error per missing variable."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for field, var in _NODE_VARS.items():
+            v = env.get(var)
+            if not v:
+                raise EnvironmentMissing(
+                    f"{var} is not set: node-agent phases run inside an Azure Batch task "
+                    "(or `node-agent local run`)"
+                )
+            values[field] = v
+        for field, var in _OPTIONAL.items():
+            if env.get(var):
+                values[field] = env[var]
+        if need_job:
+            for var in ("AZ_BATCH_JOB_ID", "AZ_BATCH_TASK_ID"):
+                if not env.get(var):
+                    raise EnvironmentMissing(f"{var} is not set: this phase runs as a job task")
+        values.setdefault("mounts_dir", str(Path(str(values["root_dir"])) / "fsmounts"))
+        token = env.get(ENTITLEMENT_TOKEN)
+        if token:
+            values["entitlement_token"] = SecretStr(token)
+        return cls.model_validate(values)
+
+    # --- node_agent's own folders, all under the shared dir -----------------
+    @property
+    def agent_dir(self) -> Path:
+        return self.shared_dir / AGENT_DIRNAME
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.agent_dir / "logs"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.agent_dir / "state"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.agent_dir / "cache"
+
+    def job_dir(self, job_id: str | None = None) -> Path:
+        jid = job_id or self.job_id
+        if not jid:
+            raise EnvironmentMissing("AZ_BATCH_JOB_ID is not set: this phase runs as a job task")
+        return self.agent_dir / "jobs" / jid
+
+    def job_assets_dir(self, job_id: str | None = None) -> Path:
+        return self.job_dir(job_id) / "assets"
+
+    def job_spec_path(self, job_id: str | None = None) -> Path:
+        return self.job_dir(job_id) / "spec.json"
+
+    def prep_working_dir(self) -> Path:
+        """Job prep's working dir: the documented variable, else the task's own (inside job prep)."""
+        return self.job_prep_working_dir or self.task_working_dir

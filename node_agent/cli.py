@@ -1,0 +1,152 @@
+"""`node-agent`: the command line for the four Batch phases, the local pool and ops tools."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from node_agent.errors import ExitCode
+from node_agent.redact import Redactor
+from node_agent.runtime import run_edge, start_phase
+
+EXIT_CODES_HELP = "Exit codes: " + ", ".join(f"{c.value} {c.name.lower()}" for c in ExitCode)
+
+_log_format = click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="Log lines on stderr and in the phase log file.",
+)
+_verbose = click.option("-v", "--verbose", is_flag=True, help="Also print debug lines.")
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(package_name="node-agent")
+def cli() -> None:
+    """node_agent: the on-node toolkit that makes an Azure Batch pool a render farm.
+
+    The four Batch task kinds call: start-task (once per node), job-prep (once per
+    node per job), render (each frame task) and job-release (when the job ends).
+    Outside Batch, `local run` plays a whole pool on this machine.
+    """
+
+
+@cli.command("start-task", epilog=EXIT_CODES_HELP)
+@_log_format
+@_verbose
+def start_task_cmd(log_format: str, verbose: bool) -> None:
+    """Prepare this node: node_agent's folders, node facts. Safe to re-run."""
+    from node_agent.phases import start_task
+
+    def go(r: Redactor) -> int:
+        return start_task.run(start_phase("start-task", log_format=log_format, verbose=verbose, redactor=r))
+
+    _exit(run_edge(go))
+
+
+@cli.command("job-prep", epilog=EXIT_CODES_HELP)
+@click.option("--spec", "spec_path", type=click.Path(path_type=Path), default="job.json",
+              show_default=True, help="The job spec (a resource file of the job preparation task).")
+@_log_format
+@_verbose
+def job_prep_cmd(spec_path: Path, log_format: str, verbose: bool) -> None:
+    """Bring the job's spec and assets onto this node. Safe to re-run."""
+    from node_agent.phases import job_prep
+
+    def go(r: Redactor) -> int:
+        phase = start_phase("job-prep", need_job=True, log_format=log_format, verbose=verbose, redactor=r)
+        return job_prep.run(phase, spec_path)
+
+    _exit(run_edge(go))
+
+
+@cli.command("render", epilog=EXIT_CODES_HELP)
+@click.option("--frames", required=True, help="Frames of this task: 1-10, 1-100x5, 1,5,10-12.")
+@click.option("--spec", "spec_path", type=click.Path(path_type=Path), default=None,
+              help="Job spec; default: the one job prep stored on this node.")
+@click.option("--dry-run", is_flag=True, help="Print the command line and environment; run nothing.")
+@_log_format
+@_verbose
+def render_cmd(frames: str, spec_path: Path | None, dry_run: bool, log_format: str, verbose: bool) -> None:
+    """Render this task's frames, supervise the renderer, upload frames and logs."""
+    from node_agent.phases import render
+
+    def go(r: Redactor) -> int:
+        phase = start_phase("render", need_job=True, log_format=log_format, verbose=verbose, redactor=r)
+        return render.run(phase, frames, spec_path, dry_run)
+
+    _exit(run_edge(go))
+
+
+@cli.command("job-release", epilog=EXIT_CODES_HELP)
+@_log_format
+@_verbose
+def job_release_cmd(log_format: str, verbose: bool) -> None:
+    """Clean up after the job on this node; never fails because something is already gone."""
+    from node_agent.phases import job_release
+
+    def go(r: Redactor) -> int:
+        phase = start_phase("job-release", need_job=True, log_format=log_format, verbose=verbose, redactor=r)
+        return job_release.run(phase)
+
+    _exit(run_edge(go))
+
+
+@cli.command("validate")
+@click.argument("spec_path", type=click.Path(path_type=Path))
+def validate_cmd(spec_path: Path) -> None:
+    """Check a job spec; print one line per problem (exit 2) or a short description."""
+    from node_agent.spec import load_spec
+
+    def go(r: Redactor) -> int:
+        spec = load_spec(spec_path)
+        frames = spec.render.frame_list
+        click.echo(
+            f"{spec_path}: ok: job {spec.job_id}, {spec.render.renderer}, {len(frames)} frames "
+            f"in tasks of {spec.render.frames_per_task}"
+        )
+        return 0
+
+    _exit(run_edge(go))
+
+
+@cli.group("local")
+def local_group() -> None:
+    """Run jobs on a local pool: Batch's node layout and task kinds, on this machine."""
+
+
+@local_group.command("run", epilog=EXIT_CODES_HELP)
+@click.argument("spec_path", type=click.Path(path_type=Path))
+@click.option("--nodes", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--slots", default=1, show_default=True, type=click.IntRange(1, 64), help="Task slots per node.")
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path(".localpool"), show_default=True,
+              help="Where the nodes' folders live.")
+@click.option("--fresh", is_flag=True, help="Delete the pool's folders first (new nodes).")
+def local_run_cmd(spec_path: Path, nodes: int, slots: int, workdir: Path, fresh: bool) -> None:
+    """Run a job on a local pool of NODES nodes with SLOTS task slots each."""
+    from node_agent.localpool.pool import run_local_job
+
+    def go(r: Redactor) -> int:
+        return run_local_job(spec_path, nodes=nodes, slots=slots, workdir=workdir, fresh=fresh)
+
+    _exit(run_edge(go))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="node-agent", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        return int(ExitCode.USAGE)
+    except click.exceptions.Abort:
+        return 130
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    return 0

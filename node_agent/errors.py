@@ -1,0 +1,76 @@
+"""The project's exception types and the exit codes they map to.
+
+Every phase raises one of these; the edges (CLI, Batch scripts) turn them into
+one line on stderr and the documented exit code. The table is in README.md.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # unexpected internal error (a bug): one line, see the log file
+    USAGE = 2  # bad job spec, bad arguments
+    ENVIRONMENT = 3  # not on a Batch node / missing AZ_BATCH_* variable
+    STORAGE = 4  # storage unreachable, auth failed, container/blob missing
+    ASSETS = 5  # asset sync failed or some blob names were refused
+    DISK_FULL = 6  # not enough free space
+    RENDER_FAILED = 10  # renderer exited non-zero for an unclassified reason
+    LICENSE = 11  # renderer reported a license / entitlement failure
+    MISSING_ASSET = 12  # scene or texture missing on the node
+    OUT_OF_MEMORY = 13
+    CRASH = 14  # renderer killed by a signal / crashed
+    MISSING_FRAMES = 15  # renderer exited 0 but frames are missing
+    TIMEOUT = 16  # renderer exceeded its timeout or stalled
+    UPLOAD = 17  # outputs or logs could not be uploaded
+    HEALTH = 20  # a required node health check failed
+    MOUNT = 21  # a mount could not be made or proven
+
+
+class NodeAgentError(Exception):
+    """Base of every error node_agent reports to its users."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class SpecError(NodeAgentError):
+    exit_code = ExitCode.USAGE
+
+
+class EnvironmentMissing(NodeAgentError):
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class StorageError(NodeAgentError):
+    exit_code = ExitCode.STORAGE
+
+
+class AssetError(NodeAgentError):
+    exit_code = ExitCode.ASSETS
+
+
+class DiskFullError(NodeAgentError):
+    exit_code = ExitCode.DISK_FULL
+
+
+class RenderError(NodeAgentError):
+    exit_code = ExitCode.RENDER_FAILED
+
+
+class UploadError(NodeAgentError):
+    exit_code = ExitCode.UPLOAD
+
+
+class HealthError(NodeAgentError):
+    exit_code = ExitCode.HEALTH
+
+
+class MountError(NodeAgentError):
+    exit_code = ExitCode.MOUNT

@@ -1,0 +1,74 @@
+"""Logging for every phase: readable lines (or JSON lines) on stderr and in a file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from node_agent.redact import RedactingFilter, Redactor
+
+LOGGER_NAME = "node_agent"
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self, context: dict[str, str]) -> None:
+        super().__init__()
+        self.context = " ".join(f"{k}={v}" for k, v in context.items() if v)
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        ctx = f" [{self.context}]" if self.context else ""
+        return f"{ts}Z {record.levelname:<7}{ctx} {record.getMessage()}"
+
+
+class _JsonFormatter(logging.Formatter):
+    def __init__(self, context: dict[str, str]) -> None:
+        super().__init__()
+        self.context = {k: v for k, v in context.items() if v}
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        doc = {"ts": ts + "Z", "level": record.levelname, "msg": record.getMessage()}
+        doc.update(self.context)
+        return json.dumps(doc)
+
+
+def setup_logging(
+    redactor: Redactor,
+    *,
+    phase: str,
+    job: str | None = None,
+    task: str | None = None,
+    log_file: Path | None = None,
+    fmt: str = "text",
+    verbose: bool = False,
+) -> logging.Logger:
+    """Configure the node_agent logger for one phase; returns it."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    context = {"phase": phase, "job": job or "", "task": task or ""}
+    formatter: logging.Formatter = (
+        _JsonFormatter(context) if fmt == "json" else _TextFormatter(context)
+    )
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setLevel(logging.DEBUG if verbose else logging.INFO)
+    handlers: list[logging.Handler] = [stream]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setLevel(logging.DEBUG)
+        handlers.append(fh)
+    for h in handlers:
+        h.setFormatter(formatter)
+        h.addFilter(RedactingFilter(redactor))
+        logger.addHandler(h)
+    return logger
+
+
+def get_logger(name: str = "") -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)

@@ -1,0 +1,1 @@
+"""The four Batch task kinds, one module each."""

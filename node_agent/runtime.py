@@ -1,0 +1,85 @@
+"""What every phase does first (node, redactor, logging) and last (error -> exit code)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from node_agent.batchenv import ENTITLEMENT_TOKEN, BatchNode
+from node_agent.errors import ExitCode, NodeAgentError
+from node_agent.logs import setup_logging
+from node_agent.redact import Redactor
+
+
+@dataclass
+class Phase:
+    name: str
+    node: BatchNode
+    redactor: Redactor
+    log: logging.Logger
+    env: Mapping[str, str]
+
+
+def start_phase(
+    name: str,
+    *,
+    need_job: bool = False,
+    log_format: str = "text",
+    verbose: bool = False,
+    env: Mapping[str, str] | None = None,
+    redactor: Redactor | None = None,
+) -> Phase:
+    env = dict(os.environ if env is None else env)
+    redactor = redactor or Redactor()
+    redactor.add(env.get(ENTITLEMENT_TOKEN))
+    node = BatchNode.from_env(env, need_job=need_job)
+    parts = [name] + ([node.job_id] if node.job_id else []) + ([node.task_id] if node.task_id else [])
+    log_file = node.logs_dir / ("_".join(parts) + ".log")
+    log = setup_logging(
+        redactor, phase=name, job=node.job_id, task=node.task_id, log_file=log_file,
+        fmt=log_format, verbose=verbose,
+    )
+    return Phase(name, node, redactor, log, env)
+
+
+def run_edge(fn: Callable[[Redactor], int], redactor: Redactor | None = None) -> int:
+    """Call a phase; turn its errors into one redacted line on stderr and an exit code."""
+    redactor = redactor or Redactor()
+    redactor.add(os.environ.get(ENTITLEMENT_TOKEN))
+    try:
+        return fn(redactor)
+    except NodeAgentError as e:
+        lines = str(e).splitlines() or [type(e).__name__]
+        for line in lines:
+            print(f"node-agent: error: {redactor(line)}", file=sys.stderr)
+        logging.getLogger("node_agent").debug("exit %d", int(e.exit_code))
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        print("node-agent: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line for the operator, details in the log file
+        logging.getLogger("node_agent").debug("internal error", exc_info=True)
+        msg = redactor(f"{type(e).__name__}: {e}".splitlines()[0])
+        print(f"node-agent: internal error: {msg} (details in the phase log)", file=sys.stderr)
+        return int(ExitCode.FAILED)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temporary name beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,234 @@
+"""The job spec: one validated document (JSON or YAML) that describes a render job."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from node_agent.batchenv import ENTITLEMENT_VARS
+from node_agent.errors import SpecError
+from node_agent.frames import parse_frames
+
+RENDERERS = ("blender", "maya", "arnold", "vray", "3dsmax", "custom")
+PLACEHOLDERS = frozenset(
+    {
+        "scene", "frame", "frames", "start", "end", "step", "output_dir", "output_prefix",
+        "output_pattern", "output_format", "assets_dir", "task_dir", "threads", "job_id",
+        "task_id", "executable",
+    }
+)
+_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_container(v: str | None) -> str | None:
+    if v is not None and not _CONTAINER.match(v):
+        raise ValueError(
+            f"'{v}' is not a valid container name (3-63 of a-z, 0-9, '-'; no '--'; "
+            "starts and ends with a letter or digit)"
+        )
+    return v
+
+
+def _check_relpath(v: str) -> str:
+    if not v or "\x00" in v or "\\" in v:
+        raise ValueError("must be a relative path with '/' separators")
+    p = PurePosixPath(v)
+    if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", v):
+        raise ValueError(f"'{v}' must stay inside the assets folder (no absolute path, no '..')")
+    return v
+
+
+class StorageAuth(_Model):
+    """How to authenticate. Secrets are never in the spec: `env` names the variable holding it."""
+
+    kind: Literal["emulator", "connection_string", "sas", "account_key", "managed_identity"]
+    env: str | None = Field(None, description="environment variable holding the secret")
+    client_id: str | None = Field(None, description="user-assigned managed identity client id")
+
+    @model_validator(mode="after")
+    def _needs_env(self) -> StorageAuth:
+        if self.kind in ("connection_string", "sas", "account_key") and not self.env:
+            raise ValueError(f"auth kind '{self.kind}' needs 'env': the variable holding the secret")
+        if self.env is not None and not _ENV_NAME.match(self.env):
+            raise ValueError(f"env '{self.env}' is not a valid environment variable name")
+        return self
+
+
+class Storage(_Model):
+    account_url: str
+    auth: StorageAuth
+
+    @field_validator("account_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", v):
+            raise ValueError(f"'{v}' is not an account URL like https://<account>.blob.core.windows.net")
+        if "?" in v or "sig=" in v:
+            raise ValueError("must not carry a SAS: put the SAS in the variable named by auth.env")
+        return v.rstrip("/")
+
+
+class AssetSource(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    container: str
+    prefix: str = ""
+    dest: str = Field("", description="subfolder of the job's assets folder ('' = its root)")
+
+    _container = field_validator("container")(_check_container)
+
+    @field_validator("dest")
+    @classmethod
+    def _dest(cls, v: str) -> str:
+        return _check_relpath(v) if v else v
+
+
+class Output(_Model):
+    container: str | None = Field(None, description="default: the job's File Conventions container")
+    prefix: str = ""
+    pattern: str = Field("frame_####", pattern=r"^[A-Za-z0-9_.#-]{1,100}$")
+    format: Literal["PNG", "JPEG", "OPEN_EXR", "TIFF"] = "PNG"
+
+    _container = field_validator("container")(_check_container)
+
+
+class Render(_Model):
+    renderer: Literal["blender", "maya", "arnold", "vray", "3dsmax", "custom"]
+    scene: str
+    frames: str
+    frames_per_task: int = Field(1, ge=1, le=10_000)
+    output: Output = Output()
+    executable: str | None = None
+    command: list[str] | None = Field(None, description="TD template: arguments with {placeholders}")
+    options: dict[str, str | int | float | bool] = {}
+    env: dict[str, str] = {}
+    timeout_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    stall_timeout_s: int | None = Field(None, ge=1)
+    threads: int = Field(0, ge=0, le=1024)
+
+    _scene = field_validator("scene")(_check_relpath)
+
+    @field_validator("frames")
+    @classmethod
+    def _frames(cls, v: str) -> str:
+        parse_frames(v)
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if name.upper() in ENTITLEMENT_VARS:
+                raise ValueError(
+                    f"'{name}' is set by Batch for software entitlement and cannot be overridden"
+                )
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"'{name}' is not a valid environment variable name")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _template(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("command template is empty")
+        for arg in v:
+            for _, name, spec, conv in string.Formatter().parse(arg):
+                if name is None:
+                    continue
+                if name not in PLACEHOLDERS:
+                    raise ValueError(
+                        f"unknown placeholder '{{{name}}}' (known: {', '.join(sorted(PLACEHOLDERS))})"
+                    )
+                if spec or conv:
+                    raise ValueError(f"placeholder '{{{name}}}' takes no format spec or conversion")
+        return v
+
+    @model_validator(mode="after")
+    def _custom_needs_command(self) -> Render:
+        if self.renderer == "custom" and not self.command:
+            raise ValueError("renderer 'custom' needs a 'command' template")
+        return self
+
+    @property
+    def frame_list(self) -> list[int]:
+        return parse_frames(self.frames)
+
+
+class Policies(_Model):
+    task_retries: int = Field(1, ge=0, le=20)
+    cleanup: Literal["job", "keep"] = "job"
+    free_space_reserve_mb: int = Field(1024, ge=0)
+
+
+class JobSpec(_Model):
+    job_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    storage: Storage
+    assets: list[AssetSource] = Field(min_length=1)
+    render: Render
+    policies: Policies = Policies()
+
+    @model_validator(mode="after")
+    def _unique_assets(self) -> JobSpec:
+        names = [a.name for a in self.assets]
+        if len(names) != len(set(names)):
+            raise ValueError("asset source names must be unique")
+        return self
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """One line per error: `<file>: <field.path>: <reason>`."""
+    lines = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            msg = "is required"
+        elif e["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        elif e["type"] == "literal_error":
+            msg = f"{e.get('input')!r} is not one of: {msg.split('Input should be ')[-1]}"
+        lines.append(f"{source}: {_field_path(tuple(e['loc']))}: {msg}")
+    return "\n".join(lines)
+
+
+def spec_from_data(data: Any, source: str = "job spec") -> JobSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the document must be a mapping of fields")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(source, err)) from None
+
+
+def load_spec(path: Path) -> JobSpec:
+    """Read and validate a job spec file (JSON or YAML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: job spec file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read job spec: {e}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SpecError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}") from None
+    return spec_from_data(data, str(path))
