@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test deps lint bench-sync clean
+.PHONY: demo test deps lint bench-sync bench-render clean
 
 $(BIN)/node-agent: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,3 +35,9 @@ lint: deps
 
 clean:
 	rm -rf $(VENV) node_modules .localpool demo-out examples/scene
+
+bench-sync: deps
+	$(BIN)/python bench/bench_sync.py
+
+bench-render: deps
+	$(BIN)/python bench/bench_render.py

@@ -137,6 +137,21 @@ def local_run_cmd(spec_path: Path, nodes: int, slots: int, workdir: Path, fresh:
     _exit(run_edge(go))
 
 
+def _register_command_modules() -> None:
+    """Each module in node_agent/commands/ adds its commands with `register(cli)`."""
+    import importlib
+    import pkgutil
+
+    from node_agent import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"node_agent.commands.{info.name}")
+        module.register(cli)
+
+
+_register_command_modules()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="node-agent", standalone_mode=False)

@@ -170,6 +170,7 @@ class Policies(_Model):
     task_retries: int = Field(1, ge=0, le=20)
     cleanup: Literal["job", "keep"] = "job"
     free_space_reserve_mb: int = Field(1024, ge=0)
+    cache_budget_mb: int | None = Field(None, ge=0, description="shared asset cache budget")
 
 
 class JobSpec(_Model):

@@ -1,0 +1,1 @@
+"""Command modules: each defines `register(cli: click.Group)` and is found automatically."""

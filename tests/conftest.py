@@ -1,0 +1,77 @@
+"""Shared fixtures: a real Azurite per test session, local Batch node environments."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node_agent.azurite import AzuriteServer
+from node_agent.redact import Redactor
+from node_agent.spec import JobSpec, spec_from_data
+from node_agent.storage import BlobStore
+
+REPO = Path(__file__).resolve().parents[1]
+STANDINS = REPO / "tests" / "standins"
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteServer]:
+    """A blob-only Azurite on a free port, stopped at the end of the session."""
+    server = AzuriteServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def make_spec_doc(account_url: str, **render: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "job_id": "job-a",
+        "storage": {"account_url": account_url, "auth": {"kind": "emulator"}},
+        "assets": [{"name": "scene", "container": "assets", "prefix": "proj/"}],
+        "render": {"renderer": "blender", "scene": "spin.blend", "frames": "1-2", **render},
+    }
+    return doc
+
+
+@pytest.fixture
+def spec_doc(azurite: AzuriteServer) -> dict[str, object]:
+    return make_spec_doc(azurite.account_url)
+
+
+@pytest.fixture
+def store(azurite: AzuriteServer) -> BlobStore:
+    spec: JobSpec = spec_from_data(make_spec_doc(azurite.account_url))
+    return BlobStore(spec.storage, Redactor())
+
+
+def node_env(root: Path, job: str | None = None, task: str | None = None) -> dict[str, str]:
+    """The environment Batch gives a task on a node rooted at `root` (start task if no job)."""
+    for d in ("shared", "startup", "fsmounts", "workitems"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZ_BATCH_")}
+    env.update(
+        AZ_BATCH_NODE_ROOT_DIR=str(root),
+        AZ_BATCH_NODE_SHARED_DIR=str(root / "shared"),
+        AZ_BATCH_NODE_STARTUP_DIR=str(root / "startup"),
+        AZ_BATCH_NODE_MOUNTS_DIR=str(root / "fsmounts"),
+        AZ_BATCH_NODE_ID="tvmps_test",
+        AZ_BATCH_POOL_ID="testpool",
+        AZ_BATCH_ACCOUNT_URL="https://testaccount.eastus.batch.azure.example",
+        AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN="entitlement-token-3f9a2b7c1d",
+    )
+    if job is None:
+        task_dir = root / "startup"
+    else:
+        task_dir = root / "workitems" / job / "job-1" / (task or "jobpreparation")
+        env.update(AZ_BATCH_JOB_ID=job, AZ_BATCH_TASK_ID=task or "jobpreparation")
+        prep = root / "workitems" / job / "job-1" / "jobpreparation"
+        if task and task != "jobpreparation":
+            env.update(AZ_BATCH_JOB_PREP_DIR=str(prep), AZ_BATCH_JOB_PREP_WORKING_DIR=str(prep / "wd"))
+    (task_dir / "wd").mkdir(parents=True, exist_ok=True)
+    env.update(AZ_BATCH_TASK_DIR=str(task_dir), AZ_BATCH_TASK_WORKING_DIR=str(task_dir / "wd"))
+    return env
+
