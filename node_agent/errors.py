@@ -12,8 +12,8 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # unexpected internal error (a bug): one line, see the log file
-    USAGE = 2  # bad job spec, bad arguments
-    ENVIRONMENT = 3  # not on a Batch node / missing AZ_BATCH_* variable
+    USAGE = 2  # bad job spec, bad arguments, not inside a Batch task (missing AZ_BATCH_*)
+    ENVIRONMENT = 2  # alias of USAGE: a missing AZ_BATCH_* variable is a usage error
     STORAGE = 4  # storage unreachable, auth failed, container/blob missing
     ASSETS = 5  # asset sync failed or some blob names were refused
     DISK_FULL = 6  # not enough free space
