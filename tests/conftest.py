@@ -75,3 +75,26 @@ def node_env(root: Path, job: str | None = None, task: str | None = None) -> dic
     env.update(AZ_BATCH_TASK_DIR=str(task_dir), AZ_BATCH_TASK_WORKING_DIR=str(task_dir / "wd"))
     return env
 
+
+
+@pytest.fixture(scope="session")
+def blender_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo scene (spin.blend + textures/), built once per session by real Blender."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("scene")
+    subprocess.run(
+        ["blender", "-b", "--python-exit-code", "1", "-P", str(REPO / "examples" / "make_scene.py"),
+         "--", str(out)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+    )
+    return out
+
+
+def upload_tree(store: BlobStore, local: Path, container: str, prefix: str) -> int:
+    store.ensure_container(container)
+    n = 0
+    for f in sorted(p for p in local.rglob("*") if p.is_file()):
+        store.upload_file(f, container, prefix + f.relative_to(local).as_posix())
+        n += 1
+    return n

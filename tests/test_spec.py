@@ -1,0 +1,115 @@
+"""Bad job specs: one line per error naming the field, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from node_agent.errors import SpecError
+from node_agent.frames import chunk_frames, format_frames, parse_frames
+from node_agent.spec import load_spec, spec_from_data
+
+GOOD = {
+    "job_id": "j1",
+    "storage": {"account_url": "http://127.0.0.1:10000/devstoreaccount1", "auth": {"kind": "emulator"}},
+    "assets": [{"name": "scene", "container": "assets", "prefix": "p/"}],
+    "render": {"renderer": "blender", "scene": "spin.blend", "frames": "1-10"},
+}
+
+
+def _with(path: str, value: object) -> dict:
+    doc = copy.deepcopy(GOOD)
+    node = doc
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[k]
+    if value is None:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return doc
+
+
+def _validate_cli(tmp_path: Path, doc: object) -> subprocess.CompletedProcess[str]:
+    f = tmp_path / "job.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    return subprocess.run(
+        [sys.executable, "-m", "node_agent", "validate", str(f)], capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "words"),
+    [
+        ("render.renderer", "povray", "render.renderer", "'povray' is not one of"),
+        ("render.frames", "1-x", "render.frames", "'1-x' is not a frame"),
+        ("render.frames", "10-1", "render.frames", "ends before it starts"),
+        ("render.scene", None, "render.scene", "is required"),
+        ("render.scene", "../../etc/passwd", "render.scene", "must stay inside"),
+        ("render.frames_per_task", "many", "render.frames_per_task", "valid integer"),
+        ("render.timeout_s", [1], "render.timeout_s", "valid integer"),
+        ("assets", [], "assets", "at least 1"),
+        ("storage.auth", {"kind": "sas"}, "storage.auth", "needs 'env'"),
+        ("render.colour", "red", "render.colour", "is not a known field"),
+        ("render.command", ["x", "{bogus}"], "render.command", "unknown placeholder '{bogus}'"),
+        ("render.env", {"AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN": "x"}, "render.env", "cannot be overridden"),
+        ("render.env", {"AZ_BATCH_ACCOUNT_URL": "https://evil"}, "render.env", "cannot be overridden"),
+        ("render.frames", "1-1000000000", "render.frames", "more than"),
+    ],
+)
+def test_bad_spec_one_line_exit_2(tmp_path: Path, path: str, value: object, field: str, words: str) -> None:
+    res = _validate_cli(tmp_path, _with(path, value))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f": {field}: " in lines[0] and words in lines[0], lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_good_spec_validates(tmp_path: Path) -> None:
+    res = _validate_cli(tmp_path, GOOD)
+    assert res.returncode == 0, res.stderr
+    assert "10 frames" in res.stdout
+
+
+def test_unreadable_documents(tmp_path: Path) -> None:
+    bad = tmp_path / "job.yaml"
+    bad.write_text("render: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "missing.yaml")
+    with pytest.raises(SpecError, match="must be a mapping"):
+        spec_from_data(["a"])
+
+
+def test_frame_sets() -> None:
+    assert parse_frames("1-5") == [1, 2, 3, 4, 5]
+    assert parse_frames("1-10x3") == [1, 4, 7, 10]
+    assert parse_frames("1,5,10-12") == [1, 5, 10, 11, 12]
+    assert parse_frames("3,1,3") == [1, 3]
+    for text in ["1-4", "1-10x3", "1,5,10-12", "7"]:
+        assert parse_frames(format_frames(parse_frames(text))) == parse_frames(text)
+    assert chunk_frames(list(range(1, 11)), 4) == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    for bad in ["", "a", "1-", "5-1", "1-5x0", "1--5"]:
+        with pytest.raises(ValueError):
+            parse_frames(bad)
+
+
+def test_outside_batch_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AZ_BATCH_")}
+    res = subprocess.run(
+        [sys.executable, "-m", "node_agent", "start-task"], capture_output=True, text=True, env=env,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "node-agent: error: AZ_BATCH_NODE_ROOT_DIR is not set: node-agent phases run inside an "
+        "Azure Batch task (or `node-agent local run`)"
+    ]
+    assert list(tmp_path.iterdir()) == []
