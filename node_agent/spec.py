@@ -115,6 +115,8 @@ class Render(_Model):
     timeout_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
     stall_timeout_s: int | None = Field(None, ge=1)
     threads: int = Field(0, ge=0, le=1024)
+    path_map: dict[str, str] = Field({}, description="workstation prefix -> folder under assets")
+    kill_grace_s: int = Field(10, ge=0, le=600)
 
     _scene = field_validator("scene")(_check_relpath)
 
@@ -134,6 +136,16 @@ class Render(_Model):
                 )
             if not _ENV_NAME.match(name):
                 raise ValueError(f"'{name}' is not a valid environment variable name")
+        return v
+
+    @field_validator("path_map")
+    @classmethod
+    def _path_map(cls, v: dict[str, str]) -> dict[str, str]:
+        for src, dst in v.items():
+            if not src.strip():
+                raise ValueError("path_map: a workstation prefix is empty")
+            if dst:
+                _check_relpath(dst)
         return v
 
     @field_validator("command")
