@@ -30,6 +30,8 @@ def exit_conditions() -> dict[str, Any]:
     """Retry what can pass on another try; stop the job on what never will."""
     return {
         "exitCodes": [
+            # a license failure is retried (maxTaskRetryCount) without stopping the job
+            {"code": int(ExitCode.LICENSE), "exitOptions": {"jobAction": "none"}},
             {"code": int(ExitCode.USAGE), "exitOptions": {"jobAction": "terminate"}},
             {"code": int(ExitCode.MISSING_ASSET), "exitOptions": {"jobAction": "terminate"}},
         ],
