@@ -38,6 +38,8 @@ _OPTIONAL = {
 }
 
 AGENT_DIRNAME = "node_agent"
+# Where Batch puts the node root: Ubuntu, CentOS, Windows, VM sizes without a temp disk.
+STANDARD_ROOTS = ("/mnt/batch/tasks", "/mnt/resource/batch/tasks", "D:\\batch\\tasks", "/opt/batch/data")
 
 
 class BatchNode(BaseModel):
@@ -89,6 +91,15 @@ class BatchNode(BaseModel):
         if token:
             values["entitlement_token"] = SecretStr(token)
         return cls.model_validate(values)
+
+    @classmethod
+    def from_root(cls, root: Path) -> BatchNode:
+        """The node as seen from an SSH/RDP session, where no AZ_BATCH_* variable is set."""
+        return cls(
+            root_dir=root, shared_dir=root / "shared", startup_dir=root / "startup",
+            task_dir=root / "startup", task_working_dir=root / "startup" / "wd",
+            mounts_dir=root / "fsmounts",
+        )
 
     # --- node_agent's own folders, all under the shared dir -----------------
     @property

@@ -1,0 +1,70 @@
+"""`node-agent doctor` and `node-agent status`: for ops on a node over SSH/RDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from node_agent.errors import ExitCode
+from node_agent.redact import Redactor
+from node_agent.runtime import run_edge
+
+_root = click.option(
+    "--root", type=click.Path(path_type=Path), default=None,
+    help="The node's AZ_BATCH_NODE_ROOT_DIR (default: from the task's variables, else "
+    "/mnt/batch/tasks and Batch's other standard places).",
+)
+
+
+@click.command("doctor")
+@_root
+@click.option("--spec", "spec_path", type=click.Path(path_type=Path), default=None,
+              help="Job spec whose storage to probe (default: the newest job on the node).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool) -> None:
+    """Say what is wrong with this node. Exit 0 only when every required check passes.
+
+    Checks: Batch and entitlement variables (values redacted), node_agent's folders,
+    free disk, shared cache size and budget, renderers on PATH, mounts (each listed with
+    a timeout), storage reachable with the job's credentials (one cheap request), and
+    the last tasks that ran here with their exit class.
+    """
+    from node_agent.ops import doctor
+    from node_agent.ops.nodeview import locate_node
+
+    def go(r: Redactor) -> int:
+        node = locate_node(root)
+        checks, tasks = doctor.run_checks(node, dict(os.environ), r, spec_path)
+        doc = doctor.as_json(checks, tasks)
+        if as_json:
+            click.echo(r(json.dumps(doc, indent=2)))
+        else:
+            click.echo(r(doctor.report(checks, tasks, color=sys.stdout.isatty())))
+        return 0 if doc["ok"] else int(ExitCode.HEALTH)
+
+    sys.exit(run_edge(go))
+
+
+@click.command("status")
+@_root
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_cmd(root: Path | None, as_json: bool) -> None:
+    """What is on this node: cached jobs with sizes and last use, tasks with exit codes and logs."""
+    from node_agent.ops.nodeview import locate_node
+    from node_agent.ops.status import status_doc, status_text
+
+    def go(r: Redactor) -> int:
+        doc = status_doc(locate_node(root))
+        click.echo(json.dumps(doc, indent=2) if as_json else status_text(doc))
+        return 0
+
+    sys.exit(run_edge(go))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(doctor_cmd)
+    cli.add_command(status_cmd)

@@ -1,0 +1,99 @@
+"""Reading a node's state from disk, for ops tools that run outside any Batch task."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node_agent.batchenv import STANDARD_ROOTS, BatchNode
+from node_agent.errors import EnvironmentMissing
+
+
+def locate_node(root: Path | None, env: Mapping[str, str] | None = None) -> BatchNode:
+    """From --root, else the task's AZ_BATCH_* variables, else Batch's standard locations."""
+    env = os.environ if env is None else env
+    if root is not None:
+        if not root.is_dir():
+            raise EnvironmentMissing(f"--root: {root} is not a folder")
+        return BatchNode.from_root(root.resolve())
+    if env.get("AZ_BATCH_NODE_ROOT_DIR"):
+        try:
+            return BatchNode.from_env(env)
+        except EnvironmentMissing:
+            return BatchNode.from_root(Path(env["AZ_BATCH_NODE_ROOT_DIR"]))
+    for candidate in STANDARD_ROOTS:
+        if Path(candidate, "shared").is_dir():
+            return BatchNode.from_root(Path(candidate))
+    raise EnvironmentMissing(
+        "no Batch node found: pass --root <AZ_BATCH_NODE_ROOT_DIR> (looked in "
+        + ", ".join(STANDARD_ROOTS) + ")"
+    )
+
+
+@dataclass
+class TaskRecord:
+    job: str
+    task: str
+    exit_code: int | None
+    exit_class: str
+    wall_s: float | None
+    finished_at: str
+    task_dir: Path
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def task_records(node: BatchNode) -> list[TaskRecord]:
+    """Every frame task that left a summary on this node, newest first."""
+    out = []
+    for summary in node.root_dir.glob("workitems/*/*/*/summary.json"):
+        doc = _read_json(summary)
+        out.append(
+            TaskRecord(
+                job=str(doc.get("job") or summary.parents[2].name),
+                task=str(doc.get("task") or summary.parent.name),
+                exit_code=doc.get("exit_code"),
+                exit_class=str(doc.get("exit_class", "unknown")),
+                wall_s=doc.get("wall_s"),
+                finished_at=str(doc.get("finished_at", "")),
+                task_dir=summary.parent,
+            )
+        )
+    return sorted(out, key=lambda r: r.finished_at, reverse=True)
+
+
+def tree_size(path: Path) -> int:
+    """Bytes under path, counting each hard-linked file once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def cached_jobs(node: BatchNode) -> list[dict[str, Any]]:
+    jobs_dir = node.agent_dir / "jobs"
+    out = []
+    if jobs_dir.is_dir():
+        for job in sorted(p for p in jobs_dir.iterdir() if p.is_dir()):
+            spec = job / "spec.json"
+            last = max((p.stat().st_mtime for p in (spec, job / "prep.json") if p.exists()), default=0.0)
+            out.append({"job": job.name, "bytes": tree_size(job), "last_use": last, "path": str(job)})
+    return out
