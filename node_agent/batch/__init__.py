@@ -1,0 +1,1 @@
+"""Azure Batch: pool and job JSON, the node package, submission."""

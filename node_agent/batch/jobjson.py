@@ -1,0 +1,89 @@
+"""The Batch job and its tasks (REST bodies), built on the plan the local pool runs.
+
+`jobplan.plan_job` is the single source of command lines, retries and exit conditions; this
+module only ADDS what a real Batch account needs (the pool, NODE_AGENT_HOME, where the job
+preparation task downloads the spec from). `local_plan` strips those additions again, so
+`node-agent local run` can execute a generated document unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from node_agent.batch.pooljson import PoolConfig
+from node_agent.errors import SpecError
+from node_agent.jobplan import SPEC_FILE, plan_job
+from node_agent.spec import JobSpec
+
+SPEC_CONTAINER = "node-agent"
+MAX_TASKS_PER_REQUEST = 100  # Batch's limit for one add-task-collection request
+
+
+def spec_blob(job_id: str) -> str:
+    return f"jobs/{job_id}/{SPEC_FILE}"
+
+
+def spec_url(spec: JobSpec) -> str:
+    """Where `submit` uploads the spec; job preparation downloads it from there."""
+    return f"{spec.storage.account_url}/{SPEC_CONTAINER}/{spec_blob(spec.job_id)}"
+
+
+def _windows(command_line: str) -> str:
+    """The Windows form of a plan command line: `run.sh` -> `run.cmd` under cmd.exe."""
+    prefix = "/bin/bash -c '"
+    if not command_line.startswith(prefix) or not command_line.endswith("'"):
+        raise SpecError(f"cannot translate command line for Windows: {command_line}")
+    inner = command_line[len(prefix) : -1]
+    inner = inner.replace("$NODE_AGENT_HOME", "%NODE_AGENT_HOME%").replace("/", "\\")
+    inner = inner.replace("\\run.sh", "\\run.cmd").replace(
+        "\\bin\\node-agent", "\\bin\\node-agent.cmd"
+    )
+    return f'cmd /c "{inner}"'
+
+
+def job_json(spec: JobSpec, pool: PoolConfig, spec_source: str | None = None) -> dict[str, Any]:
+    """`{"job": <POST /jobs body>, "tasks": [<task bodies>]}` for a spec on a pool."""
+    plan = plan_job(spec)
+    tasks = plan.pop("tasks")
+    job = copy.deepcopy(plan)
+    home = [{"name": "NODE_AGENT_HOME", "value": pool.home()}]
+    job["poolInfo"] = {"poolId": pool.pool_id}
+    job["commonEnvironmentSettings"] = home
+    # Batch counts a job without tasks as complete: `submit` switches this to terminatejob
+    # only after the last task is added.
+    job["onAllTasksComplete"] = "noaction"
+    job["usesTaskDependencies"] = False
+    job["metadata"] = [{"name": "created-by", "value": "node-agent"}]
+    source: dict[str, Any] = {"httpUrl": spec_source or spec_url(spec)}
+    if pool.identity_resource_id:
+        source["identityReference"] = {"resourceId": pool.identity_resource_id}
+    for rf in job["jobPreparationTask"]["resourceFiles"]:
+        rf.update(source)
+    if pool.os == "windows":
+        for t in (job["jobPreparationTask"], job["jobReleaseTask"], *tasks):
+            t["commandLine"] = _windows(t["commandLine"])
+    return {"job": job, "tasks": tasks}
+
+
+def local_plan(doc: dict[str, Any]) -> dict[str, Any]:
+    """The plan the local pool executes, recovered from a `job_json` document."""
+    job = copy.deepcopy(doc["job"])
+    for key in (
+        "poolInfo",
+        "commonEnvironmentSettings",
+        "onAllTasksComplete",
+        "usesTaskDependencies",
+        "metadata",
+    ):
+        job.pop(key, None)
+    for rf in job["jobPreparationTask"].get("resourceFiles", []):
+        rf.pop("httpUrl", None)
+        rf.pop("identityReference", None)
+    job["tasks"] = copy.deepcopy(doc["tasks"])
+    return job
+
+
+def task_chunks(tasks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    n = MAX_TASKS_PER_REQUEST
+    return [tasks[i : i + n] for i in range(0, len(tasks), n)]

@@ -1,0 +1,222 @@
+"""The Batch pool (REST body) for render nodes: image, start task that installs node_agent.
+
+The start task installs node_agent from its package (application package or resource file)
+into NODE_AGENT_HOME once per node, then runs the same `start_task/run.sh` the local pool runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from node_agent.errors import SpecError
+from node_agent.spec import JobSpec, format_validation_error
+
+OS = Literal["linux", "windows"]
+PACKAGE_FILE = "node-agent-package.zip"
+# Renderers whose pay-per-use license Batch granted through the pool's applicationLicenses.
+LICENSED_RENDERERS = ("maya", "arnold", "vray", "3dsmax")
+
+_IMAGES: dict[str, tuple[dict[str, str], str]] = {
+    "linux": (
+        {
+            "publisher": "canonical",
+            "offer": "0001-com-ubuntu-server-jammy",
+            "sku": "22_04-lts",
+            "version": "latest",
+        },
+        "batch.node.ubuntu 22.04",
+    ),
+    "windows": (
+        {
+            "publisher": "microsoftwindowsserver",
+            "offer": "windowsserver",
+            "sku": "2022-datacenter-smalldisk",
+            "version": "latest",
+        },
+        "batch.node.windows amd64",
+    ),
+}
+
+
+def agent_version() -> str:
+    try:
+        return version("node-agent")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0.0.0"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Image(_Model):
+    publisher: str
+    offer: str
+    sku: str
+    version: str = "latest"
+    node_agent_sku_id: str
+
+
+class PackageSource(_Model):
+    """Where the start task gets node_agent: a Batch application package or a resource file."""
+
+    kind: Literal["application", "resource_file"] = "application"
+    application_id: str = Field(default="node-agent", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    version: str = Field(default_factory=agent_version, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str | None = Field(default=None, description="resource_file: blob URL of the package zip")
+
+
+class PoolConfig(_Model):
+    pool_id: str = Field(default="render-pool", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    os: OS = "linux"
+    vm_size: str = "Standard_D8s_v5"
+    image: Image | None = None
+    dedicated_nodes: int = Field(default=1, ge=0)
+    low_priority_nodes: int = Field(default=0, ge=0)
+    task_slots_per_node: int = Field(default=1, ge=1, le=256)
+    package: PackageSource = PackageSource()
+    node_agent_home: str | None = Field(default=None, description="install folder on the node")
+    identity_resource_id: str | None = Field(
+        default=None, description="user-assigned managed identity (of the pool) that reads blobs"
+    )
+    mounts: list[dict[str, Any]] = Field(
+        default=[], max_length=10, description="mountConfiguration"
+    )
+    application_licenses: bool = Field(
+        default=False,
+        description="emit applicationLicenses (pay-per-use, retired by Azure in 2024)",
+    )
+
+    def home(self) -> str:
+        if self.node_agent_home:
+            return self.node_agent_home
+        v = self.package.version
+        return f"C:\\node_agent\\{v}" if self.os == "windows" else f"/opt/node_agent/{v}"
+
+    def with_os(self, os_name: OS | None) -> PoolConfig:
+        return (
+            self
+            if os_name is None or os_name == self.os
+            else self.model_copy(update={"os": os_name})
+        )
+
+
+def load_pool_config(path: Path | None) -> PoolConfig:
+    """The pool settings file (YAML or JSON); no file means the defaults."""
+    if path is None:
+        return PoolConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: pool config file not found") from None
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SpecError(f"{path}: cannot read pool config: {first}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the pool config must be a mapping of fields")
+    try:
+        return PoolConfig.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(str(path), err)) from None
+
+
+def app_package_var(application_id: str, pkg_version: str, os_name: OS) -> str:
+    """The variable Batch sets to an application package's folder on the node."""
+    if os_name == "windows":
+        return f"AZ_BATCH_APP_PACKAGE_{application_id.upper()}#{pkg_version}"
+    clean = re.sub(r"[^A-Za-z0-9]", "_", f"{application_id}_{pkg_version}")
+    return f"AZ_BATCH_APP_PACKAGE_{clean.lower()}"
+
+
+def _identity(cfg: PoolConfig) -> dict[str, Any]:
+    return (
+        {"identityReference": {"resourceId": cfg.identity_resource_id}}
+        if cfg.identity_resource_id
+        else {}
+    )
+
+
+def start_task(cfg: PoolConfig) -> dict[str, Any]:
+    """Install node_agent (idempotent), then the same start task script the local pool runs."""
+    pkg = cfg.package
+    resource_files: list[dict[str, Any]] = []
+    if pkg.kind == "resource_file":
+        if not pkg.url:
+            raise SpecError("package.url: a resource_file package needs the blob URL of its zip")
+        resource_files.append({"httpUrl": pkg.url, "filePath": PACKAGE_FILE, **_identity(cfg)})
+    if cfg.os == "windows":
+        if pkg.kind == "application":
+            src, pre = f"%{app_package_var(pkg.application_id, pkg.version, 'windows')}%", ""
+        else:
+            src = "pkg"
+            pre = f'powershell -NoProfile -Command "Expand-Archive -Force {PACKAGE_FILE} pkg" && '
+        cmd = (
+            f'cmd /c "{pre}"{src}\\bootstrap\\install.cmd" && '
+            f'"%NODE_AGENT_HOME%\\start_task\\run.cmd""'
+        )
+    else:
+        if pkg.kind == "application":
+            src, pre = f"${app_package_var(pkg.application_id, pkg.version, 'linux')}", ""
+        else:
+            src, pre = "pkg", f"python3 -m zipfile -e {PACKAGE_FILE} pkg && "
+        cmd = (
+            f'/bin/bash -c \'{pre}bash "{src}/bootstrap/install.sh" && '
+            f'"$NODE_AGENT_HOME/start_task/run.sh"\''
+        )
+    body: dict[str, Any] = {
+        "commandLine": cmd,
+        "environmentSettings": [{"name": "NODE_AGENT_HOME", "value": cfg.home()}],
+        # mounting and installing into NODE_AGENT_HOME need an elevated, pool-wide auto-user
+        "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "admin"}},
+        "maxTaskRetryCount": 2,
+        "waitForSuccess": True,
+    }
+    if resource_files:
+        body["resourceFiles"] = resource_files
+    return body
+
+
+def licenses_for(spec: JobSpec | None) -> list[str]:
+    if spec is None or spec.render.renderer not in LICENSED_RENDERERS:
+        return []
+    names = {spec.render.renderer}
+    if spec.render.renderer == "maya":  # Maya on the rendering images renders with Arnold
+        names.add("arnold")
+    return sorted(names)
+
+
+def pool_json(cfg: PoolConfig, spec: JobSpec | None = None) -> dict[str, Any]:
+    """The `POST /pools` body for a render pool."""
+    image, sku = _IMAGES[cfg.os]
+    image_ref = dict(image)
+    if cfg.image is not None:
+        image_ref = cfg.image.model_dump(exclude={"node_agent_sku_id"})
+        sku = cfg.image.node_agent_sku_id
+    body: dict[str, Any] = {
+        "id": cfg.pool_id,
+        "vmSize": cfg.vm_size,
+        "virtualMachineConfiguration": {"imageReference": image_ref, "nodeAgentSKUId": sku},
+        "targetDedicatedNodes": cfg.dedicated_nodes,
+        "targetLowPriorityNodes": cfg.low_priority_nodes,
+        "taskSlotsPerNode": cfg.task_slots_per_node,
+        "taskSchedulingPolicy": {"nodeFillType": "spread"},
+        "startTask": start_task(cfg),
+    }
+    if cfg.package.kind == "application":
+        body["applicationPackageReferences"] = [
+            {"applicationId": cfg.package.application_id, "version": cfg.package.version}
+        ]
+    if cfg.mounts:
+        body["mountConfiguration"] = list(cfg.mounts)
+    licenses = licenses_for(spec)
+    if cfg.application_licenses and licenses:
+        body["applicationLicenses"] = licenses
+    return body

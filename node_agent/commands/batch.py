@@ -1,0 +1,93 @@
+"""`node-agent batch pool-json|job-json|package|submit`: from a job spec to an Azure Batch job."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from node_agent.redact import Redactor
+from node_agent.runtime import run_edge
+
+_pool_config = click.option(
+    "--pool-config",
+    "pool_config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Pool settings (YAML/JSON): pool_id, vm_size, image, nodes, slots, package, mounts.",
+)
+_os = click.option(
+    "--os",
+    "os_name",
+    type=click.Choice(["linux", "windows"]),
+    default=None,
+    help="Node OS (overrides the pool config).",
+)
+
+
+def _emit(doc: Any, out: Path | None) -> None:
+    text = json.dumps(doc, indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def register(cli: click.Group) -> None:
+    @cli.group("batch")
+    def batch_group() -> None:
+        """Run a job spec on a real Azure Batch account (same scripts as the local pool)."""
+
+    @batch_group.command("pool-json")
+    @click.argument("spec_path", type=click.Path(path_type=Path))
+    @_pool_config
+    @_os
+    @click.option(
+        "--out", type=click.Path(path_type=Path), default=None, help="Write here, not stdout."
+    )
+    def pool_json_cmd(
+        spec_path: Path, pool_config: Path | None, os_name: str | None, out: Path | None
+    ) -> None:
+        """The POST /pools body of a render pool for SPEC."""
+        from node_agent.batch.pooljson import load_pool_config, pool_json
+        from node_agent.spec import load_spec
+
+        def go(r: Redactor) -> int:
+            spec = load_spec(spec_path)
+            cfg = load_pool_config(pool_config).with_os(os_name)  # type: ignore[arg-type]
+            _emit(pool_json(cfg, spec), out)
+            return 0
+
+        _exit(run_edge(go))
+
+    @batch_group.command("job-json")
+    @click.argument("spec_path", type=click.Path(path_type=Path))
+    @_pool_config
+    @_os
+    @click.option(
+        "--out", type=click.Path(path_type=Path), default=None, help="Write here, not stdout."
+    )
+    def job_json_cmd(
+        spec_path: Path, pool_config: Path | None, os_name: str | None, out: Path | None
+    ) -> None:
+        """The job (POST /jobs) and its tasks for SPEC: {"job": ..., "tasks": [...]}."""
+        from node_agent.batch.jobjson import job_json
+        from node_agent.batch.pooljson import load_pool_config
+        from node_agent.spec import load_spec
+
+        def go(r: Redactor) -> int:
+            spec = load_spec(spec_path)
+            cfg = load_pool_config(pool_config).with_os(os_name)  # type: ignore[arg-type]
+            _emit(job_json(spec, cfg), out)
+            return 0
+
+        _exit(run_edge(go))

@@ -1,0 +1,243 @@
+"""`batch pool-json` / `batch job-json`: REST bodies the azure-batch SDK accepts, built on jobplan."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from azure.batch import models as bm
+from azure.batch._utils.model_base import Model, SdkJSONEncoder
+from conftest import STANDINS, make_spec_doc, upload_tree
+
+from node_agent.azurite import AzuriteServer
+from node_agent.batch.jobjson import job_json, local_plan
+from node_agent.batch.pooljson import PackageSource, PoolConfig, pool_json
+from node_agent.cli import main
+from node_agent.errors import ExitCode
+from node_agent.jobplan import exit_conditions, plan_job
+from node_agent.localpool.node import LocalNode, TaskRun
+from node_agent.localpool.pool import make_nodes, run_job_on_nodes
+from node_agent.spec import JobSpec, spec_from_data
+from node_agent.storage import BlobStore
+
+URL = "https://acct.blob.core.windows.net"
+
+
+def unknown_fields(cls: type[Model], data: dict[str, Any], path: str = "") -> list[str]:
+    """Fields of `data` that are not REST fields of the SDK model `cls` (recursively)."""
+    inst = cls(data)
+    rest = {f._rest_name: attr for attr, f in type(inst)._attr_to_rest_field.items()}
+    bad = []
+    for key, value in data.items():
+        if key not in rest:
+            bad.append(path + key)
+            continue
+        sub = getattr(inst, rest[key])
+        pairs = list(zip(value, sub)) if isinstance(value, list) else [(value, sub)]
+        for raw, typed in pairs:
+            if isinstance(raw, dict) and isinstance(typed, Model):
+                bad += unknown_fields(type(typed), raw, f"{path}{key}.")
+    return bad
+
+
+def round_trip(cls: type[Model], data: dict[str, Any]) -> dict[str, Any]:
+    """Deserialize into the SDK model, serialize with the SDK's own encoder."""
+    return json.loads(json.dumps(cls(data), cls=SdkJSONEncoder))
+
+
+def _spec(**render: Any) -> JobSpec:
+    doc = make_spec_doc(URL, frames="1-250", frames_per_task=2, **render)
+    doc["storage"]["auth"] = {"kind": "managed_identity"}  # type: ignore[index]
+    return spec_from_data(doc)
+
+
+@pytest.mark.parametrize("os_name", ["linux", "windows"])
+@pytest.mark.parametrize("kind", ["application", "resource_file"])
+def test_pool_json_round_trips_through_sdk(os_name: str, kind: str) -> None:
+    cfg = PoolConfig(
+        os=os_name,
+        task_slots_per_node=4,  # type: ignore[arg-type]
+        package=PackageSource(kind=kind, url=f"{URL}/node-agent/packages/p.zip"),  # type: ignore[arg-type]
+        identity_resource_id="/subscriptions/s/resourceGroups/g/providers/x/userAssignedIdentities/render",
+        mounts=[
+            {
+                "azureBlobFileSystemConfiguration": {
+                    "accountName": "acct",
+                    "containerName": "assets",
+                    "relativeMountPath": "assets",
+                    "identityReference": {"resourceId": "/subscriptions/s/x/render"},
+                    "blobfuseOptions": "-o attr_timeout=240",
+                }
+            }
+        ],
+    )
+    body = pool_json(cfg, _spec())
+    assert unknown_fields(bm.BatchPoolCreateOptions, body) == []
+    assert round_trip(bm.BatchPoolCreateOptions, body) == body
+    pool = bm.BatchPoolCreateOptions(body)
+    st = pool.start_task
+    assert st.user_identity.auto_user.scope == bm.AutoUserScope.POOL
+    assert st.user_identity.auto_user.elevation_level == bm.ElevationLevel.ADMIN
+    assert st.wait_for_success is True
+    assert pool.task_slots_per_node == 4
+    assert [(e.name, e.value) for e in st.environment_settings] == [("NODE_AGENT_HOME", cfg.home())]
+    script = "start_task\\run.cmd" if os_name == "windows" else "start_task/run.sh"
+    assert st.command_line.rstrip("\"'").endswith(script)
+    assert (
+        pool.mount_configuration[0].azure_blob_file_system_configuration.container_name == "assets"
+    )
+    if kind == "application":
+        assert pool.application_package_references[0].application_id == "node-agent"
+    else:
+        assert st.resource_files[0].http_url.endswith("/p.zip")
+        assert st.resource_files[0].identity_reference.resource_id.endswith("/render")
+
+
+def test_application_licenses_only_when_asked_and_only_for_licensed_renderers() -> None:
+    maya = _spec(renderer="maya")
+    assert "applicationLicenses" not in pool_json(PoolConfig(), maya)
+    body = pool_json(PoolConfig(application_licenses=True), maya)
+    assert body["applicationLicenses"] == ["arnold", "maya"]
+    # azure-batch 15 (API 2025-06-01) no longer has the field: pay-per-use licensing was retired
+    assert unknown_fields(bm.BatchPoolCreateOptions, body) == ["applicationLicenses"]
+    assert "applicationLicenses" not in pool_json(PoolConfig(application_licenses=True), _spec())
+
+
+@pytest.mark.parametrize("os_name", ["linux", "windows"])
+def test_job_and_tasks_round_trip_through_sdk(os_name: str) -> None:
+    spec = _spec()
+    doc = job_json(spec, PoolConfig(os=os_name, identity_resource_id="/sub/x/id"))  # type: ignore[arg-type]
+    job, tasks = doc["job"], doc["tasks"]
+    assert unknown_fields(bm.BatchJobCreateOptions, job) == []
+    assert round_trip(bm.BatchJobCreateOptions, job) == job
+    assert len(tasks) == 125
+    for t in tasks:
+        assert unknown_fields(bm.BatchTaskCreateOptions, t) == []
+        assert round_trip(bm.BatchTaskCreateOptions, t) == t
+    m = bm.BatchJobCreateOptions(job)
+    assert m.pool_info.pool_id == "render-pool"
+    assert m.job_release_task.max_wall_clock_time.total_seconds() <= 15 * 60
+    assert m.job_preparation_task.wait_for_success is True
+    rf = m.job_preparation_task.resource_files[0]
+    assert rf.file_path == "job.json" and rf.http_url == f"{URL}/node-agent/jobs/job-a/job.json"
+    assert rf.identity_reference.resource_id == "/sub/x/id"
+    assert m.all_tasks_complete_mode == bm.BatchAllTasksCompleteMode.NO_ACTION
+    t = bm.BatchTaskCreateOptions(tasks[0])
+    assert t.constraints.max_task_retry_count == spec.policies.task_retries
+    if os_name == "windows":
+        assert (
+            t.command_line
+            == 'cmd /c ""%NODE_AGENT_HOME%\\bin\\node-agent.cmd" render --frames 1-2"'
+        )
+        assert "job_prep\\run.cmd" in m.job_preparation_task.command_line
+
+
+def test_exit_conditions_come_from_the_exit_code_table() -> None:
+    doc = job_json(_spec(), PoolConfig())
+    table = {e["code"]: e["exitOptions"]["jobAction"] for e in exit_conditions()["exitCodes"]}
+    assert table == {
+        int(ExitCode.LICENSE): "none",
+        int(ExitCode.USAGE): "terminate",
+        int(ExitCode.MISSING_ASSET): "terminate",
+    }
+    for t in doc["tasks"]:
+        ec = bm.BatchTaskCreateOptions(t).exit_conditions
+        by_code = {e.code: e.exit_options.job_action for e in ec.exit_codes}
+        assert by_code[11] == bm.BatchJobActionKind.NONE
+        assert by_code[2] == by_code[12] == bm.BatchJobActionKind.TERMINATE
+        assert ec.default.job_action == bm.BatchJobActionKind.NONE
+
+
+def test_batch_json_is_the_local_plan_plus_batch_only_fields() -> None:
+    spec = _spec()
+    doc = job_json(spec, PoolConfig())
+    assert local_plan(doc) == plan_job(spec)
+    plan_tasks = plan_job(spec)["tasks"]
+    assert [t["commandLine"] for t in doc["tasks"]] == [t["commandLine"] for t in plan_tasks]
+
+
+def test_commands_print_the_bodies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
+    cfg = tmp_path / "pool.yaml"
+    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "task_slots_per_node": 2}))
+    assert (
+        main(["batch", "pool-json", str(spec), "--pool-config", str(cfg), "--os", "windows"]) == 0
+    )
+    pool = json.loads(capsys.readouterr().out)
+    assert pool["id"] == "farm" and pool["taskSlotsPerNode"] == 2
+    assert pool["virtualMachineConfiguration"]["nodeAgentSKUId"] == "batch.node.windows amd64"
+    assert main(["batch", "job-json", str(spec), "--pool-config", str(cfg)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["job"]["poolInfo"]["poolId"] == "farm"
+    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "vm_sise": "x"}))
+    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    err = capsys.readouterr().err
+    assert err.strip() == f"node-agent: error: {cfg}: vm_sise: is not a known field"
+
+
+@dataclass
+class RecordingNode(LocalNode):
+    """A real local node that also notes the command line of every task it runs."""
+
+    commands: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def run(
+        self,
+        kind: str,
+        command_line: str,
+        task_dir: Path,
+        extra_env: dict[str, str],  # type: ignore[override]
+        attempt: int = 0,
+        resource_files: dict[str, bytes] | None = None,
+    ) -> TaskRun:
+        self.commands.append((kind, task_dir.name, command_line))
+        return super().run(kind, command_line, task_dir, extra_env, attempt, resource_files)
+
+
+def test_local_pool_runs_the_generated_job_json_unchanged(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "spin.blend").write_bytes(b"x")
+    upload_tree(store, src, "assets", "batchjson/")
+    state = tmp_path / "state"
+    state.mkdir()
+    doc = make_spec_doc(
+        azurite.account_url,
+        renderer="custom",
+        frames="1-6",
+        frames_per_task=2,
+        command=[
+            sys.executable,
+            str(STANDINS / "pool_test_renderer.py"),
+            "{output_dir}",
+            "{frames}",
+            str(state),
+            "none",
+            "{task_id}",
+        ],
+    )
+    doc["job_id"] = "batch-json-local"
+    doc["assets"][0]["prefix"] = "batchjson/"  # type: ignore[index]
+    spec = spec_from_data(doc)
+    batch_doc = json.loads(json.dumps(job_json(spec, PoolConfig())))  # exactly what job-json prints
+    nodes = []
+    for n in make_nodes(tmp_path / "pool", "localpool", 2):
+        nodes.append(RecordingNode(n.node_id, n.root, n.pool_id, n.token))
+    result = run_job_on_nodes(spec, local_plan(batch_doc), list(nodes), 1)
+    assert result.exit_code == 0 and result.failed_tasks == []
+    ran = {(tid, cmd) for n in nodes for kind, tid, cmd in n.commands if kind == "task"}
+    assert ran == {(t["id"], t["commandLine"]) for t in batch_doc["tasks"]}
+    preps = {cmd for n in nodes for kind, _, cmd in n.commands if kind == "jobpreparation"}
+    assert preps == {batch_doc["job"]["jobPreparationTask"]["commandLine"]}
+    releases = {cmd for n in nodes for kind, _, cmd in n.commands if kind == "jobrelease"}
+    assert releases == {batch_doc["job"]["jobReleaseTask"]["commandLine"]}
+    rendered = sorted(int(x.split()[0]) for x in (state / "rendered.txt").read_text().splitlines())
+    assert rendered == [1, 2, 3, 4, 5, 6]
