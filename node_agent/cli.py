@@ -37,14 +37,17 @@ def cli() -> None:
 
 
 @cli.command("start-task", epilog=EXIT_CODES_HELP)
+@click.option("--pool-config", type=click.Path(path_type=Path), default=None,
+              help="Pool config: mounts and health checks (docs/ops.md).")
 @_log_format
 @_verbose
-def start_task_cmd(log_format: str, verbose: bool) -> None:
-    """Prepare this node: node_agent's folders, node facts. Safe to re-run."""
+def start_task_cmd(pool_config: Path | None, log_format: str, verbose: bool) -> None:
+    """Prepare this node: node_agent's folders, node facts, mounts, health. Safe to re-run."""
     from node_agent.phases import start_task
 
     def go(r: Redactor) -> int:
-        return start_task.run(start_phase("start-task", log_format=log_format, verbose=verbose, redactor=r))
+        phase = start_phase("start-task", log_format=log_format, verbose=verbose, redactor=r)
+        return start_task.run(phase, pool_config)
 
     _exit(run_edge(go))
 

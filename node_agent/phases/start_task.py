@@ -1,15 +1,27 @@
-"""Start task: prepare node_agent's folders and record what this node is."""
+"""Start task: prepare node_agent's folders, record what this node is, and, with a pool
+config, make the pool's mounts and check the node's health.
+
+Progress lines go to stdout (Batch's startup/stdout.txt) so that, when the node is
+unfit, the first line on stderr is the reason.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
+import sys
 import time
+from pathlib import Path
 
 import psutil
 
+from node_agent import health
+from node_agent.errors import HealthError
+from node_agent.mounts.manager import MountContext, ensure_mounts, results_json
+from node_agent.poolconfig import PoolConfig, load_pool_config
 from node_agent.runtime import Phase, write_atomic
 
 RENDERER_BINARIES = ("blender", "Render", "kick", "vray", "3dsmaxcmdio")
@@ -37,16 +49,57 @@ def node_facts(phase: Phase) -> dict[str, object]:
     }
 
 
-def run(phase: Phase) -> int:
+def _progress_to_stdout(log: logging.Logger) -> None:
+    for h in log.handlers:
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr:
+            h.setStream(sys.stdout)
+
+
+def run(phase: Phase, pool_config: Path | None = None) -> int:
     node = phase.node
-    for d in (node.agent_dir, node.logs_dir, node.state_dir, node.cache_dir, node.agent_dir / "jobs"):
+    _progress_to_stdout(phase.log)
+    config = load_pool_config(pool_config) if pool_config else None
+    for d in (
+        node.agent_dir,
+        node.logs_dir,
+        node.state_dir,
+        node.cache_dir,
+        node.agent_dir / "jobs",
+    ):
         d.mkdir(parents=True, exist_ok=True)
     facts = node_facts(phase)
     write_atomic(node.state_dir / "node.json", json.dumps(facts, indent=2).encode())
-    renderers = ", ".join(sorted(facts["renderers"])) or "none"  # type: ignore[arg-type]
+    found = facts["renderers"]
+    names = ", ".join(sorted(found)) if isinstance(found, dict) and found else "none"
+    disk = shutil.disk_usage(node.root_dir)
     phase.log.info(
         "node %s ready: %s cores, %.1f GiB memory, %.1f GiB free on the Batch disk, renderers: %s",
-        node.node_id, facts["cores"], int(facts["memory_bytes"]) / 2**30,  # type: ignore[call-overload]
-        int(facts["root_disk_free_bytes"]) / 2**30, renderers,  # type: ignore[call-overload]
+        node.node_id,
+        os.cpu_count(),
+        psutil.virtual_memory().total / 2**30,
+        disk.free / 2**30,
+        names,
     )
+    if config is not None:
+        prepare_node(phase, config)
     return 0
+
+
+def prepare_node(phase: Phase, config: PoolConfig) -> None:
+    """Mounts first (health checks read them), then the health checks."""
+    node = phase.node
+    ctx = MountContext.create(node, phase.env, phase.redactor, phase.log)
+    ctx.probe_timeout = float(config.probe_timeout_s)
+    results = ensure_mounts(ctx, list(config.mounts))
+    write_atomic(
+        node.state_dir / "pool-mounts.json", json.dumps(results_json(results), indent=2).encode()
+    )
+    checks = health.run_checks(node, config, phase.env, [Path(r.target) for r in results])
+    record = health.write_record(node, checks)
+    for c in checks:
+        (phase.log.info if c.ok else phase.log.error)("%s", c.line())
+    failed = [c for c in checks if c.required and not c.ok]
+    if failed:
+        reasons = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        raise HealthError(f"node unhealthy: {reasons} (record: {record})")
+    phase.log.info("health: %d checks passed (record: %s)", len(checks), record)

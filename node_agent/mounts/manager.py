@@ -1,0 +1,276 @@
+"""Make mounts idempotently: leave a readable mount alone, remount a stale one, refuse a
+non-empty mount point, prove every mount by listing it with a timeout, unmount by scope.
+
+Pool mounts (start task) live at <mounts dir>/<path>; job-scoped mounts at
+<mounts dir>/jobs/<job id>/<path>. What is mounted is recorded in
+<state dir>/mounts.json so job release and `node-agent mounts` can undo it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from node_agent.azurite import AZURITE_KEY
+from node_agent.batchenv import BatchNode
+from node_agent.errors import MountError
+from node_agent.mounts import azurefiles, blobfuse2, rclone
+from node_agent.mounts.model import AzureFilesMount, Blobfuse2Mount, MountSpec, RcloneMount
+from node_agent.mounts.plan import MountPaths, MountPlan
+from node_agent.mounts.platform import Platform, current, probe, run
+from node_agent.redact import Redactor
+from node_agent.runtime import write_atomic
+
+POOL = "pool"
+
+
+@dataclass
+class MountContext:
+    node: BatchNode
+    env: Mapping[str, str]
+    redactor: Redactor
+    log: logging.Logger
+    platform: Platform
+    probe_timeout: float = 30.0
+
+    @classmethod
+    def create(
+        cls, node: BatchNode, env: Mapping[str, str], redactor: Redactor, log: logging.Logger
+    ) -> MountContext:
+        return cls(node, env, redactor, log, current(node.is_windows))
+
+
+@dataclass
+class MountResult:
+    name: str
+    driver: str
+    target: str
+    scope: str
+    action: str  # "already mounted" | "mounted" | "remounted"
+    entries: int
+    seconds: float
+
+
+def _key(m: MountSpec, scope: str) -> str:
+    return m.name if scope == POOL else f"{scope}.{m.name}"
+
+
+def target_for(ctx: MountContext, m: MountSpec, scope: str) -> Path:
+    if isinstance(m, AzureFilesMount) and ctx.platform.windows:
+        return Path(m.drive.upper())
+    base = ctx.node.mounts_dir if scope == POOL else ctx.node.mounts_dir / "jobs" / scope
+    return base / m.rel_path
+
+
+def paths_for(ctx: MountContext, m: MountSpec, scope: str) -> MountPaths:
+    key = _key(m, scope)
+    return MountPaths(
+        target=target_for(ctx, m, scope),
+        config_dir=ctx.node.state_dir / "mounts",
+        cache_dir=ctx.node.agent_dir / "mountcache" / key,
+        log_file=ctx.node.logs_dir / f"mount-{key}.log",
+    )
+
+
+def resolve_secret(m: MountSpec, env: Mapping[str, str], redactor: Redactor) -> str | None:
+    """The mount's secret from the variable its document names; registered for redaction."""
+    if isinstance(m, AzureFilesMount):
+        var: str | None = m.key_env
+        field = "key_env"
+    elif m.auth.mode == "emulator":
+        return AZURITE_KEY
+    else:
+        var, field = m.auth.env, "auth.env"
+    if not var:
+        return None
+    secret = env.get(var, "")
+    if not secret:
+        raise MountError(f"mount '{m.name}': {field}: environment variable {var} is not set")
+    redactor.add(secret)
+    redactor.add(secret.lstrip("?"))
+    return secret
+
+
+def plan_for(m: MountSpec, paths: MountPaths, secret: str | None, windows: bool) -> MountPlan:
+    if isinstance(m, AzureFilesMount):
+        return azurefiles.plan(m, paths, secret or "", windows)
+    if windows:
+        raise MountError(
+            f"mount '{m.name}': driver '{m.driver}' is Linux-only; use azurefiles on Windows"
+        )
+    if isinstance(m, RcloneMount):
+        return rclone.plan(m, paths, secret)
+    assert isinstance(m, Blobfuse2Mount)
+    return blobfuse2.plan(m, paths, secret)
+
+
+def _write_secret_files(plan: MountPlan, config_dir: Path) -> None:
+    config_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config_dir, 0o700)
+    for f in plan.files:
+        write_atomic(f.path, f.text.encode(), mode=f.mode)
+
+
+# --- the record of what is mounted --------------------------------------------------
+def _state_file(node: BatchNode) -> Path:
+    return node.state_dir / "mounts.json"
+
+
+def read_records(node: BatchNode) -> list[dict[str, object]]:
+    try:
+        data = json.loads(_state_file(node).read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+
+
+def _update_records(
+    node: BatchNode, add: dict[str, object] | None = None, drop: str | None = None
+) -> None:
+    node.state_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(_state_file(node)) + ".lock", timeout=60):
+        records = [
+            r
+            for r in read_records(node)
+            if r.get("target") not in (drop, (add or {}).get("target"))
+        ]
+        if add:
+            records.append(add)
+        write_atomic(_state_file(node), json.dumps(records, indent=2).encode())
+
+
+# --- mount / unmount -------------------------------------------------------------
+def ensure_mount(ctx: MountContext, m: MountSpec, scope: str = POOL) -> MountResult:
+    t0 = time.monotonic()
+    secret = resolve_secret(m, ctx.env, ctx.redactor)
+    paths = paths_for(ctx, m, scope)
+    plan = plan_for(m, paths, secret, ctx.platform.windows)
+    target = paths.target
+    table = ctx.platform.mount_table()
+    action = "mounted"
+    if str(target) in table:
+        p = probe(target, ctx.probe_timeout)
+        if p.state == "ok":
+            ctx.log.info(
+                "mount %s: already mounted at %s and readable (%d entries)",
+                m.name,
+                target,
+                p.entries,
+            )
+            _record(ctx, m, scope, target)
+            return MountResult(
+                m.name,
+                m.driver,
+                str(target),
+                scope,
+                "already mounted",
+                p.entries,
+                time.monotonic() - t0,
+            )
+        ctx.log.warning(
+            "mount %s: stale mount at %s (%s): unmounting", m.name, target, p.detail or p.state
+        )
+        unmount_target(ctx, target, m.driver)
+        action = "remounted"
+    if plan.makes_dir:
+        if target.exists() and not target.is_dir():
+            raise MountError(f"mount '{m.name}': mount point {target} exists and is not a folder")
+        target.mkdir(parents=True, exist_ok=True)
+        if plan.needs_empty_target and any(target.iterdir()):
+            raise MountError(
+                f"mount '{m.name}': mount point {target} is not empty: refusing to mount over its files"
+            )
+    _write_secret_files(plan, paths.config_dir)
+    paths.cache_dir.mkdir(parents=True, exist_ok=True)
+    paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+    for cmd in plan.mount:
+        ctx.log.info("mount %s: %s", m.name, ctx.redactor(cmd.display()))
+        run(cmd, f"mount '{m.name}'", ctx.redactor, ctx.env)
+    p = probe(target, ctx.probe_timeout)
+    if p.state != "ok":
+        unmount_target(ctx, target, m.driver)
+        raise MountError(
+            f"mount '{m.name}': {target} is not readable after mounting ({p.state}: {p.detail})"
+        )
+    _record(ctx, m, scope, target)
+    seconds = time.monotonic() - t0
+    ctx.log.info(
+        "mount %s: %s at %s in %.1fs (%d entries)", m.name, action, target, seconds, p.entries
+    )
+    return MountResult(m.name, m.driver, str(target), scope, action, p.entries, seconds)
+
+
+def _record(ctx: MountContext, m: MountSpec, scope: str, target: Path) -> None:
+    _update_records(
+        ctx.node,
+        add={
+            "name": m.name,
+            "driver": m.driver,
+            "target": str(target),
+            "scope": scope,
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+
+
+def unmount_target(ctx: MountContext, target: Path, driver: str) -> bool:
+    """Unmount `target` if mounted (lazily, so a stale mount goes too); True if it was."""
+    table = ctx.platform.mount_table()
+    was = str(target) in table
+    if was:
+        cmd = ctx.platform.unmount_command(target, table[str(target)])
+        ctx.log.info("unmount %s: %s", target, cmd.display())
+        run(cmd, f"unmount {target}", ctx.redactor, ctx.env)
+    if driver == "rclone" and not ctx.platform.windows:
+        n = rclone.stop_daemons(str(target))
+        if n:
+            ctx.log.info("unmount %s: stopped %d rclone process(es)", target, n)
+    if ctx.platform.is_mounted(target):
+        raise MountError(f"unmount {target}: still mounted after unmounting")
+    return was
+
+
+def unmount_records(
+    ctx: MountContext, scope: str | None = None, name: str | None = None
+) -> list[str]:
+    """Unmount recorded mounts of `scope` (or named `name`); never fails for what is gone."""
+    done: list[str] = []
+    for r in read_records(ctx.node):
+        if (scope is not None and r.get("scope") != scope) or (
+            name is not None and r.get("name") != name
+        ):
+            continue
+        target = Path(str(r["target"]))
+        unmount_target(ctx, target, str(r.get("driver", "")))
+        _update_records(ctx.node, drop=str(target))
+        if not ctx.platform.windows:
+            _remove_empty_dirs(target, ctx.node.mounts_dir)
+        done.append(str(r.get("name")))
+    return done
+
+
+def _remove_empty_dirs(target: Path, stop: Path) -> None:
+    d = target
+    while d != stop and stop in d.parents:
+        try:
+            d.rmdir()  # only ever removes an empty folder: never deletes through a mount
+        except OSError:
+            return
+        d = d.parent
+
+
+def ensure_mounts(
+    ctx: MountContext, mounts: list[MountSpec], scope: str = POOL
+) -> list[MountResult]:
+    return [ensure_mount(ctx, m, scope) for m in mounts]
+
+
+def results_json(results: list[MountResult]) -> list[dict[str, object]]:
+    return [asdict(r) for r in results]

@@ -1,0 +1,77 @@
+"""The pool config: what the start task makes true on every node of a pool.
+
+A JSON or YAML document given to `node-agent start-task --pool-config <file>` (a
+resource file of the start task): the mounts to make, the renderers that must run,
+the free space the temp disk must have, and whether application licenses are expected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from node_agent.errors import SpecError
+from node_agent.mounts.model import MountList
+from node_agent.spec import format_validation_error
+
+RendererName = Literal["blender", "maya", "arnold", "vray", "3dsmax"]
+
+
+class RendererCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: RendererName
+    executable: str | None = Field(
+        None, description="default: the image's *_EXEC variable, else PATH"
+    )
+    version_args: list[str] | None = Field(None, description="default: the renderer's usual flag")
+    timeout_s: int = Field(60, ge=1, le=600)
+
+
+class PoolConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mounts: MountList = []
+    renderers: list[RendererCheck] = []
+    min_free_temp_disk_gb: float = Field(0.0, ge=0)
+    application_licenses: list[Literal["maya", "arnold", "vray", "3dsmax"]] = Field(
+        default_factory=list, description="licenses the pool lists; entitlement variables required"
+    )
+    max_clock_skew_s: int = Field(300, ge=1)
+    probe_timeout_s: int = Field(30, ge=1, le=600, description="listing a mount to prove it")
+
+    @field_validator("renderers", mode="before")
+    @classmethod
+    def _short_names(cls, v: object) -> object:
+        # "renderers: [blender]" is shorthand for "renderers: [{name: blender}]".
+        if isinstance(v, list):
+            return [{"name": r} if isinstance(r, str) else r for r in v]
+        return v
+
+
+def load_pool_config(path: Path) -> PoolConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: pool config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read pool config: {e}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SpecError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}"
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the pool config must be a mapping of fields")
+    try:
+        return PoolConfig.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(str(path), err)) from None
