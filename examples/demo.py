@@ -32,15 +32,28 @@ def build_scene() -> None:
         return
     print("demo: building the scene with Blender", flush=True)
     subprocess.run(
-        ["blender", "-b", "--python-exit-code", "1", "-P", str(ROOT / "examples" / "make_scene.py"),
-         "--", str(SCENE_DIR)],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            "blender",
+            "-b",
+            "--python-exit-code",
+            "1",
+            "-P",
+            str(ROOT / "examples" / "make_scene.py"),
+            "--",
+            str(SCENE_DIR),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
 
 def contact_sheet(store: BlobStore, container: str, dest: Path) -> Path:
     frames = sorted(
-        (b for b in store.list_blobs(container) if "/$TaskOutput/" in b.name and b.name.endswith(".png")),
+        (
+            b
+            for b in store.list_blobs(container)
+            if "/$TaskOutput/" in b.name and b.name.endswith(".png")
+        ),
         key=lambda b: b.name.rsplit("/", 1)[-1],
     )
     dest.mkdir(parents=True, exist_ok=True)
@@ -77,8 +90,21 @@ def main() -> int:
             store.upload_file(f, "assets", "spin/" + f.relative_to(SCENE_DIR).as_posix())
         print(f"demo: Azurite on {azurite.account_url}; scene uploaded to assets/spin/", flush=True)
         code = subprocess.call(
-            [sys.executable, "-m", "node_agent", "local", "run", str(spec_path),
-             "--nodes", "2", "--slots", "1", "--workdir", str(OUT / "pool"), "--fresh"]
+            [
+                sys.executable,
+                "-m",
+                "node_agent",
+                "local",
+                "run",
+                str(spec_path),
+                "--nodes",
+                "2",
+                "--slots",
+                "1",
+                "--workdir",
+                str(OUT / "pool"),
+                "--fresh",
+            ]
         )
         if code != 0:
             print(f"demo: the job failed with exit code {code}", file=sys.stderr)

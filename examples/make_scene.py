@@ -43,7 +43,8 @@ scene.frame_start = 1
 scene.frame_end = 24
 
 checker = make_texture(
-    "checker", 64,
+    "checker",
+    64,
     lambda x, y: (0.9, 0.4, 0.1, 1.0) if (x // 8 + y // 8) % 2 else (0.1, 0.2, 0.8, 1.0),
 )
 stripes = make_texture(

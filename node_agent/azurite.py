@@ -87,11 +87,20 @@ class AzuriteServer:
         log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [
-                azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                "--location", str(self.location), "--skipApiVersionCheck", "--loose",
+                azurite_binary(),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.location),
+                "--skipApiVersionCheck",
+                "--loose",
                 "--disableProductStyleUrl",
             ],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()

@@ -39,7 +39,12 @@ _OPTIONAL = {
 
 AGENT_DIRNAME = "node_agent"
 # Where Batch puts the node root: Ubuntu, CentOS, Windows, VM sizes without a temp disk.
-STANDARD_ROOTS = ("/mnt/batch/tasks", "/mnt/resource/batch/tasks", "D:\\batch\\tasks", "/opt/batch/data")
+STANDARD_ROOTS = (
+    "/mnt/batch/tasks",
+    "/mnt/resource/batch/tasks",
+    "D:\\batch\\tasks",
+    "/opt/batch/data",
+)
 
 
 class BatchNode(BaseModel):
@@ -65,9 +70,7 @@ class BatchNode(BaseModel):
     is_windows: bool = os.name == "nt"
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, *, need_job: bool = False
-    ) -> BatchNode:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, need_job: bool = False) -> BatchNode:
         """Read the node from the environment; one clear error per missing variable."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
@@ -96,8 +99,11 @@ class BatchNode(BaseModel):
     def from_root(cls, root: Path) -> BatchNode:
         """The node as seen from an SSH/RDP session, where no AZ_BATCH_* variable is set."""
         return cls(
-            root_dir=root, shared_dir=root / "shared", startup_dir=root / "startup",
-            task_dir=root / "startup", task_working_dir=root / "startup" / "wd",
+            root_dir=root,
+            shared_dir=root / "shared",
+            startup_dir=root / "startup",
+            task_dir=root / "startup",
+            task_working_dir=root / "startup" / "wd",
             mounts_dir=root / "fsmounts",
         )
 

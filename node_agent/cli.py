@@ -14,7 +14,10 @@ from node_agent.runtime import run_edge, start_phase
 EXIT_CODES_HELP = "Exit codes: " + ", ".join(f"{c.value} {c.name.lower()}" for c in ExitCode)
 
 _log_format = click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
     help="Log lines on stderr and in the phase log file.",
 )
 _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print debug lines.")
@@ -53,8 +56,14 @@ def start_task_cmd(pool_config: Path | None, log_format: str, verbose: bool) -> 
 
 
 @cli.command("job-prep", epilog=EXIT_CODES_HELP)
-@click.option("--spec", "spec_path", type=click.Path(path_type=Path), default="job.json",
-              show_default=True, help="The job spec (a resource file of the job preparation task).")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(path_type=Path),
+    default="job.json",
+    show_default=True,
+    help="The job spec (a resource file of the job preparation task).",
+)
 @_log_format
 @_verbose
 def job_prep_cmd(spec_path: Path, log_format: str, verbose: bool) -> None:
@@ -62,7 +71,9 @@ def job_prep_cmd(spec_path: Path, log_format: str, verbose: bool) -> None:
     from node_agent.phases import job_prep
 
     def go(r: Redactor) -> int:
-        phase = start_phase("job-prep", need_job=True, log_format=log_format, verbose=verbose, redactor=r)
+        phase = start_phase(
+            "job-prep", need_job=True, log_format=log_format, verbose=verbose, redactor=r
+        )
         return job_prep.run(phase, spec_path)
 
     _exit(run_edge(go))
@@ -70,17 +81,28 @@ def job_prep_cmd(spec_path: Path, log_format: str, verbose: bool) -> None:
 
 @cli.command("render", epilog=EXIT_CODES_HELP)
 @click.option("--frames", required=True, help="Frames of this task: 1-10, 1-100x5, 1,5,10-12.")
-@click.option("--spec", "spec_path", type=click.Path(path_type=Path), default=None,
-              help="Job spec; default: the one job prep stored on this node.")
-@click.option("--dry-run", is_flag=True, help="Print the command line and environment; run nothing.")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Job spec; default: the one job prep stored on this node.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the command line and environment; run nothing."
+)
 @_log_format
 @_verbose
-def render_cmd(frames: str, spec_path: Path | None, dry_run: bool, log_format: str, verbose: bool) -> None:
+def render_cmd(
+    frames: str, spec_path: Path | None, dry_run: bool, log_format: str, verbose: bool
+) -> None:
     """Render this task's frames, supervise the renderer, upload frames and logs."""
     from node_agent.phases import render
 
     def go(r: Redactor) -> int:
-        phase = start_phase("render", need_job=True, log_format=log_format, verbose=verbose, redactor=r)
+        phase = start_phase(
+            "render", need_job=True, log_format=log_format, verbose=verbose, redactor=r
+        )
         return render.run(phase, frames, spec_path, dry_run)
 
     _exit(run_edge(go))
@@ -94,7 +116,9 @@ def job_release_cmd(log_format: str, verbose: bool) -> None:
     from node_agent.phases import job_release
 
     def go(r: Redactor) -> int:
-        phase = start_phase("job-release", need_job=True, log_format=log_format, verbose=verbose, redactor=r)
+        phase = start_phase(
+            "job-release", need_job=True, log_format=log_format, verbose=verbose, redactor=r
+        )
         return job_release.run(phase)
 
     _exit(run_edge(go))
@@ -126,9 +150,16 @@ def local_group() -> None:
 @local_group.command("run", epilog=EXIT_CODES_HELP)
 @click.argument("spec_path", type=click.Path(path_type=Path))
 @click.option("--nodes", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--slots", default=1, show_default=True, type=click.IntRange(1, 64), help="Task slots per node.")
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path(".localpool"), show_default=True,
-              help="Where the nodes' folders live.")
+@click.option(
+    "--slots", default=1, show_default=True, type=click.IntRange(1, 64), help="Task slots per node."
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path(".localpool"),
+    show_default=True,
+    help="Where the nodes' folders live.",
+)
 @click.option("--fresh", is_flag=True, help="Delete the pool's folders first (new nodes).")
 def local_run_cmd(spec_path: Path, nodes: int, slots: int, workdir: Path, fresh: bool) -> None:
     """Run a job on a local pool of NODES nodes with SLOTS task slots each."""

@@ -43,9 +43,7 @@ def format_frames(frames: list[int]) -> str:
             while j + 1 < len(frames) and frames[j + 1] - frames[j] == step:
                 j += 1
             if j - i >= 2 or (j - i == 1 and step == 1):
-                parts.append(
-                    f"{frames[i]}-{frames[j]}" + ("" if step == 1 else f"x{step}")
-                )
+                parts.append(f"{frames[i]}-{frames[j]}" + ("" if step == 1 else f"x{step}"))
                 i = j + 1
                 continue
         parts.append(str(frames[i]))

@@ -37,11 +37,18 @@ def start_phase(
     redactor = redactor or Redactor()
     redactor.add(env.get(ENTITLEMENT_TOKEN))
     node = BatchNode.from_env(env, need_job=need_job)
-    parts = [name] + ([node.job_id] if node.job_id else []) + ([node.task_id] if node.task_id else [])
+    parts = (
+        [name] + ([node.job_id] if node.job_id else []) + ([node.task_id] if node.task_id else [])
+    )
     log_file = node.logs_dir / ("_".join(parts) + ".log")
     log = setup_logging(
-        redactor, phase=name, job=node.job_id, task=node.task_id, log_file=log_file,
-        fmt=log_format, verbose=verbose,
+        redactor,
+        phase=name,
+        job=node.job_id,
+        task=node.task_id,
+        log_file=log_file,
+        fmt=log_format,
+        verbose=verbose,
     )
     return Phase(name, node, redactor, log, env)
 

@@ -18,9 +18,22 @@ from node_agent.frames import parse_frames
 RENDERERS = ("blender", "maya", "arnold", "vray", "3dsmax", "custom")
 PLACEHOLDERS = frozenset(
     {
-        "scene", "frame", "frames", "start", "end", "step", "output_dir", "output_prefix",
-        "output_pattern", "output_format", "assets_dir", "task_dir", "threads", "job_id",
-        "task_id", "executable",
+        "scene",
+        "frame",
+        "frames",
+        "start",
+        "end",
+        "step",
+        "output_dir",
+        "output_prefix",
+        "output_pattern",
+        "output_format",
+        "assets_dir",
+        "task_dir",
+        "threads",
+        "job_id",
+        "task_id",
+        "executable",
     }
 )
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -59,7 +72,9 @@ class StorageAuth(_Model):
     @model_validator(mode="after")
     def _needs_env(self) -> StorageAuth:
         if self.kind in ("connection_string", "sas", "account_key") and not self.env:
-            raise ValueError(f"auth kind '{self.kind}' needs 'env': the variable holding the secret")
+            raise ValueError(
+                f"auth kind '{self.kind}' needs 'env': the variable holding the secret"
+            )
         if self.env is not None and not _ENV_NAME.match(self.env):
             raise ValueError(f"env '{self.env}' is not a valid environment variable name")
         return self
@@ -73,7 +88,9 @@ class Storage(_Model):
     @classmethod
     def _url(cls, v: str) -> str:
         if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", v):
-            raise ValueError(f"'{v}' is not an account URL like https://<account>.blob.core.windows.net")
+            raise ValueError(
+                f"'{v}' is not an account URL like https://<account>.blob.core.windows.net"
+            )
         if "?" in v or "sig=" in v:
             raise ValueError("must not carry a SAS: put the SAS in the variable named by auth.env")
         return v.rstrip("/")
@@ -84,6 +101,9 @@ class AssetSource(_Model):
     container: str
     prefix: str = ""
     dest: str = Field("", description="subfolder of the job's assets folder ('' = its root)")
+    manifest: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="pinned manifest hash (from `assets push`)"
+    )
 
     _container = field_validator("container")(_check_container)
 
@@ -109,7 +129,9 @@ class Render(_Model):
     frames_per_task: int = Field(1, ge=1, le=10_000)
     output: Output = Output()
     executable: str | None = None
-    command: list[str] | None = Field(None, description="TD template: arguments with {placeholders}")
+    command: list[str] | None = Field(
+        None, description="TD template: arguments with {placeholders}"
+    )
     options: dict[str, str | int | float | bool] = {}
     env: dict[str, str] = {}
     timeout_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
@@ -243,5 +265,7 @@ def load_spec(path: Path) -> JobSpec:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SpecError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}") from None
+        raise SpecError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}"
+        ) from None
     return spec_from_data(data, str(path))

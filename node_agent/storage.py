@@ -100,8 +100,10 @@ class BlobStore:
         else:
             from azure.identity import ManagedIdentityCredential
 
-            mi = ManagedIdentityCredential(client_id=auth.client_id) if auth.client_id else (
-                ManagedIdentityCredential()
+            mi = (
+                ManagedIdentityCredential(client_id=auth.client_id)
+                if auth.client_id
+                else (ManagedIdentityCredential())
             )
             self.service = BlobServiceClient(storage.account_url, credential=mi, **_CLIENT_KW)
 
@@ -124,13 +126,18 @@ class BlobStore:
             for b in self.container(container).list_blobs(name_starts_with=prefix or None):
                 md5 = b.content_settings.content_md5 if b.content_settings else None
                 yield BlobEntry(
-                    b.name, int(b.size or 0), str(b.etag).strip('"'),
-                    bytes(md5) if md5 else None, b.last_modified,
+                    b.name,
+                    int(b.size or 0),
+                    str(b.etag).strip('"'),
+                    bytes(md5) if md5 else None,
+                    b.last_modified,
                 )
         except AzureError as e:
             raise self._err(e, f"listing container '{container}' prefix '{prefix}'") from None
 
-    def download_file(self, container: str, blob: str, dest: Path, expected_size: int | None = None) -> int:
+    def download_file(
+        self, container: str, blob: str, dest: Path, expected_size: int | None = None
+    ) -> int:
         """Download to a temporary name beside `dest`, check the size, rename into place."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.part"
@@ -139,7 +146,9 @@ class BlobStore:
                 stream = self.container(container).download_blob(blob, max_concurrency=4)
                 n = stream.readinto(fh)
             if expected_size is not None and n != expected_size:
-                raise StorageError(f"blob '{container}/{blob}': got {n} bytes, expected {expected_size}")
+                raise StorageError(
+                    f"blob '{container}/{blob}': got {n} bytes, expected {expected_size}"
+                )
             os.replace(tmp, dest)
             return int(n)
         except AzureError as e:
@@ -161,8 +170,13 @@ class BlobStore:
         try:
             with open(path, "rb") as fh:
                 client.upload_blob(
-                    fh, overwrite=True, metadata=metadata, max_concurrency=4,
-                    content_settings=ContentSettings(content_type=content_type) if content_type else None,
+                    fh,
+                    overwrite=True,
+                    metadata=metadata,
+                    max_concurrency=4,
+                    content_settings=ContentSettings(content_type=content_type)
+                    if content_type
+                    else None,
                 )
         except AzureError as e:
             raise self._err(e, f"uploading '{path.name}' to '{container}/{blob}'") from None

@@ -70,11 +70,12 @@ def node_env(root: Path, job: str | None = None, task: str | None = None) -> dic
         env.update(AZ_BATCH_JOB_ID=job, AZ_BATCH_TASK_ID=task or "jobpreparation")
         prep = root / "workitems" / job / "job-1" / "jobpreparation"
         if task and task != "jobpreparation":
-            env.update(AZ_BATCH_JOB_PREP_DIR=str(prep), AZ_BATCH_JOB_PREP_WORKING_DIR=str(prep / "wd"))
+            env.update(
+                AZ_BATCH_JOB_PREP_DIR=str(prep), AZ_BATCH_JOB_PREP_WORKING_DIR=str(prep / "wd")
+            )
     (task_dir / "wd").mkdir(parents=True, exist_ok=True)
     env.update(AZ_BATCH_TASK_DIR=str(task_dir), AZ_BATCH_TASK_WORKING_DIR=str(task_dir / "wd"))
     return env
-
 
 
 @pytest.fixture(scope="session")
@@ -84,9 +85,20 @@ def blender_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("scene")
     subprocess.run(
-        ["blender", "-b", "--python-exit-code", "1", "-P", str(REPO / "examples" / "make_scene.py"),
-         "--", str(out)],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+        [
+            "blender",
+            "-b",
+            "--python-exit-code",
+            "1",
+            "-P",
+            str(REPO / "examples" / "make_scene.py"),
+            "--",
+            str(out),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=300,
     )
     return out
 

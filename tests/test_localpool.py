@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import STANDINS, make_spec_doc, upload_tree
+
 from node_agent.azurite import AzuriteServer
 from node_agent.conventions import job_container
 from node_agent.storage import BlobStore
@@ -21,9 +21,23 @@ def _run_pool(tmp_path: Path, doc: dict, nodes: int = 2, slots: int = 1) -> tupl
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
     res = subprocess.run(
-        [sys.executable, "-m", "node_agent", "local", "run", str(spec), "--nodes", str(nodes),
-         "--slots", str(slots), "--workdir", str(tmp_path / "pool")],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "node_agent",
+            "local",
+            "run",
+            str(spec),
+            "--nodes",
+            str(nodes),
+            "--slots",
+            str(slots),
+            "--workdir",
+            str(tmp_path / "pool"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     record = json.loads((tmp_path / "pool" / "localpool" / f"run-{doc['job_id']}.json").read_text())
     return res.returncode, record, res.stdout + res.stderr
@@ -43,8 +57,15 @@ def test_two_nodes_schedule_retry_and_release(
         renderer="custom",
         frames="1-8",
         frames_per_task=2,
-        command=[sys.executable, str(STANDINS / "pool_test_renderer.py"), "{output_dir}", "{frames}",
-                 str(state), "frames-00003-00004", "{task_id}"],
+        command=[
+            sys.executable,
+            str(STANDINS / "pool_test_renderer.py"),
+            "{output_dir}",
+            "{frames}",
+            str(state),
+            "frames-00003-00004",
+            "{task_id}",
+        ],
     )
     doc["job_id"] = "pool-retry"
     doc["assets"][0]["prefix"] = "pooltest/"
@@ -64,10 +85,16 @@ def test_two_nodes_schedule_retry_and_release(
     # job prep ran before each node's first task, release after its last
     for n in prepped:
         kinds = [r["kind"] for r in runs if r["node"] == n]
-        assert kinds[0] == "starttask" and kinds[1] == "jobpreparation" and kinds[-1] == "jobrelease"
-    flaky = sorted((r["attempt"], r["exit_code"]) for r in runs if r["task_id"] == "frames-00003-00004")
+        assert (
+            kinds[0] == "starttask" and kinds[1] == "jobpreparation" and kinds[-1] == "jobrelease"
+        )
+    flaky = sorted(
+        (r["attempt"], r["exit_code"]) for r in runs if r["task_id"] == "frames-00003-00004"
+    )
     assert flaky == [(0, 10), (1, 0)]  # the renderer's failure is reported as render_failed
-    rendered = Counter(int(line.split()[0]) for line in (state / "rendered.txt").read_text().splitlines())
+    rendered = Counter(
+        int(line.split()[0]) for line in (state / "rendered.txt").read_text().splitlines()
+    )
     assert rendered == Counter(range(1, 9))  # every frame exactly once
     blobs = {b.name for b in store.list_blobs(job_container("pool-retry"))}
     for f in range(1, 9):
@@ -85,7 +112,12 @@ def test_failing_task_fails_the_run_after_retries(
     src.mkdir()
     (src / "spin.blend").write_bytes(b"x")
     upload_tree(store, src, "assets", "poolfail/")
-    doc = make_spec_doc(azurite.account_url, renderer="custom", frames="1", command=[sys.executable, "-c", "import sys; sys.exit(7)"])
+    doc = make_spec_doc(
+        azurite.account_url,
+        renderer="custom",
+        frames="1",
+        command=[sys.executable, "-c", "import sys; sys.exit(7)"],
+    )
     doc["job_id"] = "pool-fail"
     doc["assets"][0]["prefix"] = "poolfail/"
     doc["policies"] = {"task_retries": 2}

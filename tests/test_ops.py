@@ -8,13 +8,19 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from conftest import make_spec_doc, node_env
+
 from node_agent.azurite import AzuriteServer
 
 
 def _na(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node_agent", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "node_agent", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_doctor_and_status_on_a_node(tmp_path: Path, azurite: AzuriteServer) -> None:
@@ -25,9 +31,18 @@ def test_doctor_and_status_on_a_node(tmp_path: Path, azurite: AzuriteServer) -> 
     task = root / "workitems" / "job-x" / "job-1" / "frames-00001-00002"
     task.mkdir(parents=True)
     (task / "stdout.txt").write_text("hello\n")
-    (task / "summary.json").write_text(json.dumps({
-        "job": "job-x", "task": "frames-00001-00002", "exit_code": 11, "exit_class": "license",
-        "wall_s": 3.2, "finished_at": "2026-11-22T01:02:03Z"}))
+    (task / "summary.json").write_text(
+        json.dumps(
+            {
+                "job": "job-x",
+                "task": "frames-00001-00002",
+                "exit_code": 11,
+                "exit_class": "license",
+                "wall_s": 3.2,
+                "finished_at": "2026-11-22T01:02:03Z",
+            }
+        )
+    )
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(azurite.account_url)))
 

@@ -16,7 +16,10 @@ from node_agent.spec import load_spec, spec_from_data
 
 GOOD = {
     "job_id": "j1",
-    "storage": {"account_url": "http://127.0.0.1:10000/devstoreaccount1", "auth": {"kind": "emulator"}},
+    "storage": {
+        "account_url": "http://127.0.0.1:10000/devstoreaccount1",
+        "auth": {"kind": "emulator"},
+    },
     "assets": [{"name": "scene", "container": "assets", "prefix": "p/"}],
     "render": {"renderer": "blender", "scene": "spin.blend", "frames": "1-10"},
 }
@@ -57,12 +60,24 @@ def _validate_cli(tmp_path: Path, doc: object) -> subprocess.CompletedProcess[st
         ("storage.auth", {"kind": "sas"}, "storage.auth", "needs 'env'"),
         ("render.colour", "red", "render.colour", "is not a known field"),
         ("render.command", ["x", "{bogus}"], "render.command", "unknown placeholder '{bogus}'"),
-        ("render.env", {"AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN": "x"}, "render.env", "cannot be overridden"),
-        ("render.env", {"AZ_BATCH_ACCOUNT_URL": "https://evil"}, "render.env", "cannot be overridden"),
+        (
+            "render.env",
+            {"AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN": "x"},
+            "render.env",
+            "cannot be overridden",
+        ),
+        (
+            "render.env",
+            {"AZ_BATCH_ACCOUNT_URL": "https://evil"},
+            "render.env",
+            "cannot be overridden",
+        ),
         ("render.frames", "1-1000000000", "render.frames", "more than"),
     ],
 )
-def test_bad_spec_one_line_exit_2(tmp_path: Path, path: str, value: object, field: str, words: str) -> None:
+def test_bad_spec_one_line_exit_2(
+    tmp_path: Path, path: str, value: object, field: str, words: str
+) -> None:
     res = _validate_cli(tmp_path, _with(path, value))
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
@@ -104,7 +119,10 @@ def test_frame_sets() -> None:
 def test_outside_batch_exits_2_naming_the_variable(tmp_path: Path) -> None:
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AZ_BATCH_")}
     res = subprocess.run(
-        [sys.executable, "-m", "node_agent", "start-task"], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "node_agent", "start-task"],
+        capture_output=True,
+        text=True,
+        env=env,
         cwd=tmp_path,
     )
     assert res.returncode == 2

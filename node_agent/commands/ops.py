@@ -14,7 +14,9 @@ from node_agent.redact import Redactor
 from node_agent.runtime import run_edge
 
 _root = click.option(
-    "--root", type=click.Path(path_type=Path), default=None,
+    "--root",
+    type=click.Path(path_type=Path),
+    default=None,
     help="The node's AZ_BATCH_NODE_ROOT_DIR (default: from the task's variables, else "
     "/mnt/batch/tasks and Batch's other standard places).",
 )
@@ -22,8 +24,13 @@ _root = click.option(
 
 @click.command("doctor")
 @_root
-@click.option("--spec", "spec_path", type=click.Path(path_type=Path), default=None,
-              help="Job spec whose storage to probe (default: the newest job on the node).")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Job spec whose storage to probe (default: the newest job on the node).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool) -> None:
     """Say what is wrong with this node. Exit 0 only when every required check passes.

@@ -65,8 +65,13 @@ class LocalNode:
         return self.root / "workitems" / job_id / "job-1"
 
     def run(
-        self, kind: str, command_line: str, task_dir: Path, extra_env: dict[str, str],
-        attempt: int = 0, resource_files: dict[str, bytes] | None = None,
+        self,
+        kind: str,
+        command_line: str,
+        task_dir: Path,
+        extra_env: dict[str, str],
+        attempt: int = 0,
+        resource_files: dict[str, bytes] | None = None,
     ) -> TaskRun:
         """Run one task: its own folder, stdout.txt/stderr.txt, Batch's variables."""
         wd = task_dir / "wd"
@@ -80,8 +85,13 @@ class LocalNode:
         t0 = time.monotonic()
         with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
             proc = subprocess.Popen(
-                shlex.split(command_line), cwd=wd, env=env, stdout=out, stderr=err,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                shlex.split(command_line),
+                cwd=wd,
+                env=env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
             try:
                 code = proc.wait()

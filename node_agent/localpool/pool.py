@@ -42,7 +42,9 @@ def _maybe_start_azurite(spec: JobSpec, stack: ExitStack, workdir: Path) -> None
     stack.enter_context(AzuriteServer(port=port, location=location))
 
 
-def run_job_on_nodes(spec: JobSpec, job: dict[str, Any], nodes: list[LocalNode], slots: int) -> JobResult:
+def run_job_on_nodes(
+    spec: JobSpec, job: dict[str, Any], nodes: list[LocalNode], slots: int
+) -> JobResult:
     """Job prep before a node's first task, tasks over nodes x slots, retries, then job release."""
     todo: queue.Queue[tuple[dict[str, Any], int]] = queue.Queue()
     for t in job["tasks"]:
@@ -62,8 +64,11 @@ def run_job_on_nodes(spec: JobSpec, job: dict[str, Any], nodes: list[LocalNode],
             if spec.job_id not in node.prepped:
                 env = {"AZ_BATCH_JOB_ID": spec.job_id, "AZ_BATCH_TASK_ID": prep["id"]}
                 run = node.run(
-                    "jobpreparation", prep["commandLine"], node.job_dir(spec.job_id) / prep["id"],
-                    env, resource_files={SPEC_FILE: spec_bytes},
+                    "jobpreparation",
+                    prep["commandLine"],
+                    node.job_dir(spec.job_id) / prep["id"],
+                    env,
+                    resource_files={SPEC_FILE: spec_bytes},
                 )
                 node.prepped[spec.job_id] = run.exit_code
             return node.prepped[spec.job_id] == 0
@@ -85,24 +90,32 @@ def run_job_on_nodes(spec: JobSpec, job: dict[str, Any], nodes: list[LocalNode],
                         remaining[0] = 0
                 return
             env = {"AZ_BATCH_JOB_ID": spec.job_id, "AZ_BATCH_TASK_ID": task["id"], **prep_env(node)}
-            run = node.run("task", task["commandLine"], node.job_dir(spec.job_id) / task["id"], env, attempt)
+            run = node.run(
+                "task", task["commandLine"], node.job_dir(spec.job_id) / task["id"], env, attempt
+            )
             retries = task["constraints"]["maxTaskRetryCount"]
             if run.exit_code != 0 and attempt < retries:
-                print(f"local pool: task {task['id']} exited {run.exit_code} on {node.node_id}; "
-                      f"retry {attempt + 1} of {retries}", flush=True)
+                print(
+                    f"local pool: task {task['id']} exited {run.exit_code} on {node.node_id}; "
+                    f"retry {attempt + 1} of {retries}",
+                    flush=True,
+                )
                 todo.put((task, attempt + 1))
                 continue
             with lock:
                 remaining[0] -= 1
                 if run.exit_code != 0:
                     failed.append(task["id"])
-            print(f"local pool: task {task['id']} on {node.node_id} exited {run.exit_code} "
-                  f"after {run.seconds:.1f}s ({len(job['tasks']) - remaining[0]}/{len(job['tasks'])})",
-                  flush=True)
+            print(
+                f"local pool: task {task['id']} on {node.node_id} exited {run.exit_code} "
+                f"after {run.seconds:.1f}s ({len(job['tasks']) - remaining[0]}/{len(job['tasks'])})",
+                flush=True,
+            )
 
     threads = [
         threading.Thread(target=worker, args=(n,), name=f"{n.node_id}-slot{s}")
-        for n in nodes for s in range(slots)
+        for n in nodes
+        for s in range(slots)
     ]
     for t in threads:
         t.start()
@@ -111,8 +124,14 @@ def run_job_on_nodes(spec: JobSpec, job: dict[str, Any], nodes: list[LocalNode],
     release = job["jobReleaseTask"]
     for node in nodes:
         if spec.job_id in node.prepped:
-            env = {"AZ_BATCH_JOB_ID": spec.job_id, "AZ_BATCH_TASK_ID": release["id"], **prep_env(node)}
-            node.run("jobrelease", release["commandLine"], node.job_dir(spec.job_id) / release["id"], env)
+            env = {
+                "AZ_BATCH_JOB_ID": spec.job_id,
+                "AZ_BATCH_TASK_ID": release["id"],
+                **prep_env(node),
+            }
+            node.run(
+                "jobrelease", release["commandLine"], node.job_dir(spec.job_id) / release["id"], env
+            )
     runs = [r for n in nodes for r in n.events]
     code = 0
     if failed:
@@ -125,13 +144,20 @@ def make_nodes(workdir: Path, pool_id: str, count: int) -> list[LocalNode]:
     token = "local-entitlement-token-" + secrets.token_hex(8)
     nodes = []
     for i in range(count):
-        node = LocalNode(f"tvmps_local_{i + 1:03d}", workdir / pool_id / "nodes" / f"node-{i + 1}", pool_id, token)
+        node = LocalNode(
+            f"tvmps_local_{i + 1:03d}",
+            workdir / pool_id / "nodes" / f"node-{i + 1}",
+            pool_id,
+            token,
+        )
         node.make_dirs()
         nodes.append(node)
     return nodes
 
 
-def run_local_job(spec_path: Path, *, nodes: int, slots: int, workdir: Path, fresh: bool = False) -> int:
+def run_local_job(
+    spec_path: Path, *, nodes: int, slots: int, workdir: Path, fresh: bool = False
+) -> int:
     spec = load_spec(spec_path)
     workdir = workdir.resolve()
     pool_id = "localpool"
@@ -148,16 +174,24 @@ def run_local_job(spec_path: Path, *, nodes: int, slots: int, workdir: Path, fre
             if run.exit_code != 0:
                 raise NodeAgentError(
                     f"start task failed on {node.node_id} with exit {run.exit_code}; "
-                    f"see {node.root / 'startup' / 'stderr.txt'}", ExitCode.HEALTH,
+                    f"see {node.root / 'startup' / 'stderr.txt'}",
+                    ExitCode.HEALTH,
                 )
         start_s = time.monotonic() - t_start
-        print(f"local pool: {nodes} node(s) x {slots} slot(s) ready; job {spec.job_id}: "
-              f"{len(job['tasks'])} task(s)", flush=True)
+        print(
+            f"local pool: {nodes} node(s) x {slots} slot(s) ready; job {spec.job_id}: "
+            f"{len(job['tasks'])} task(s)",
+            flush=True,
+        )
         result = run_job_on_nodes(spec, job, pool, slots)
         record = {
-            "job": spec.job_id, "nodes": [n.node_id for n in pool], "exit_code": result.exit_code,
-            "failed_tasks": result.failed_tasks, "runs": [r.__dict__ for r in result.runs],
-            "start_task_s": start_s, "total_s": time.monotonic() - t0,
+            "job": spec.job_id,
+            "nodes": [n.node_id for n in pool],
+            "exit_code": result.exit_code,
+            "failed_tasks": result.failed_tasks,
+            "runs": [r.__dict__ for r in result.runs],
+            "start_task_s": start_s,
+            "total_s": time.monotonic() - t0,
         }
         out = workdir / pool_id / f"run-{spec.job_id}.json"
         out.write_text(json.dumps(record, indent=2))

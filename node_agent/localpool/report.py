@@ -47,7 +47,12 @@ def print_report(
     container = spec.render.output.container or job_container(spec.job_id)
     rows = [
         ("job", spec.job_id),
-        ("result", "ok" if record["exit_code"] == 0 else f"FAILED (exit {record['exit_code']}: {', '.join(record['failed_tasks'])})"),
+        (
+            "result",
+            "ok"
+            if record["exit_code"] == 0
+            else f"FAILED (exit {record['exit_code']}: {', '.join(record['failed_tasks'])})",
+        ),
         ("frames rendered", f"{stats['frames']} of {len(spec.render.frame_list)}"),
         ("tasks per node", ", ".join(f"{n.node_id}={per_node.get(n.node_id, 0)}" for n in nodes)),
         ("retries", str(sum(1 for r in runs if r.kind == "task" and r.attempt > 0))),

@@ -56,7 +56,9 @@ def _env_checks(env: Mapping[str, str]) -> list[Check]:
         Check(
             "batch variables",
             not missing,
-            "present" if not missing else f"not set: {', '.join(missing)} (normal in an SSH session)",
+            "present"
+            if not missing
+            else f"not set: {', '.join(missing)} (normal in an SSH session)",
             required=False,
         )
     ]
@@ -73,7 +75,7 @@ def _env_checks(env: Mapping[str, str]) -> list[Check]:
 
 
 def _mount_checks(node: BatchNode) -> list[Check]:
-    checks = []
+    checks: list[Check] = []
     if not node.mounts_dir.is_dir():
         return checks
     for d in sorted(p for p in node.mounts_dir.iterdir() if p.is_dir()):
@@ -101,7 +103,9 @@ def _storage_check(spec: JobSpec, redactor: Redactor, env: Mapping[str, str]) ->
     except (NodeAgentError, TimeoutError, OSError) as e:
         return Check("storage", False, redactor(f"{spec.storage.account_url}: {e}"))
     except Exception as e:  # any SDK failure is the check's answer, not a crash
-        return Check("storage", False, redactor(f"{spec.storage.account_url}: {type(e).__name__}: {e}"))
+        return Check(
+            "storage", False, redactor(f"{spec.storage.account_url}: {type(e).__name__}: {e}")
+        )
 
 
 def latest_spec(node: BatchNode) -> Path | None:
@@ -113,12 +117,23 @@ def run_checks(
     node: BatchNode, env: Mapping[str, str], redactor: Redactor, spec_path: Path | None
 ) -> tuple[list[Check], list[dict[str, object]]]:
     checks = _env_checks(env)
-    checks.append(Check("node folders", node.agent_dir.is_dir(),
-                        str(node.agent_dir) if node.agent_dir.is_dir() else
-                        f"{node.agent_dir} missing: the start task has not run"))
+    checks.append(
+        Check(
+            "node folders",
+            node.agent_dir.is_dir(),
+            str(node.agent_dir)
+            if node.agent_dir.is_dir()
+            else f"{node.agent_dir} missing: the start task has not run",
+        )
+    )
     free = shutil.disk_usage(node.root_dir).free
-    checks.append(Check("free disk", free >= MIN_FREE_BYTES,
-                        f"{free / 2**30:.1f} GiB free under {node.root_dir} (minimum {MIN_FREE_BYTES / 2**30:.0f} GiB)"))
+    checks.append(
+        Check(
+            "free disk",
+            free >= MIN_FREE_BYTES,
+            f"{free / 2**30:.1f} GiB free under {node.root_dir} (minimum {MIN_FREE_BYTES / 2**30:.0f} GiB)",
+        )
+    )
     spec_path = spec_path or latest_spec(node)
     spec = None
     if spec_path is not None:
@@ -128,23 +143,44 @@ def run_checks(
             checks.append(Check("job spec", False, str(e).splitlines()[0]))
     cache = tree_size(node.cache_dir) if node.cache_dir.is_dir() else 0
     budget = spec.policies.cache_budget_mb if spec else None
-    checks.append(Check(
-        "shared cache", budget is None or cache <= budget * 2**20,
-        f"{cache / 2**20:.1f} MiB in {node.cache_dir}" + (f" (budget {budget} MiB)" if budget is not None else " (no budget set)"),
-        required=False,
-    ))
+    checks.append(
+        Check(
+            "shared cache",
+            budget is None or cache <= budget * 2**20,
+            f"{cache / 2**20:.1f} MiB in {node.cache_dir}"
+            + (f" (budget {budget} MiB)" if budget is not None else " (no budget set)"),
+            required=False,
+        )
+    )
     found = {n: p for n in RENDERER_BINARIES if (p := shutil.which(n, path=env.get("PATH")))}
     wanted = spec.render.renderer if spec else None
-    checks.append(Check("renderers", bool(found), ", ".join(f"{k} ({v})" for k, v in found.items()) or "none on PATH",
-                        required=wanted == "blender"))
+    checks.append(
+        Check(
+            "renderers",
+            bool(found),
+            ", ".join(f"{k} ({v})" for k, v in found.items()) or "none on PATH",
+            required=wanted == "blender",
+        )
+    )
     checks += _mount_checks(node)
     if spec is not None:
         checks.append(_storage_check(spec, redactor, env))
     else:
-        checks.append(Check("storage", True, "skipped: no job spec on this node (pass --spec)", required=False))
-    tasks = [
-        {"job": r.job, "task": r.task, "exit_code": r.exit_code, "exit_class": r.exit_class,
-         "wall_s": r.wall_s, "finished_at": r.finished_at, "task_dir": str(r.task_dir)}
+        checks.append(
+            Check(
+                "storage", True, "skipped: no job spec on this node (pass --spec)", required=False
+            )
+        )
+    tasks: list[dict[str, object]] = [
+        {
+            "job": r.job,
+            "task": r.task,
+            "exit_code": r.exit_code,
+            "exit_class": r.exit_class,
+            "wall_s": r.wall_s,
+            "finished_at": r.finished_at,
+            "task_dir": str(r.task_dir),
+        }
         for r in task_records(node)[:10]
     ]
     return checks, tasks
@@ -164,7 +200,9 @@ def report(checks: list[Check], tasks: list[dict[str, object]], color: bool) -> 
         lines.append("")
         lines.append("last tasks on this node:")
         for t in tasks:
-            lines.append(f"  {t['finished_at']}  {t['job']}/{t['task']}  exit {t['exit_code']} ({t['exit_class']})  {t['wall_s']}s")
+            lines.append(
+                f"  {t['finished_at']}  {t['job']}/{t['task']}  exit {t['exit_code']} ({t['exit_class']})  {t['wall_s']}s"
+            )
     return "\n".join(lines)
 
 

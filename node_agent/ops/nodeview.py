@@ -30,7 +30,8 @@ def locate_node(root: Path | None, env: Mapping[str, str] | None = None) -> Batc
             return BatchNode.from_root(Path(candidate))
     raise EnvironmentMissing(
         "no Batch node found: pass --root <AZ_BATCH_NODE_ROOT_DIR> (looked in "
-        + ", ".join(STANDARD_ROOTS) + ")"
+        + ", ".join(STANDARD_ROOTS)
+        + ")"
     )
 
 
@@ -94,6 +95,10 @@ def cached_jobs(node: BatchNode) -> list[dict[str, Any]]:
     if jobs_dir.is_dir():
         for job in sorted(p for p in jobs_dir.iterdir() if p.is_dir()):
             spec = job / "spec.json"
-            last = max((p.stat().st_mtime for p in (spec, job / "prep.json") if p.exists()), default=0.0)
-            out.append({"job": job.name, "bytes": tree_size(job), "last_use": last, "path": str(job)})
+            last = max(
+                (p.stat().st_mtime for p in (spec, job / "prep.json") if p.exists()), default=0.0
+            )
+            out.append(
+                {"job": job.name, "bytes": tree_size(job), "last_use": last, "path": str(job)}
+            )
     return out

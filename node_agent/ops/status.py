@@ -13,10 +13,19 @@ def status_doc(node: BatchNode) -> dict[str, object]:
         "node_root": str(node.root_dir),
         "jobs": cached_jobs(node),
         "tasks": [
-            {"job": r.job, "task": r.task, "exit_code": r.exit_code, "exit_class": r.exit_class,
-             "wall_s": r.wall_s, "finished_at": r.finished_at,
-             "logs": [str(r.task_dir / n) for n in ("stdout.txt", "stderr.txt", "renderer.log")
-                      if (r.task_dir / n).exists()]}
+            {
+                "job": r.job,
+                "task": r.task,
+                "exit_code": r.exit_code,
+                "exit_class": r.exit_class,
+                "wall_s": r.wall_s,
+                "finished_at": r.finished_at,
+                "logs": [
+                    str(r.task_dir / n)
+                    for n in ("stdout.txt", "stderr.txt", "renderer.log")
+                    if (r.task_dir / n).exists()
+                ],
+            }
             for r in task_records(node)
         ],
     }
@@ -30,15 +39,19 @@ def status_text(doc: dict[str, object]) -> str:
         lines.append("  (none)")
     for j in jobs:
         last = time.strftime("%Y-%m-%d %H:%M", time.gmtime(j["last_use"])) if j["last_use"] else "-"
-        lines.append(f"  {j['job']:<24} {j['bytes'] / 2**20:9.1f} MiB  last use {last}Z  {j['path']}")
+        lines.append(
+            f"  {j['job']:<24} {j['bytes'] / 2**20:9.1f} MiB  last use {last}Z  {j['path']}"
+        )
     lines += ["", "tasks that ran here (newest first):"]
     tasks = doc["tasks"]
     assert isinstance(tasks, list)
     if not tasks:
         lines.append("  (none)")
     for t in tasks:
-        lines.append(f"  {t['finished_at']}  {t['job']}/{t['task']:<22} exit {t['exit_code']!s:>3} "
-                     f"({t['exit_class']})  {t['wall_s']}s")
+        lines.append(
+            f"  {t['finished_at']}  {t['job']}/{t['task']:<22} exit {t['exit_code']!s:>3} "
+            f"({t['exit_class']})  {t['wall_s']}s"
+        )
         for log in t["logs"]:
             lines.append(f"      {log}")
     return "\n".join(lines)
