@@ -1,7 +1,8 @@
 """Run a renderer as a supervised child: own session, streamed and capped logs, timeouts.
 
 Cancel is notify-then-terminate: SIGTERM to the group, a grace period, then SIGKILL of
-the whole group and of any descendant that left it (found with psutil).
+the whole group and of any descendant that left it (found with psutil). A reaper process
+(node_agent.reaper) kills the renderer's tree if node-agent itself dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RunResult:
     signal: int | None
     timed_out: bool
     stalled: bool
+    cancelled: bool
     wall_s: float
     cpu_s: float
     peak_rss: int
@@ -117,6 +119,60 @@ def kill_tree(proc: subprocess.Popen[bytes], grace_s: float) -> None:
     proc.wait()
 
 
+def _start_reaper(pid: int) -> subprocess.Popen[bytes] | None:
+    """Start the watchdog that outlives us (POSIX; Windows relies on the task's job object)."""
+    if os.name == "nt":
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-m", "node_agent.reaper", str(pid)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stop_reaper(reaper: subprocess.Popen[bytes] | None) -> None:
+    if reaper is None or reaper.stdin is None:
+        return
+    try:
+        reaper.stdin.write(b"done")
+        reaper.stdin.close()
+        reaper.wait(10)
+    except (OSError, subprocess.TimeoutExpired):
+        reaper.kill()
+
+
+def _sample(ps: psutil.Process, cpu_by_pid: dict[int, float]) -> int:
+    """RSS of the tree now; records each process's CPU time (kept after it exits)."""
+    rss = 0
+    try:
+        procs = [ps, *ps.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss
+            c = p.cpu_times()
+            cpu_by_pid[p.pid] = c.user + c.system + c.children_user + c.children_system
+        except psutil.Error:
+            pass
+    return rss
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int | None, float]:
+    """Non-blocking wait; on POSIX also the CPU time of the renderer and what it waited for."""
+    if os.name == "nt":
+        return proc.poll(), 0.0
+    try:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        return proc.poll(), 0.0
+    if pid == 0:
+        return None, 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, ru.ru_utime + ru.ru_stime
+
+
 def run_supervised(
     argv: Sequence[str],
     *,
@@ -129,8 +185,14 @@ def run_supervised(
     log_cap: int = DEFAULT_LOG_CAP,
     on_line: Callable[[str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    cancel: threading.Event | None = None,
+    last_activity: Callable[[], float] | None = None,
 ) -> RunResult:
-    """Run argv (never through a shell) and supervise it until it ends."""
+    """Run argv (never through a shell) and supervise it until it ends.
+
+    Ends it (notify, `grace_s`, kill the tree) on timeout, when neither output nor
+    `last_activity()` (monotonic) moved for `stall_s`, or when `cancel` is set.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, object] = {}
     if os.name == "nt":
@@ -141,8 +203,13 @@ def run_supervised(
     t0 = time.monotonic()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(  # type: ignore[call-overload]
-            list(argv), env=dict(env), cwd=str(cwd), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
+            list(argv),
+            env=dict(env),
+            cwd=str(cwd),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **kwargs,
         )
         if on_start:
             on_start(proc.pid)
@@ -153,51 +220,57 @@ def run_supervised(
         ]
         for t in pumps:
             t.start()
+        reaper = _start_reaper(proc.pid)
         try:
             ps = psutil.Process(proc.pid)
         except psutil.Error:
             ps = None
         peak_rss = 0
         cpu_by_pid: dict[int, float] = {}
-        timed_out = stalled = False
+        timed_out = stalled = cancelled = False
+        child_cpu = 0.0
         try:
-            while proc.poll() is None:
+            while True:
+                rc, child_cpu = _reap(proc)
+                if rc is not None:
+                    break
                 if ps is not None:
-                    rss = 0
-                    try:
-                        for p in [ps, *ps.children(recursive=True)]:
-                            try:
-                                rss += p.memory_info().rss
-                                c = p.cpu_times()
-                                cpu_by_pid[p.pid] = c.user + c.system
-                            except psutil.Error:
-                                pass
-                    except psutil.Error:
-                        pass
-                    peak_rss = max(peak_rss, rss)
+                    peak_rss = max(peak_rss, _sample(ps, cpu_by_pid))
                 now = time.monotonic()
+                active = max(tee.last_output, last_activity() if last_activity else 0.0)
                 if now - t0 > timeout_s:
                     timed_out = True
-                elif stall_s is not None and now - tee.last_output > stall_s:
+                elif stall_s is not None and now - active > stall_s:
                     stalled = True
-                if timed_out or stalled:
+                elif cancel is not None and cancel.is_set():
+                    cancelled = True
+                if timed_out or stalled or cancelled:
                     kill_tree(proc, grace_s)
                     break
-                time.sleep(0.2)
+                if cancel is not None:
+                    cancel.wait(0.2)
+                else:
+                    time.sleep(0.2)
         except BaseException:
             kill_tree(proc, min(grace_s, 2.0))
             raise
+        finally:
+            _stop_reaper(reaper)
         rc = proc.wait()
         for t in pumps:
             t.join(5.0)  # a grandchild may hold the pipes open: do not hang on it
-    child_cpu = 0.0
-    if os.name != "nt":
-        ru = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN)
-        child_cpu = ru.ru_utime + ru.ru_stime
     cpu = max(sum(cpu_by_pid.values()), child_cpu)
     sig = -rc if rc is not None and rc < 0 else None
     return RunResult(
-        returncode=rc, signal=sig, timed_out=timed_out, stalled=stalled,
-        wall_s=time.monotonic() - t0, cpu_s=cpu, peak_rss=peak_rss,
-        log_truncated=tee.truncated, started_at=started, lines_tail=list(tee.tail[-50:]),
+        returncode=rc,
+        signal=sig,
+        timed_out=timed_out,
+        stalled=stalled,
+        cancelled=cancelled,
+        wall_s=time.monotonic() - t0,
+        cpu_s=cpu,
+        peak_rss=peak_rss,
+        log_truncated=tee.truncated,
+        started_at=started,
+        lines_tail=list(tee.tail[-50:]),
     )

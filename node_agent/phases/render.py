@@ -1,28 +1,47 @@
-"""The per-frame task: build the command, run and supervise the renderer, upload results."""
+"""The per-frame task: build the command, run and supervise the renderer, upload results.
+
+Frames are uploaded while the renderer runs; logs and the summary are uploaded whatever
+the outcome (the summary last, so it never points at a blob that is not there).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from node_agent.batchenv import ENTITLEMENT_TOKEN, ENTITLEMENT_VARS
+from node_agent.classify import OutputMonitor
 from node_agent.conventions import job_container
-from node_agent.errors import ExitCode, NodeAgentError, RenderError
-from node_agent.frames import format_frames, parse_frames
-from node_agent.outputs import upload_logs, upload_outputs
-from node_agent.renderers import EXTENSIONS, CommandContext, build_command, expected_frame_name
+from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError
+from node_agent.frames import parse_frames
+from node_agent.outputs import Layout, upload_logs, upload_preview
+from node_agent.phases.render_result import classify, missing_frames, summary_doc
+from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import JobSpec, load_spec
 from node_agent.storage import BlobStore
 from node_agent.supervise import RunResult, run_supervised
+from node_agent.watcher import ProgressiveUploader, Uploaded
+
+_SECRET_NAMES = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "SAS", "CONNECTION_STRING")
 
 
-def renderer_env(phase: Phase, spec: JobSpec) -> dict[str, str]:
-    """Task environment + the spec's variables, with the entitlement pair exactly as Batch set it."""
+def renderer_env(
+    phase: Phase, spec: JobSpec, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Task environment + adapter + spec variables, then the entitlement pair exactly as Batch set it."""
     env = dict(phase.env)
+    env.update(extra or {})
     env.update(spec.render.env)
     for var in ENTITLEMENT_VARS:
         if var in phase.env:
@@ -32,23 +51,52 @@ def renderer_env(phase: Phase, spec: JobSpec) -> dict[str, str]:
     return env
 
 
-def classify(result: RunResult, missing: list[int]) -> tuple[ExitCode, str]:
-    if result.timed_out:
-        return ExitCode.TIMEOUT, "renderer exceeded render.timeout_s and was killed"
-    if result.stalled:
-        return ExitCode.TIMEOUT, "renderer printed nothing for render.stall_timeout_s and was killed"
-    if result.signal is not None:
-        return ExitCode.CRASH, f"renderer was killed by signal {result.signal}"
-    if result.returncode:
-        return ExitCode.RENDER_FAILED, f"renderer exited with code {result.returncode}"
-    if missing:
-        return ExitCode.MISSING_FRAMES, f"renderer exited 0 but frames {format_frames(missing)} are missing"
-    return ExitCode.OK, "ok"
+def _show_env(phase: Phase, name: str, value: str) -> str:
+    if name == ENTITLEMENT_TOKEN or any(s in name.upper() for s in _SECRET_NAMES):
+        return "***"
+    return phase.redactor(value)
 
 
-def run(phase: Phase, frames_text: str, spec_path: Path | None, dry_run: bool) -> int:
+def _command_text(argv: list[str], windows: bool) -> str:
+    return subprocess.list2cmdline(argv) if windows else shlex.join(argv)
+
+
+def dry_run(phase: Phase, launch: Launch, env: dict[str, str], windows: bool) -> int:
+    print("command: " + phase.redactor(_command_text(launch.argv, windows)))
+    for i, arg in enumerate(launch.argv):
+        print(f"argv[{i}]: {phase.redactor(arg)}")
+    for path in launch.files:
+        print(f"writes: {path}")
+    for k in sorted(env):
+        print(f"env: {k}={_show_env(phase, k, env[k])}")
+    return 0
+
+
+class _Sigterm:
+    """While active, SIGTERM (Batch stopping the task) asks the supervisor to stop the renderer."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._old: Any = None
+
+    def __enter__(self) -> threading.Event:
+        try:
+            self._old = signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+        except ValueError:  # not the main thread
+            self._old = None
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> int:
+    agent_started = psutil.Process().create_time()
     node = phase.node
     spec = load_spec(spec_path or node.job_spec_path())
+    if spec.storage.auth.env:
+        phase.redactor.add(phase.env.get(spec.storage.auth.env))
     try:
         frames = parse_frames(frames_text)
     except ValueError as e:
@@ -56,63 +104,110 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry_run: bool) -
     assets = node.job_assets_dir()
     out_dir = node.task_working_dir / "output"
     ctx = CommandContext(
-        scene=assets / spec.render.scene, frames=frames, output_dir=out_dir, assets_dir=assets,
-        task_dir=node.task_dir, job_id=str(node.job_id), task_id=str(node.task_id),
+        scene=assets / spec.render.scene,
+        frames=frames,
+        output_dir=out_dir,
+        assets_dir=assets,
+        task_dir=node.task_dir,
+        job_id=str(node.job_id),
+        task_id=str(node.task_id),
         windows=node.is_windows,
     )
-    env = renderer_env(phase, spec)
-    argv = build_command(spec.render, ctx, env)
-    if dry_run:
-        print("command: " + shlex.join(argv))
-        for k in sorted(set(spec.render.env) | set(ENTITLEMENT_VARS)):
-            if k in env:
-                print(f"env: {k}={'***' if k == ENTITLEMENT_TOKEN else phase.redactor(env[k])}")
-        return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
+    launch = build_launch(spec.render, ctx, {**phase.env, **spec.render.env})
+    env = renderer_env(phase, spec, launch.env)
+    if dry:
+        return dry_run(phase, launch, env, node.is_windows)
+    for path, text in launch.files.items():
+        write_atomic(Path(path), text.encode("utf-8"))
     store = BlobStore(spec.storage, phase.redactor, phase.env)
-    container = spec.render.output.container or job_container(str(node.job_id))
-    store.ensure_container(container)
-    renderer_log = node.task_dir / "renderer.log"
-    phase.log.info("running: %s", shlex.join(argv))
-    result = run_supervised(
-        argv, env=env, cwd=node.task_working_dir, log_path=renderer_log,
-        timeout_s=spec.render.timeout_s, stall_s=spec.render.stall_timeout_s,
+    layout = Layout(
+        spec.render.output.container or job_container(str(node.job_id)),
+        str(node.task_id),
+        spec.render.output.prefix,
     )
-    ext = EXTENSIONS[spec.render.output.format]
-    missing = [
-        f for f in frames
-        if not (out_dir / expected_frame_name(spec.render.output.pattern, f, ext)).is_file()
-    ]
-    code, reason = classify(result, missing)
+    store.ensure_container(layout.container)
     meta = {"job": str(node.job_id), "task": str(node.task_id), "node": node.node_id}
-    outputs: list[dict[str, object]] = []
-    upload_error: NodeAgentError | None = None
+    uploader = ProgressiveUploader(store, layout, out_dir, meta).start()
+    monitor = OutputMonitor(spec.render.renderer, report=lambda s: phase.log.info("%s", s))
+    renderer_log = node.task_dir / "renderer.log"
+    command = phase.redactor(_command_text(launch.argv, node.is_windows))
+    phase.log.info("running: %s", command)
+    times: dict[str, float] = {"agent_started_at": agent_started}
+    result: RunResult | None = None
+    start_error = ""
+    with _Sigterm() as cancel:
+        try:
+            result = run_supervised(
+                launch.argv,
+                env=env,
+                cwd=node.task_working_dir,
+                log_path=renderer_log,
+                timeout_s=spec.render.timeout_s,
+                stall_s=spec.render.stall_timeout_s,
+                grace_s=spec.render.kill_grace_s,
+                on_line=monitor,
+                on_start=lambda pid: times.__setitem__("renderer_started_at", time.time()),
+                cancel=cancel,
+                last_activity=lambda: monitor.last_progress,
+            )
+        except OSError as e:
+            start_error = f"cannot start '{launch.argv[0]}': {e.strerror or e}"
+    times["renderer_ended_at"] = time.time()
+    missing = missing_frames(out_dir, launch.expected, agent_started)
+    code, reason = classify(result, monitor.failure(), missing, start_error)
+    outputs: list[Uploaded] = []
+    errors: list[NodeAgentError] = []
     try:
-        outputs = upload_outputs(store, container, str(node.task_id), out_dir, meta, spec.render.output.prefix)
-    except NodeAgentError as e:
-        upload_error = e
-    summary = {
-        "job": node.job_id, "task": node.task_id, "node": node.node_id,
-        "frames": format_frames(frames), "command": argv, "exit_class": code.name.lower(),
-        "exit_code": int(code), "reason": reason, "renderer_returncode": result.returncode,
-        "wall_s": round(result.wall_s, 3), "cpu_s": round(result.cpu_s, 3),
-        "peak_rss_bytes": result.peak_rss, "outputs": outputs,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+        outputs = uploader.finish()
+    except UploadError as e:
+        errors.append(e)
+    times["uploads_done_at"] = time.time()
+    preview = None
+    if outputs:
+        last = max(outputs, key=lambda u: (u.frame is not None, u.frame or 0, u.rel))
+        preview = upload_preview(store, layout, out_dir / last.rel, node.task_dir, meta)
+    summary = summary_doc(
+        node=node,
+        frames=frames,
+        command=launch.argv,
+        code=code,
+        reason=reason,
+        result=result,
+        monitor=monitor,
+        outputs=outputs,
+        out_dir=out_dir,
+        times=times,
+        preview=preview,
+    )
     summary_path = node.task_dir / "summary.json"
     write_atomic(summary_path, phase.redactor(json.dumps(summary, indent=2)).encode())
+    phase.log.info(
+        "task %s: %s; %d output file(s) uploaded to %s",
+        node.task_id,
+        reason,
+        len(outputs),
+        layout.container,
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     logs = [node.task_dir / n for n in ("stdout.txt", "stderr.txt", "renderer.log")]
-    upload_logs(store, container, str(node.task_id), [*logs, summary_path], meta)
-    phase.log.info(
-        "task %s: %s; %d frame file(s) uploaded to %s in %.1fs", node.task_id, reason,
-        len(outputs), container, result.wall_s,
-    )
-    if upload_error is not None:
-        raise upload_error
+    logs += _phase_log_files(phase)
+    try:
+        upload_logs(store, layout, [*logs, summary_path], meta)
+    except UploadError as e:
+        errors.append(e)
     if code is not ExitCode.OK:
         raise RenderError(reason, code)
+    if errors:
+        raise errors[0]
     return 0
 
 
+def _phase_log_files(phase: Phase) -> list[Path]:
+    """The phase's own log file (written by logs.setup_logging), if any."""
+    out = []
+    for h in phase.log.handlers:
+        name = getattr(h, "baseFilename", None)
+        if name and os.path.isfile(name):
+            out.append(Path(name))
+    return out

@@ -1,0 +1,188 @@
+"""Reading renderer output: failure classes (license, missing asset, out of memory, crash)
+from per-renderer patterns, and progress (Blender samples, Arnold/V-Ray percent)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from node_agent.errors import ExitCode
+
+_I = re.IGNORECASE
+
+_LICENSE_COMMON = [
+    r"no valid license",
+    r"could not obtain a license",
+    r"failed to connect to license server",
+    r"license (?:is )?not available",
+    r"license checkout failed",
+    r"\[clm\].*(?:error|fail|not)",
+    r"unable to (?:obtain|check ?out) (?:a )?license",
+    r"entitlement .*(?:failed|denied|invalid)",
+]
+_OOM_COMMON = [
+    r"out of memory",
+    r"std::bad_alloc",
+    r"\bMemoryError\b",
+    r"cannot allocate memory",
+    r"not enough memory",
+    r"failed to allocate",
+]
+_MISSING_COMMON = [
+    r"no such file or directory",
+    r"\bfile not found\b",
+    r"cannot (?:open|find|read) file",
+    r"could not (?:open|find|load) (?:file|texture|image|scene)",
+    r"missing (?:texture|file|map)",
+]
+_CRASH_COMMON = [
+    r"segmentation fault",
+    r"\bSIGSEGV\b",
+    r"access violation",
+    r"core dumped",
+    r"unhandled exception",
+    r"fatal error",
+]
+
+# Per renderer, extra patterns on top of the common ones.
+_EXTRA: dict[str, dict[ExitCode, list[str]]] = {
+    "blender": {
+        ExitCode.MISSING_ASSET: [
+            r"^Error: Cannot read file",
+            r"Warning: Path '.*' not found",
+            r"Unable to open image",
+            r"Cannot open library",
+            r"not found in \w+ library",
+        ],
+        ExitCode.OUT_OF_MEMORY: [r"System is out of GPU memory", r"CUDA error: Out of memory"],
+        ExitCode.CRASH: [r"Writing: .*\.crash\.txt", r"^Error: Not freed memory blocks"],
+    },
+    "maya": {
+        ExitCode.LICENSE: [r"License was not obtained", r"Render not licensed"],
+        ExitCode.MISSING_ASSET: [
+            r"Error: .*(?:Cannot find|Could not open|File not found)",
+            r"\[mtoa\].*(?:not found|unable to open)",
+            r"Error: Scene .* not found",
+        ],
+        ExitCode.CRASH: [r"Maya exited with status", r"Fatal Error\. Attempting to save"],
+    },
+    "arnold": {
+        ExitCode.MISSING_ASSET: [
+            r"ERROR .*(?:can't open|could not open|unable to open|file not found)",
+            r"\[texturesys\].*(?:not found|could not)",
+            r"ERROR .*couldn't open .*\.ass",
+        ],
+        ExitCode.CRASH: [r"\bCRASHED\b", r"signal caught"],
+    },
+    "vray": {
+        ExitCode.LICENSE: [r"Error obtaining license", r"license server"],
+        ExitCode.MISSING_ASSET: [
+            r"Error loading (?:scene|file)",
+            r"Failed to load (?:texture|bitmap)",
+            r"Cannot (?:open|find) (?:file|texture|bitmap)",
+        ],
+    },
+    "3dsmax": {
+        ExitCode.MISSING_ASSET: [
+            r"Missing (?:external file|map|bitmap|dll)",
+            r"Error loading file",
+        ],
+        ExitCode.LICENSE: [r"license.*(?:error|failed|not available)"],
+    },
+}
+
+_PRIORITY = (ExitCode.LICENSE, ExitCode.OUT_OF_MEMORY, ExitCode.MISSING_ASSET, ExitCode.CRASH)
+
+_BLENDER_SAMPLE = re.compile(r"Fra:\s*(\d+).*?Sample (\d+)/(\d+)")
+_BLENDER_SAVED = re.compile(r"^Saved: '(.+)'")
+_PERCENT = [
+    re.compile(r"(\d+(?:\.\d+)?)\s*% done", _I),  # Arnold, Maya+Arnold
+    re.compile(r"Rendering image\.*:\s*(\d+(?:\.\d+)?)\s*%", _I),  # V-Ray
+]
+
+
+def patterns_for(renderer: str) -> dict[ExitCode, list[re.Pattern[str]]]:
+    common = {
+        ExitCode.LICENSE: _LICENSE_COMMON,
+        ExitCode.OUT_OF_MEMORY: _OOM_COMMON,
+        ExitCode.MISSING_ASSET: _MISSING_COMMON,
+        ExitCode.CRASH: _CRASH_COMMON,
+    }
+    extra = _EXTRA.get(renderer, {})
+    return {
+        code: [re.compile(p, _I) for p in common[code] + extra.get(code, [])] for code in _PRIORITY
+    }
+
+
+@dataclass
+class Finding:
+    code: ExitCode
+    line: str
+
+
+class OutputMonitor:
+    """Fed every renderer line (from the pump threads); keeps the first line of each failure
+    class, the latest progress, and prints a progress line at most every `every_s` seconds."""
+
+    def __init__(
+        self, renderer: str, report: Callable[[str], None] | None = None, every_s: float = 10.0
+    ) -> None:
+        self.patterns = patterns_for(renderer)
+        self.report = report
+        self.every_s = every_s
+        self.findings: dict[ExitCode, Finding] = {}
+        self.frame: int | None = None
+        self.percent: float | None = None
+        self.saved: list[str] = []
+        self.last_progress = time.monotonic()
+        self._last_report = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            for code, pats in self.patterns.items():
+                if code not in self.findings and any(p.search(line) for p in pats):
+                    self.findings[code] = Finding(code, line.strip()[:300])
+            self._progress(line)
+
+    def _progress(self, line: str) -> None:
+        changed = False
+        m = _BLENDER_SAMPLE.search(line)
+        if m:
+            frame, done, total = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            changed = frame != self.frame
+            self.frame, self.percent = frame, 100.0 * done / max(total, 1)
+        else:
+            for pat in _PERCENT:
+                m = pat.search(line)
+                if m:
+                    self.percent = float(m.group(1))
+                    break
+        saved = _BLENDER_SAVED.search(line)
+        if saved:
+            self.saved.append(saved.group(1))
+        if m or saved:
+            now = time.monotonic()
+            self.last_progress = now
+            if self.report and (changed or saved or now - self._last_report >= self.every_s):
+                self._last_report = now
+                self.report(self.describe())
+
+    def describe(self) -> str:
+        parts = []
+        if self.frame is not None:
+            parts.append(f"frame {self.frame}")
+        if self.percent is not None:
+            parts.append(f"{self.percent:.0f}%")
+        parts.append(f"{len(self.saved)} frame file(s) saved" if self.saved else "")
+        return "progress: " + ", ".join(p for p in parts if p)
+
+    def failure(self) -> Finding | None:
+        """The most specific failure class seen (license before memory before asset before crash)."""
+        for code in _PRIORITY:
+            if code in self.findings:
+                return self.findings[code]
+        return None

@@ -1,0 +1,150 @@
+"""The render task's verdict (exit class and reason) and its machine-readable summary."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from node_agent.batchenv import BatchNode
+from node_agent.classify import Finding, OutputMonitor
+from node_agent.errors import ExitCode
+from node_agent.frames import format_frames
+from node_agent.supervise import RunResult
+from node_agent.watcher import Uploaded
+
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE}
+_WINDOWS_CRASHES = {0xC0000005, 0xC0000409, 0xC00000FD, 0xC0000374}  # access violation etc.
+_LABEL = {
+    ExitCode.LICENSE: "license failure",
+    ExitCode.OUT_OF_MEMORY: "out of memory",
+    ExitCode.MISSING_ASSET: "missing scene or asset",
+    ExitCode.CRASH: "renderer crashed",
+}
+
+
+def missing_frames(out_dir: Path, expected: dict[int, str], since: float) -> list[int]:
+    """Expected frames not written by this run (a file older than the task does not count)."""
+    missing = []
+    for frame, name in sorted(expected.items()):
+        try:
+            ok = (out_dir / name).stat().st_mtime >= since - 2.0
+        except OSError:
+            ok = False
+        if not ok:
+            missing.append(frame)
+    return missing
+
+
+def _crash_code(rc: int) -> int | None:
+    """A signal number when the exit code says the renderer crashed (also via a wrapper)."""
+    if rc < 0:
+        return -rc
+    if 128 < rc < 160 and (rc - 128) in _CRASH_SIGNALS | {signal.SIGKILL}:
+        return rc - 128
+    if (rc & 0xFFFFFFFF) in _WINDOWS_CRASHES:
+        return rc
+    return None
+
+
+def classify(
+    result: RunResult | None, finding: Finding | None, missing: list[int], start_error: str = ""
+) -> tuple[ExitCode, str]:
+    if result is None:
+        return ExitCode.RENDER_FAILED, start_error or "renderer did not start"
+    if result.timed_out:
+        return ExitCode.TIMEOUT, "renderer exceeded render.timeout_s and was killed"
+    if result.stalled:
+        return (
+            ExitCode.TIMEOUT,
+            "renderer made no progress for render.stall_timeout_s and was killed",
+        )
+    if result.cancelled:
+        return (
+            ExitCode.RENDER_FAILED,
+            "node-agent render was asked to stop (SIGTERM); renderer killed",
+        )
+    rc = result.returncode or 0
+    failed = rc != 0 or bool(missing)
+    if failed and finding is not None:
+        return finding.code, f"{_LABEL[finding.code]}: {finding.line}"
+    crash = _crash_code(rc)
+    if crash is not None:
+        return ExitCode.CRASH, f"renderer crashed (signal/status {crash})"
+    if rc:
+        return ExitCode.RENDER_FAILED, f"renderer exited with code {rc}"
+    if missing:
+        return (
+            ExitCode.MISSING_FRAMES,
+            f"renderer exited 0 but frames {format_frames(missing)} are missing",
+        )
+    return ExitCode.OK, "ok"
+
+
+def _iso(t: float | None) -> str | None:
+    if not t:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+def summary_doc(
+    *,
+    node: BatchNode,
+    frames: list[int],
+    command: list[str],
+    code: ExitCode,
+    reason: str,
+    result: RunResult | None,
+    monitor: OutputMonitor,
+    outputs: list[Uploaded],
+    out_dir: Path,
+    times: dict[str, float],
+    preview: str | None,
+) -> dict[str, Any]:
+    last_closed = 0.0
+    for u in outputs:
+        try:
+            last_closed = max(last_closed, (out_dir / u.rel).stat().st_mtime)
+        except OSError:
+            pass
+    started = times.get("renderer_started_at")
+    overhead: dict[str, float | None] = {
+        "start_to_renderer_s": round(started - times["agent_started_at"], 3) if started else None,
+        "last_frame_to_uploads_done_s": (
+            round(times["uploads_done_at"] - last_closed, 3) if last_closed else None
+        ),
+    }
+    return {
+        "job": node.job_id,
+        "task": node.task_id,
+        "node": node.node_id,
+        "frames": format_frames(frames),
+        "command": command,
+        "exit_class": code.name.lower(),
+        "exit_code": int(code),
+        "reason": reason,
+        "renderer_returncode": result.returncode if result else None,
+        "renderer_signal": result.signal if result else None,
+        "wall_s": round(result.wall_s, 3) if result else 0.0,
+        "cpu_s": round(result.cpu_s, 3) if result else 0.0,
+        "peak_rss_bytes": result.peak_rss if result else 0,
+        "log_truncated": result.log_truncated if result else False,
+        "progress": monitor.describe(),
+        "findings": {c.name.lower(): f.line for c, f in monitor.findings.items()},
+        "times": {k: _iso(v) for k, v in times.items()},
+        "overhead": overhead,
+        "outputs": [
+            {
+                "file": u.rel,
+                "bytes": u.bytes,
+                "frame": u.frame,
+                "blob": u.blob,
+                "url": u.url,
+                "uploaded_at": _iso(u.done_at),
+            }
+            for u in outputs
+        ],
+        "preview": preview,
+        "finished_at": _iso(time.time()),
+    }

@@ -1,0 +1,45 @@
+"""Arnold standalone: `kick -i <scene.ass> -o <image> -of <fmt> -dw -dp -v <level>`.
+
+kick renders one frame per call: a per-frame scene uses `#` in render.scene
+(`shot.####.ass`), and tasks of more than one frame are refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+from node_agent.errors import ExitCode, RenderError
+from node_agent.remap import arnold_pathmap, resolve_map
+from node_agent.renderers.base import EXTENSIONS, CommandContext, Launch, expected_frame_name
+from node_agent.spec import Render
+
+KICK_FORMATS = {"PNG": "png", "JPEG": "jpg", "OPEN_EXR": "exr", "TIFF": "tif"}
+
+
+def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
+    if len(ctx.frames) != 1:
+        raise RenderError(
+            "render.frames_per_task: arnold (kick) renders one frame per task; set it to 1",
+            ExitCode.USAGE,
+        )
+    frame = ctx.frames[0]
+    scene = re.sub(r"#+", lambda m: f"{frame:0{len(m.group())}d}", ctx.scene.name)
+    ext = EXTENSIONS[render.output.format]
+    name = expected_frame_name(render.output.pattern, frame, ext)
+    argv = [exe, "-i", str(ctx.scene.with_name(scene)), "-o", str(ctx.output_dir / name)]
+    argv += ["-of", KICK_FORMATS[render.output.format], "-dw", "-dp"]
+    argv += ["-v", str(render.options.get("verbosity", 2))]
+    if render.threads:
+        argv += ["-t", str(render.threads)]
+    assets = str(ctx.assets_dir)
+    argv += ["-set", "options.texture_searchpath", assets]
+    argv += ["-set", "options.procedural_searchpath", assets]
+    argv += ["-set", "options.abort_on_license_fail", "true"]  # an error, not a watermark
+    argv += ["-set", "options.frame", str(frame)]
+    env: dict[str, str] = {}
+    files: dict[str, str] = {}
+    if render.path_map:
+        path = ctx.task_dir / "node_agent_pathmap.json"
+        files[str(path)] = arnold_pathmap(resolve_map(render.path_map, ctx.assets_dir), ctx.windows)
+        env["ARNOLD_PATHMAP"] = str(path)
+    return Launch(argv, {frame: name}, env=env, files=files)

@@ -1,0 +1,28 @@
+"""Blender: `blender -b <scene> [-P remap.py] -o <out>/<pattern> -F <fmt> -f <frames>`."""
+
+from __future__ import annotations
+
+from node_agent.remap import blender_script, resolve_map
+from node_agent.renderers.base import EXTENSIONS, CommandContext, Launch, expected_frame_name
+from node_agent.spec import Render
+
+
+def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
+    fmt = render.output.format
+    argv = [exe, "-b", str(ctx.scene), "-noaudio"]
+    files: dict[str, str] = {}
+    if render.path_map:
+        script = ctx.task_dir / "node_agent_remap.py"
+        files[str(script)] = blender_script(resolve_map(render.path_map, ctx.assets_dir))
+        argv += ["-P", str(script)]  # runs after the scene is loaded, before rendering
+    argv += ["-o", str(ctx.output_dir / render.output.pattern), "-F", fmt, "-x", "1"]
+    if render.threads:
+        argv += ["-t", str(render.threads)]
+    engine = render.options.get("engine")
+    if engine:
+        argv += ["-E", str(engine)]
+    # Blender handles arguments in order: options first, then the frames.
+    argv += ["-f", ",".join(str(f) for f in ctx.frames)]
+    ext = EXTENSIONS[fmt]
+    expected = {f: expected_frame_name(render.output.pattern, f, ext) for f in ctx.frames}
+    return Launch(argv, expected, files=files)

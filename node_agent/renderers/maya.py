@@ -1,0 +1,45 @@
+"""Maya command-line renderer: `Render -r arnold|vray|sw -proj -rd -im -s -e -b <scene>`."""
+
+from __future__ import annotations
+
+from node_agent.errors import ExitCode, RenderError
+from node_agent.remap import maya_mel, resolve_map
+from node_agent.renderers.base import (
+    EXTENSIONS,
+    CommandContext,
+    Launch,
+    expected_frame_name,
+    frame_range,
+    output_stem,
+)
+from node_agent.spec import Render
+
+MAYA_FORMATS = {"PNG": "png", "JPEG": "jpeg", "OPEN_EXR": "exr", "TIFF": "tif"}
+SUB_RENDERERS = ("arnold", "vray", "sw")
+
+
+def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
+    sub = str(render.options.get("renderer", "arnold"))
+    if sub not in SUB_RENDERERS:
+        raise RenderError(
+            f"render.options.renderer: '{sub}' is not one of: {', '.join(SUB_RENDERERS)}",
+            ExitCode.USAGE,
+        )
+    start, end, step = frame_range(ctx.frames, "maya")
+    pattern = render.output.pattern
+    pad = max(pattern.count("#"), 1)
+    argv = [exe, "-r", sub, "-proj", str(ctx.assets_dir), "-rd", str(ctx.output_dir)]
+    # -im <stem> -fnc name#.ext -pad N -> <stem><frame padded>.<ext>, e.g. frame_0001.png
+    argv += ["-im", output_stem(pattern), "-fnc", "name#.ext", "-pad", str(pad)]
+    argv += ["-of", MAYA_FORMATS[render.output.format]]
+    argv += ["-s", str(start), "-e", str(end), "-b", str(step)]
+    if sub == "arnold":
+        argv += ["-ai:lve", str(render.options.get("verbosity", 2)), "-ai:ltc", "1"]
+    if render.threads:
+        argv += ["-n", str(render.threads)]
+    if render.path_map:
+        argv += ["-preRender", maya_mel(resolve_map(render.path_map, ctx.assets_dir))]
+    argv.append(str(ctx.scene))
+    ext = EXTENSIONS[render.output.format]
+    expected = {f: expected_frame_name(pattern, f, ext) for f in ctx.frames}
+    return Launch(argv, expected)

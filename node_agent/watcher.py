@@ -1,0 +1,162 @@
+"""Progressive upload: each frame goes to blob storage as soon as the renderer closed it.
+
+A watchdog observer watches the output folder. On Linux a file is a candidate when it is
+closed after writing (inotify IN_CLOSE_WRITE) or renamed into place; elsewhere when it is
+created or modified. Either way it is uploaded only once its size and mtime stay the same
+over `settle_s`. `finish()` stops the observer and sweeps the folder for anything missed or
+changed since its upload. Failed uploads are retried there; what still fails is reported.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from node_agent.errors import UploadError
+from node_agent.logs import get_logger
+from node_agent.outputs import (
+    DEFAULT_RETRY,
+    Layout,
+    Retry,
+    files_under,
+    frame_number,
+    inside,
+    upload_with_retry,
+)
+from node_agent.storage import BlobStore
+
+log = get_logger("watcher")
+_CLOSE_EVENTS = sys.platform.startswith("linux")
+
+
+@dataclass
+class Uploaded:
+    rel: str
+    bytes: int
+    blob: str
+    url: str
+    frame: int | None
+    stamp: tuple[int, int]  # (size, mtime_ns) at upload
+    done_at: float  # wall clock (time.time())
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, q: queue.Queue[Path | None]) -> None:
+        self.q = q
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self.q.put(Path(str(event.src_path)))
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self.q.put(Path(str(event.dest_path)))
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if not _CLOSE_EVENTS and not event.is_directory:
+            self.q.put(Path(str(event.src_path)))
+
+    on_modified = on_created
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+class ProgressiveUploader:
+    def __init__(
+        self,
+        store: BlobStore,
+        layout: Layout,
+        out_dir: Path,
+        metadata: dict[str, str],
+        *,
+        settle_s: float = 0.1,
+        retry: Retry = DEFAULT_RETRY,
+    ) -> None:
+        self.store, self.layout, self.out_dir = store, layout, out_dir
+        self.metadata, self.settle_s, self.retry = metadata, settle_s, retry
+        self.uploaded: dict[str, Uploaded] = {}
+        self.failed: dict[str, str] = {}
+        self._q: queue.Queue[Path | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._observer = Observer()
+        self._worker = threading.Thread(target=self._run, name="uploader", daemon=True)
+
+    def start(self) -> ProgressiveUploader:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._observer.schedule(_Handler(self._q), str(self.out_dir), recursive=True)
+        self._observer.start()
+        self._worker.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            path = self._q.get()
+            if path is None:
+                return
+            self._consider(path)
+
+    def _consider(self, path: Path) -> None:
+        if not inside(path, self.out_dir) or path.name.startswith("."):
+            return  # symlinks, vanished files, hidden temporaries
+        try:
+            before = _stamp(path)
+            time.sleep(self.settle_s)
+            if _stamp(path) != before:
+                self._q.put(path)  # still being written: look again later
+                return
+        except OSError:
+            return
+        self._upload(path, before)
+
+    def _upload(self, path: Path, stamp: tuple[int, int]) -> None:
+        rel = path.relative_to(self.out_dir).as_posix()
+        with self._lock:
+            prev = self.uploaded.get(rel)
+            if prev is not None and prev.stamp == stamp:
+                return
+        frame = frame_number(path.name)
+        meta = dict(self.metadata, **({"frame": str(frame)} if frame is not None else {}))
+        blob = self.layout.output(rel)
+        try:
+            url = upload_with_retry(self.store, path, self.layout.container, blob, meta, self.retry)
+        except UploadError as e:
+            log.warning("frame file %s not uploaded yet: %s", rel, e)
+            with self._lock:
+                self.failed[rel] = str(e)
+            return
+        with self._lock:
+            self.failed.pop(rel, None)
+            self.uploaded[rel] = Uploaded(rel, stamp[0], blob, url, frame, stamp, time.time())
+        log.info("uploaded %s -> %s/%s", rel, self.layout.container, blob)
+
+    def finish(self) -> list[Uploaded]:
+        """Stop watching, upload whatever is left; UploadError if any file is still not uploaded."""
+        self._observer.stop()
+        self._observer.join(10)
+        self._q.put(None)
+        self._worker.join()
+        for path in files_under(self.out_dir):
+            if path.name.startswith("."):
+                continue
+            try:
+                stamp = _stamp(path)
+            except OSError:
+                continue
+            self._upload(path, stamp)
+        if self.failed:
+            names = ", ".join(sorted(self.failed))
+            raise UploadError(
+                f"{len(self.failed)} output file(s) not uploaded ({names}); they stay in "
+                f"{self.out_dir} on the node: {next(iter(self.failed.values()))}"
+            )
+        return sorted(self.uploaded.values(), key=lambda u: u.rel)

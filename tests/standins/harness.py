@@ -1,0 +1,72 @@
+"""Helpers for render-task tests: a Batch task on a local node, `node-agent render` runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conftest import REPO, make_spec_doc, node_env
+
+from node_agent.batchenv import BatchNode
+from node_agent.conventions import job_container
+
+STANDINS = REPO / "tests" / "standins"
+
+
+@dataclass
+class Task:
+    env: dict[str, str]
+    node: BatchNode
+    spec_path: Path
+    doc: dict[str, Any]
+
+    @property
+    def out_dir(self) -> Path:
+        return self.node.task_working_dir / "output"
+
+    @property
+    def container(self) -> str:
+        return job_container(str(self.node.job_id))
+
+    def summary(self) -> dict[str, Any]:
+        return dict(json.loads((self.node.task_dir / "summary.json").read_text()))
+
+    def argv(self, frames: str, *extra: str) -> list[str]:
+        cmd = [sys.executable, "-m", "node_agent", "render", "--frames", frames]
+        return cmd + ["--spec", str(self.spec_path), *extra]
+
+    def start(self, frames: str, *extra: str) -> subprocess.Popen[bytes]:
+        """Like Batch: stdout/stderr go to stdout.txt/stderr.txt in the task folder."""
+        td = self.node.task_dir
+        with open(td / "stdout.txt", "ab") as out, open(td / "stderr.txt", "ab") as err:
+            return subprocess.Popen(self.argv(frames, *extra), env=self.env, stdout=out, stderr=err)
+
+    def run(self, frames: str, *extra: str, timeout: float = 300) -> int:
+        proc = self.start(frames, *extra)
+        return proc.wait(timeout)
+
+    def stdout(self) -> str:
+        return (self.node.task_dir / "stdout.txt").read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return (self.node.task_dir / "stderr.txt").read_text(errors="replace")
+
+
+def make_task(
+    root: Path, account_url: str, *, job: str = "job-a", task: str = "task-1", **render: Any
+) -> Task:
+    env = node_env(root, job, task)
+    node = BatchNode.from_env(env, need_job=True)
+    doc = make_spec_doc(account_url, **render)
+    spec_path = root / f"spec-{task}.json"
+    spec_path.write_text(json.dumps(doc))
+    node.job_assets_dir().mkdir(parents=True, exist_ok=True)
+    return Task(env, node, spec_path, doc)
+
+
+def standin(name: str) -> str:
+    return str(STANDINS / name)

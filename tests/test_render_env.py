@@ -1,0 +1,111 @@
+"""The renderer's environment and command line: entitlement, placeholders, dry-run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from standins.harness import make_task, standin
+
+from node_agent.azurite import AzuriteServer
+from node_agent.errors import SpecError
+from node_agent.renderers import substitute
+from node_agent.spec import spec_from_data
+from node_agent.storage import BlobStore
+
+TOKEN = "entitlement-token-3f9a2b7c1d"  # what conftest.node_env gives the task
+ODD = 'shots/my "best" shot; rm -rf $HOME `x` \'q\'.blend'
+
+
+def _doc(url: str, **render: object) -> dict[str, object]:
+    from conftest import make_spec_doc
+
+    return make_spec_doc(url, **render)
+
+
+def test_entitlement_vars_reach_the_renderer_unchanged_and_never_a_log(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    t = make_task(
+        tmp_path, azurite.account_url, renderer="custom", frames="1",
+        command=[standin("envdump.py"), "{output_dir}", "{frame}"], env={"STUDIO": "blue"},
+    )
+    assert t.run("1") == 0, t.stderr()
+    seen = json.loads((t.out_dir.parent / "standin.json").read_text())["env"]
+    assert seen["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"] == t.env["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"]
+    assert seen["AZ_BATCH_ACCOUNT_URL"] == t.env["AZ_BATCH_ACCOUNT_URL"]
+    assert seen["STUDIO"] == "blue"
+    # the token is in no file node-agent wrote and in no blob it uploaded
+    for p in [*t.node.task_dir.rglob("*"), *t.node.logs_dir.rglob("*")]:
+        if p.is_file() and p.name != "standin.json":
+            assert TOKEN not in p.read_text(errors="replace"), p
+    for b in store.list_blobs(t.container, "task-1/$TaskLog/"):
+        assert TOKEN not in store.read_blob(t.container, b.name).decode(errors="replace"), b.name
+
+
+@pytest.mark.parametrize(
+    "name", ["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN", "AZ_BATCH_ACCOUNT_URL", "az_batch_account_url"]
+)
+def test_spec_env_cannot_override_or_blank_entitlement(name: str) -> None:
+    for value in ("other", ""):
+        with pytest.raises(SpecError) as e:
+            spec_from_data(_doc("http://127.0.0.1:1/devstoreaccount1", env={name: value}))
+        assert "render.env" in str(e.value) and "cannot be overridden" in str(e.value)
+        assert len(str(e.value).splitlines()) == 1
+
+
+def test_validate_refuses_entitlement_override_exit_2(tmp_path: Path) -> None:
+    spec = tmp_path / "job.json"
+    doc = _doc("http://127.0.0.1:1/devstoreaccount1", env={"AZ_BATCH_ACCOUNT_URL": "https://x"})
+    spec.write_text(json.dumps(doc))
+    r = subprocess.run(
+        [sys.executable, "-m", "node_agent", "validate", str(spec)], capture_output=True, text=True
+    )
+    assert r.returncode == 2
+    assert "AZ_BATCH_ACCOUNT_URL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_placeholder_is_refused_at_validation() -> None:
+    with pytest.raises(SpecError, match=r"unknown placeholder '\{scen\}'"):
+        spec_from_data(_doc("http://127.0.0.1:1/a", renderer="custom", command=["x", "{scen}"]))
+
+
+def test_substitute_keeps_each_item_one_argument() -> None:
+    argv = substitute(["r", "{scene}", "-o={scene}!"], {"scene": ODD})
+    assert argv == ["r", ODD, f"-o={ODD}!"]
+
+
+def test_odd_placeholder_value_reaches_the_renderer_as_one_argument(
+    tmp_path: Path, azurite: AzuriteServer
+) -> None:
+    t = make_task(
+        tmp_path, azurite.account_url, renderer="custom", frames="1", scene=ODD,
+        command=[standin("envdump.py"), "{output_dir}", "{frame}", "--", "{scene}", "x{scene}y"],
+    )
+    assert t.run("1") == 0, t.stderr()
+    argv = json.loads((t.out_dir.parent / "standin.json").read_text())["argv"]
+    scene = str(t.node.job_assets_dir() / ODD)
+    assert argv[-2:] == [scene, f"x{scene}y"]
+    assert not (Path.home() / "x").exists()
+
+
+def test_dry_run_prints_command_and_env_with_token_redacted(
+    tmp_path: Path, azurite: AzuriteServer
+) -> None:
+    t = make_task(
+        tmp_path, azurite.account_url, renderer="custom", frames="1-3", scene="a b.blend",
+        command=[standin("envdump.py"), "{output_dir}", "{start}", "{end}"],
+        env={"STUDIO_API_KEY": "hunter2-secret-value", "STUDIO": "blue"},
+    )
+    r = subprocess.run(t.argv("1-3", "--dry-run"), env=t.env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "command: " + standin("envdump.py") in out
+    assert f"argv[1]: {t.out_dir}" in out and "argv[2]: 1" in out and "argv[3]: 3" in out
+    assert "env: AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN=***" in out
+    assert "env: STUDIO=blue" in out and "env: STUDIO_API_KEY=***" in out
+    assert TOKEN not in out + r.stderr and "hunter2-secret-value" not in out
+    assert not (t.out_dir.parent / "standin.json").exists()  # nothing ran
