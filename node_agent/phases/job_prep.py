@@ -1,4 +1,4 @@
-"""Job preparation: keep the job's spec on the node and bring its assets."""
+"""Job preparation: keep the job's spec on the node and bring its assets (incremental sync)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from node_agent.assets import sync_job_assets
-from node_agent.errors import SpecError
+from node_agent.errors import AssetError, SpecError
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import load_spec
 from node_agent.storage import BlobStore
@@ -20,16 +20,17 @@ def run(phase: Phase, spec_path: Path) -> int:
     store = BlobStore(spec.storage, phase.redactor, phase.env)
     assets = node.job_assets_dir()
     phase.log.info("syncing %d asset source(s) into %s", len(spec.assets), assets)
-    summary = sync_job_assets(spec, store, assets)
-    phase.log.info(
-        "assets: %d listed, %d downloaded (%.1f MB), %d unchanged in %.1fs",
-        summary.listed, summary.downloaded, summary.bytes_downloaded / 1e6,
-        summary.unchanged, summary.seconds,
-    )
+    summary = sync_job_assets(node, spec, store)
+    phase.log.info("%s", summary.line())
+    record = json.dumps(summary.record()).encode()
+    write_atomic(job_dir / "prep.json", record)
+    write_atomic(node.task_dir / "sync-summary.json", record)
+    if summary.refused:
+        raise AssetError(
+            f"{summary.refused} blob name(s) refused (first: {summary.refused_names[0]}); "
+            "the other assets were synced"
+        )
     scene = assets / spec.render.scene
     if not scene.is_file():
         raise SpecError(f"render.scene: '{spec.render.scene}' is not in the job's assets")
-    record = json.dumps(summary.__dict__).encode()
-    write_atomic(job_dir / "prep.json", record)
-    write_atomic(node.task_dir / "sync-summary.json", record)
     return 0

@@ -1,0 +1,1 @@
+"""Incremental asset sync: content-addressed node cache, per-job views, lean downloads."""

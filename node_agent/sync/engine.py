@@ -1,0 +1,299 @@
+"""The sync engine: list (or read a manifest), decide, download what is missing, build the view.
+
+One source at a time, under a node-wide file lock per container, so two job preps of
+the same assets never fetch the same content at once: the second one waits, then
+finds everything in the store. Listing and downloading overlap: each page of the
+listing is decided and its downloads submitted while the next page is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from node_agent.errors import DiskFullError
+from node_agent.logs import get_logger
+from node_agent.spec import AssetSource
+from node_agent.storage import BlobStore
+from node_agent.sync.fetch import Fetcher
+from node_agent.sync.items import Item
+from node_agent.sync.names import NameChecker, fs_case_insensitive
+from node_agent.sync.progress import Progress, SyncSummary
+from node_agent.sync.state import BlobRow, ObjectRow, StateDB, db_path
+from node_agent.sync.store import ContentStore, place, prune_view
+
+log = get_logger("sync")
+BATCH = 500
+
+
+@dataclass
+class _Run:
+    """Per-source bookkeeping while a source syncs."""
+
+    src: str
+    objects: dict[str, ObjectRow]
+    new_objects: list[tuple[str, int, int, bytes | None]] = field(default_factory=list)
+    new_blobs: list[tuple[str, str, int, str, bytes | None, str]] = field(default_factory=list)
+    inflight_bytes: int = 0
+
+
+def free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        cache_dir: Path,
+        state_dir: Path,
+        store: BlobStore,
+        *,
+        reserve_bytes: int = 0,
+        windows: bool = False,
+        threads: int = 16,
+        progress: Progress | None = None,
+    ) -> None:
+        self.cstore = ContentStore(cache_dir)
+        self.db = StateDB(db_path(state_dir))
+        self.store = store
+        self.reserve = reserve_bytes
+        self.windows = windows
+        self.threads = threads
+        self.summary = SyncSummary()
+        self.progress = progress or Progress(self.summary)
+        self.progress.summary = self.summary
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- entry point ---------------------------------------------------------
+    def sync(self, view_key: str, view_root: Path, sources: list[AssetSource]) -> SyncSummary:
+        """Make `view_root` hold exactly the sources' files; returns the summary."""
+        from node_agent.sync.manifest import ManifestSource, pinned_key
+
+        t0 = time.monotonic()
+        self.cstore.clean_stale_tmp()
+        view_root.mkdir(parents=True, exist_ok=True)
+        pin = pinned_key(sources)
+        if pin is not None and self._view_is(view_key, view_root, pin):
+            self.summary.listed = self.summary.unchanged = len(self.db.view(view_key))
+        else:
+            checker = NameChecker(
+                windows=self.windows,
+                case_insensitive=self.windows or fs_case_insensitive(str(view_root)),
+            )
+            view: dict[str, str] = {}
+            for source in sources:
+                lock = FileLock(
+                    str(
+                        self.cstore.locks / f"{_key(self.store.account_url, source.container)}.lock"
+                    )
+                )
+                with lock:
+                    if source.manifest:
+                        items: Iterable[Item] = ManifestSource(
+                            self.store, self.cstore, source
+                        ).items()
+                    else:
+                        items = self._listing(source)
+                    self._sync_items(source, items, checker, view_root, view)
+            prune_view(view_root, set(view))
+            self.db.set_view(view_key, view, pin)
+        self.summary.seconds = time.monotonic() - t0
+        self.progress.finish()
+        return self.summary
+
+    def _view_is(self, view_key: str, view_root: Path, pin: str) -> bool:
+        """True when the view was built from `pin` and every file is still its intact object."""
+        if self.db.job_manifest(view_key) != pin:
+            return False
+        objects = self.db.all_objects()
+        for path, h in self.db.view(view_key).items():
+            row = objects.get(h)
+            st = self.cstore.intact(row) if row else None
+            try:
+                vst = os.lstat(view_root / path)
+            except FileNotFoundError:
+                return False
+            if st is None or vst.st_ino != st.st_ino:
+                return False
+        return True
+
+    # --- plain trees -----------------------------------------------------------
+    def _listing(self, source: AssetSource) -> Iterator[Item]:
+        prefix = source.prefix
+        for b in self.store.list_blobs(source.container, prefix):
+            if b.name.endswith("/"):
+                continue  # a folder marker
+            rel = b.name[len(prefix) :]
+            path = f"{source.dest.rstrip('/')}/{rel}" if source.dest else rel
+            yield Item(path, b.name, b.size, b.etag, b.content_md5)
+
+    # --- the shared part -------------------------------------------------------
+    def _sync_items(
+        self,
+        source: AssetSource,
+        items: Iterable[Item],
+        checker: NameChecker,
+        view_root: Path,
+        view: dict[str, str],
+    ) -> None:
+        src = f"{self.store.account_url}/{source.container}"
+        run = _Run(src, self.db.all_objects())
+        known: dict[str, BlobRow] = {} if source.manifest else self.db.all_blobs(src, source.prefix)
+        seen: set[str] = set()
+        fetcher = Fetcher(self.store, source.container, connections=self.threads * 2)
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fetch")
+        pending: set[Future[tuple[Item, str, int, bytes]]] = set()
+        try:
+            for batch in _batches(items, BATCH):
+                todo: list[Item] = []
+                for item in batch:
+                    self.summary.listed += 1
+                    seen.add(item.name)
+                    problem = checker.check(item.path)
+                    if problem:
+                        self.summary.refused += 1
+                        self.summary.refused_names.append(f"{item.name}: {problem}")
+                        log.warning("refused blob name %r: %s", item.name, problem)
+                        continue
+                    h = self._resolve(item, known, run)
+                    if h is None:
+                        todo.append(item)
+                        continue
+                    row = run.objects[h]
+                    st = self.cstore.intact(row)
+                    assert st is not None
+                    place(self.cstore.object_path(h), st, view_root / item.path)
+                    view[item.path] = h
+                    self.summary.unchanged += 1
+                self._check_disk(todo, run)
+                for item in todo:
+                    run.inflight_bytes += item.size
+                    pending.add(pool.submit(self._fetch_one, fetcher, item, view_root))
+                pending = self._drain(pending, run, view, block=False)
+                self.progress.tick()
+            while pending:
+                pending = self._drain(pending, run, view, block=True)
+                self.progress.tick()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            fetcher.close()
+            self._commit(run)
+        gone = [n for n in known if n not in seen]
+        if gone:
+            self.db.forget_blobs(src, gone)
+
+    def _resolve(self, item: Item, known: dict[str, BlobRow], run: _Run) -> str | None:
+        """The content hash of `item` when the store already holds it intact, else None."""
+        h = item.hash
+        if h is None:
+            prev = known.get(item.name)
+            if (
+                prev is not None
+                and prev.size == item.size
+                and (prev.etag == item.etag or (item.md5 and prev.md5 == item.md5))
+            ):
+                h = prev.hash
+            elif item.md5:
+                h = self.db.object_by_md5(item.md5, item.size)
+        if h is None or h not in run.objects:
+            return None
+        if self.cstore.intact(run.objects[h]) is None:
+            log.warning(
+                "cached content %s was changed or removed on this node: fetching it again", h[:12]
+            )
+            self.cstore.drop(h)
+            del run.objects[h]
+            self.db.forget_objects([h])
+            return None
+        prev = known.get(item.name)
+        if item.hash is None and (prev is None or prev.etag != item.etag or prev.hash != h):
+            run.new_blobs.append((run.src, item.name, item.size, item.etag, item.md5, h))
+        return h
+
+    def _fetch_one(
+        self, fetcher: Fetcher, item: Item, view_root: Path
+    ) -> tuple[Item, str, int, bytes]:
+        tmp = self.cstore.tmp_path()
+        try:
+            got = fetcher.fetch(item.name, item.size, item.md5, tmp)
+            if item.hash and got.sha256 != item.hash:
+                from node_agent.errors import StorageError
+
+                raise StorageError(
+                    f"blob '{item.name}': content does not match its hash {item.hash[:12]}"
+                )
+            obj, mtime_ns = self.cstore.adopt(tmp, got.sha256)
+            place(obj, os.stat(obj), view_root / item.path)
+            return item, got.sha256, mtime_ns, got.md5
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _drain(
+        self,
+        pending: set[Future[tuple[Item, str, int, bytes]]],
+        run: _Run,
+        view: dict[str, str],
+        *,
+        block: bool,
+    ) -> set[Future[tuple[Item, str, int, bytes]]]:
+        done, rest = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for f in done:
+            item, h, mtime_ns, md5 = f.result()
+            run.inflight_bytes -= item.size
+            run.new_objects.append((h, item.size, mtime_ns, md5))
+            run.objects[h] = ObjectRow(h, item.size, mtime_ns, md5, time.time())
+            if item.hash is None:
+                run.new_blobs.append((run.src, item.name, item.size, item.etag, item.md5, h))
+            view[item.path] = h
+            self.summary.downloaded += 1
+            self.summary.bytes_downloaded += item.size
+        if len(run.new_objects) + len(run.new_blobs) >= BATCH:
+            self._commit(run)
+        return rest
+
+    def _commit(self, run: _Run) -> None:
+        if run.new_objects or run.new_blobs:
+            self.db.record(run.new_objects, run.new_blobs)
+            run.new_objects.clear()
+            run.new_blobs.clear()
+
+    def _check_disk(self, todo: list[Item], run: _Run) -> None:
+        need = sum(i.size for i in todo) + run.inflight_bytes
+        if not todo:
+            return
+        free = free_bytes(self.cstore.root)
+        if need > free - self.reserve:
+            raise DiskFullError(
+                f"asset sync needs {need / 1e6:.1f} MB but {self.cstore.root} has "
+                f"{free / 1e6:.1f} MB free minus a reserve of {self.reserve / 1e6:.1f} MB "
+                "(policies.free_space_reserve_mb)"
+            )
+
+
+def _batches(items: Iterable[Item], n: int) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:20]

@@ -1,0 +1,192 @@
+"""Manifests: a project's files as a canonical, hashed list; `assets push` to make one.
+
+Container layout under the project prefix `<project>/`:
+- content/<sha256>          each distinct file once, by content (never overwritten)
+- manifests/<sha256>.json   canonical manifest, named by its own hash
+- manifests/latest          the hash of the last pushed manifest
+
+A manifest is JSON with sorted keys and no whitespace: {"files":[{"path","sha256","size"}...],
+"version":1}, files sorted by path, so the same tree always gives the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from node_agent.errors import AssetError
+from node_agent.spec import AssetSource
+from node_agent.storage import BlobStore
+from node_agent.sync.items import Item
+from node_agent.sync.names import NameChecker
+from node_agent.sync.store import ContentStore
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    path: str
+    size: int
+    sha256: str
+
+
+def project_prefix(prefix: str) -> str:
+    return prefix.rstrip("/") + "/" if prefix else ""
+
+
+def canonical(files: list[ManifestFile]) -> bytes:
+    doc = {
+        "version": 1,
+        "files": [
+            {"path": f.path, "sha256": f.sha256, "size": f.size}
+            for f in sorted(files, key=lambda f: f.path)
+        ],
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse(data: bytes, what: str) -> list[ManifestFile]:
+    try:
+        doc = json.loads(data)
+        return [
+            ManifestFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in doc["files"]
+        ]
+    except (ValueError, KeyError, TypeError):
+        raise AssetError(f"{what}: not a valid manifest") from None
+
+
+def pinned_key(sources: list[AssetSource]) -> str | None:
+    """One key for a job whose every source pins a manifest (else None)."""
+    if not sources or not all(s.manifest for s in sources):
+        return None
+    parts = [[s.container, project_prefix(s.prefix), s.dest, s.manifest] for s in sources]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+class ManifestSource:
+    """The files of a pinned manifest: read once from storage, then kept in the node's cache."""
+
+    def __init__(self, store: BlobStore, cstore: ContentStore, source: AssetSource) -> None:
+        assert source.manifest
+        self.store = store
+        self.source = source
+        self.prefix = project_prefix(source.prefix)
+        self.local = cstore.root / "manifests" / f"{source.manifest}.json"
+
+    def read(self) -> list[ManifestFile]:
+        mh = self.source.manifest
+        assert mh
+        what = f"manifest {mh[:12]} in '{self.source.container}/{self.prefix}'"
+        if self.local.exists():
+            data = self.local.read_bytes()
+        else:
+            data = self.store.read_blob(self.source.container, f"{self.prefix}manifests/{mh}.json")
+        if hashlib.sha256(data).hexdigest() != mh:
+            self.local.unlink(missing_ok=True)
+            raise AssetError(f"{what}: content does not match the pinned hash")
+        if not self.local.exists():
+            from node_agent.runtime import write_atomic
+
+            write_atomic(self.local, data)
+        return parse(data, what)
+
+    def items(self) -> Iterator[Item]:
+        dest = self.source.dest.rstrip("/")
+        for f in self.read():
+            path = f"{dest}/{f.path}" if dest else f.path
+            yield Item(path, f"{self.prefix}content/{f.sha256}", f.size, hash=f.sha256)
+
+
+# --- assets push --------------------------------------------------------------
+@dataclass
+class PushSummary:
+    files: int = 0
+    hashed: int = 0
+    uploaded: int = 0
+    bytes_uploaded: int = 0
+    refused: int = 0
+    manifest: str = ""
+
+
+def _hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _scan(root: Path, cache: dict[str, list[object]], summary: PushSummary) -> list[ManifestFile]:
+    checker = NameChecker(case_insensitive=True)
+    files: list[ManifestFile] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if not full.is_file() or checker.check(rel):
+                summary.refused += 1
+                continue
+            st = full.stat()
+            hit = cache.get(rel)
+            if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+                digest = str(hit[2])
+            else:
+                digest = _hash(full)
+                summary.hashed += 1
+                cache[rel] = [st.st_size, st.st_mtime_ns, digest]
+            files.append(ManifestFile(rel, st.st_size, digest))
+    return files
+
+
+def push(
+    store: BlobStore, container: str, project: str, root: Path, cache_file: Path, threads: int = 8
+) -> PushSummary:
+    """Upload `root`'s new content by hash and write its manifest; returns the summary."""
+    if not root.is_dir():
+        raise AssetError(f"{root}: not a folder")
+    summary = PushSummary()
+    try:
+        cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    except ValueError:
+        cache = {}
+    files = _scan(root, cache, summary)
+    summary.files = len(files)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps(cache))
+    prefix = project_prefix(project)
+    store.ensure_container(container)
+    present = {b.name.rsplit("/", 1)[-1] for b in store.list_blobs(container, f"{prefix}content/")}
+    todo: dict[str, ManifestFile] = {}
+    for f in files:
+        if f.sha256 not in present:
+            todo.setdefault(f.sha256, f)
+
+    def upload(f: ManifestFile) -> None:
+        store.upload_file(root / f.path, container, f"{prefix}content/{f.sha256}")
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(upload, todo.values()))
+    summary.uploaded = len(todo)
+    summary.bytes_uploaded = sum(f.size for f in todo.values())
+    data = canonical(files)
+    summary.manifest = hashlib.sha256(data).hexdigest()
+    with tempfile.TemporaryDirectory() as tmp:
+        mf = Path(tmp) / "m.json"
+        mf.write_bytes(data)
+        store.upload_file(
+            mf,
+            container,
+            f"{prefix}manifests/{summary.manifest}.json",
+            content_type="application/json",
+        )
+        mf.write_text(summary.manifest)
+        store.upload_file(mf, container, f"{prefix}manifests/latest", content_type="text/plain")
+    return summary

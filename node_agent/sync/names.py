@@ -1,0 +1,94 @@
+"""Blob names and manifest paths: refuse anything that could land outside the destination."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_WIN_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"COM{i}" for i in range(1, 10)]
+    + [f"LPT{i}" for i in range(1, 10)]
+)
+_WIN_BAD_CHARS = re.compile(r'[<>:"|?*\x00-\x1f]')
+MAX_COMPONENT_BYTES = 255
+
+
+def name_problem(rel: str, *, windows: bool = False) -> str | None:
+    """Why `rel` (a '/'-separated relative path) is unsafe as a file path, or None."""
+    if not rel:
+        return "empty name"
+    if "\x00" in rel:
+        return "contains NUL"
+    if "\\" in rel:
+        return "contains a backslash"
+    if rel.startswith("/"):
+        return "is an absolute path"
+    if _DRIVE.match(rel):
+        return "starts with a drive letter"
+    parts = rel.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            return f"has a '{part or '//'}' component"
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+            return f"has a component over {MAX_COMPONENT_BYTES} bytes"
+        if windows:
+            stem = part.split(".")[0].rstrip(" ").upper()
+            if stem in _WIN_RESERVED:
+                return f"'{part}' is a reserved name on Windows"
+            if _WIN_BAD_CHARS.search(part) or part.endswith((" ", ".")):
+                return f"'{part}' is not a valid Windows file name"
+    return None
+
+
+class NameChecker:
+    """Checks names one by one, remembering earlier ones for collisions.
+
+    Refuses: unsafe names; two names that differ only in case on a case-insensitive
+    filesystem; a name that is both a file and a folder of other files (whichever
+    comes second in listing order is refused).
+    """
+
+    def __init__(self, *, windows: bool = False, case_insensitive: bool = False) -> None:
+        self.windows = windows
+        self.case_insensitive = case_insensitive
+        self._files: dict[str, str] = {}
+        self._dirs: set[str] = set()
+
+    def _key(self, rel: str) -> str:
+        return rel.casefold() if self.case_insensitive else rel
+
+    def check(self, rel: str) -> str | None:
+        """None if `rel` is accepted (and remembered), else the reason it is refused."""
+        problem = name_problem(rel, windows=self.windows)
+        if problem:
+            return problem
+        key = self._key(rel)
+        if key in self._files:
+            other = self._files[key]
+            return f"collides with '{other}'" if other != rel else "is listed twice"
+        if key in self._dirs:
+            return "is also a folder holding other files"
+        parents = [str(p) for p in PurePosixPath(key).parents][:-1]
+        for parent in parents:
+            if parent in self._files:
+                return f"its folder '{self._files[parent]}' is also a file"
+        self._files[key] = rel
+        self._dirs.update(parents)
+        return None
+
+
+def fs_case_insensitive(folder: str) -> bool:
+    """True when `folder`'s filesystem ignores case (probe with a temporary file)."""
+    import os
+    import tempfile
+
+    os.makedirs(folder, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix=".caseprobe-", dir=folder)
+    os.close(fd)
+    try:
+        head, tail = os.path.split(path)
+        return os.path.exists(os.path.join(head, tail.upper()))
+    finally:
+        os.unlink(path)

@@ -1,0 +1,78 @@
+"""Sync progress: a live line on a terminal, periodic lines otherwise, and the final summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import IO
+
+
+@dataclass
+class SyncSummary:
+    listed: int = 0
+    unchanged: int = 0
+    downloaded: int = 0
+    bytes_downloaded: int = 0
+    refused: int = 0
+    seconds: float = 0.0
+    refused_names: list[str] = field(default_factory=list)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_downloaded / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def record(self) -> dict[str, object]:
+        d = asdict(self)
+        d["refused_names"] = d["refused_names"][:100]
+        d["mb_per_s"] = round(self.mb_per_s, 2)
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+    def line(self) -> str:
+        return (
+            f"sync: {self.listed} listed, {self.unchanged} unchanged, {self.downloaded} downloaded "
+            f"({self.bytes_downloaded / 1e6:.1f} MB), {self.refused} refused, "
+            f"{self.seconds:.1f}s, {self.mb_per_s:.1f} MB/s"
+        )
+
+
+class Progress:
+    """Call `tick()` often; it prints at most every `interval` seconds."""
+
+    def __init__(
+        self, summary: SyncSummary, out: IO[str] | None = None, interval: float | None = None
+    ) -> None:
+        self.summary = summary
+        self.out = out if out is not None else sys.stdout
+        self.live = bool(getattr(self.out, "isatty", lambda: False)())
+        self.interval = interval if interval is not None else (0.5 if self.live else 10.0)
+        self.t0 = time.monotonic()
+        self.last = self.t0
+        self.enabled = True
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < self.interval):
+            return
+        self.last = now
+        s = self.summary
+        dt = max(now - self.t0, 1e-6)
+        text = (
+            f"sync: {s.listed} listed, {s.unchanged} unchanged, {s.downloaded} downloaded, "
+            f"{s.bytes_downloaded / 1e6:.1f} MB, {s.bytes_downloaded / 1e6 / dt:.1f} MB/s"
+        )
+        if self.live:
+            self.out.write("\r" + text.ljust(100))
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.out.write(
+                ("\r" if self.live else "")
+                + self.summary.line().ljust(100 if self.live else 0)
+                + "\n"
+            )
+            self.out.flush()

@@ -1,0 +1,87 @@
+"""Helpers shared by the sync tests: seed blobs, run job prep in-process or as a process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import make_spec_doc, node_env
+
+from node_agent.batchenv import BatchNode
+from node_agent.redact import Redactor
+from node_agent.spec import JobSpec, spec_from_data
+from node_agent.storage import BlobStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def seed(store: BlobStore, container: str, files: dict[str, bytes], *, md5: bool = True) -> None:
+    store.ensure_container(container)
+    cc = store.container(container)
+    for name, data in files.items():
+        if md5:
+            cc.upload_blob(name, data, overwrite=True)
+        else:  # a block list: no Content-MD5 on the blob
+            bc = cc.get_blob_client(name)
+            bc.stage_block("YmxvY2sx", data)
+            bc.commit_block_list(["YmxvY2sx"])
+
+
+def make_spec(
+    account_url: str, container: str, prefix: str, job: str = "job-a", **extra: object
+) -> dict[str, object]:
+    doc = make_spec_doc(account_url)
+    doc["job_id"] = job
+    doc["assets"] = [{"name": "scene", "container": container, "prefix": prefix, **extra}]
+    doc["render"] = {"renderer": "blender", "scene": "scene.blend", "frames": "1"}
+    return doc
+
+
+def write_spec(path: Path, doc: dict[str, object]) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def job_prep_cmd(root: Path, job: str, spec: Path) -> tuple[list[str], dict[str, str]]:
+    env = node_env(root, job)
+    return [sys.executable, "-m", "node_agent", "job-prep", "--spec", str(spec)], env
+
+
+def run_job_prep(root: Path, job: str, spec: Path) -> subprocess.CompletedProcess[str]:
+    cmd, env = job_prep_cmd(root, job, spec)
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def node_of(root: Path, job: str) -> BatchNode:
+    return BatchNode.from_env(node_env(root, job))
+
+
+def spec_store(doc: dict[str, object]) -> tuple[JobSpec, BlobStore]:
+    spec = spec_from_data(doc)
+    return spec, BlobStore(spec.storage, Redactor())
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def digests(files: dict[str, bytes], prefix: str) -> dict[str, str]:
+    return {k[len(prefix) :]: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+
+
+def summary(root: Path, job: str) -> dict[str, object]:
+    node = node_of(root, job)
+    return dict(json.loads((node.task_dir / "sync-summary.json").read_text()))
+
+
+def count_objects(root: Path) -> int:
+    objs = root / "shared" / "node_agent" / "cache" / "objects"
+    return sum(1 for _ in objs.rglob("*") if _.is_file()) if objs.exists() else 0
