@@ -1,0 +1,44 @@
+"""Helpers for the mount tests: run node-agent phases, clean up every FUSE mount."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from node_agent.mounts.platform import LinuxPlatform
+
+
+def run_agent(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node_agent", *args], env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+
+
+def mounts_under(root: Path) -> list[str]:
+    return [p for p in LinuxPlatform().mount_table() if p == str(root) or p.startswith(str(root) + "/")]
+
+
+def rclone_daemons_under(root: Path) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        if "rclone" in (p.info.get("name") or "") and any(str(root) in a for a in cmd):
+            out.append(p)
+    return out
+
+
+def cleanup_mounts(root: Path) -> None:
+    """Unmount (lazily) and kill everything a test mounted under `root`, whatever happened."""
+    for target in sorted(mounts_under(root), key=len, reverse=True):
+        subprocess.run(["fusermount3", "-uz", target], capture_output=True, timeout=60, check=False)
+    procs = rclone_daemons_under(root)
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=10)

@@ -1,0 +1,146 @@
+"""rclone mounts of a real Azurite container, made by `node-agent start-task --pool-config`."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from azure.storage.blob import BlobServiceClient
+from conftest import node_env
+from mount_helpers import cleanup_mounts, mounts_under, rclone_daemons_under, run_agent
+
+from node_agent.azurite import AZURITE_KEY, AzuriteServer
+from node_agent.batchenv import BatchNode
+from node_agent.mounts.manager import MountContext, ensure_mount, read_records, unmount_records
+from node_agent.mounts.model import RcloneMount
+from node_agent.mounts.platform import probe
+from node_agent.redact import Redactor
+from node_agent.logs import get_logger
+
+pytestmark = pytest.mark.slow
+
+FILES = {"scenes/shot1.blend": b"blend-bytes" * 100, "textures/wood.png": b"png" * 1000, "readme.txt": b"hi"}
+
+
+@pytest.fixture
+def container(azurite: AzuriteServer) -> str:
+    name = f"mnt-{uuid.uuid4().hex[:12]}"
+    svc = BlobServiceClient.from_connection_string(azurite.connection_string)
+    svc.create_container(name)
+    for blob, data in FILES.items():
+        svc.get_blob_client(name, blob).upload_blob(data)
+    return name
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    node_root = tmp_path / "node"
+    node_root.mkdir()
+    try:
+        yield node_root
+    finally:
+        cleanup_mounts(node_root)
+
+
+def _pool_config(root: Path, azurite: AzuriteServer, container: str, **extra: object) -> Path:
+    mount = {"name": "assets", "driver": "rclone", "account_url": azurite.account_url,
+             "container": container, "auth": {"mode": "emulator"}}
+    path = root / "pool.json"
+    path.write_text(json.dumps({"mounts": [mount], **extra}))
+    return path
+
+
+def test_start_task_mounts_reads_is_idempotent_and_recovers_stale(
+    root: Path, azurite: AzuriteServer, container: str
+) -> None:
+    env = node_env(root)
+    cfg = _pool_config(root, azurite, container)
+    target = root / "fsmounts" / "assets"
+
+    first = run_agent(["start-task", "--pool-config", str(cfg)], env)
+    assert first.returncode == 0, first.stderr
+    assert mounts_under(root) == [str(target)]
+    for blob, data in FILES.items():
+        assert (target / blob).read_bytes() == data
+
+    # Secrets: the rclone config is 0600 in a 0700 folder and nothing secret is in argv.
+    conf = root / "shared" / "node_agent" / "state" / "mounts" / "assets.rclone.conf"
+    assert conf.stat().st_mode & 0o777 == 0o600
+    assert conf.parent.stat().st_mode & 0o777 == 0o700
+    daemons = rclone_daemons_under(root)
+    assert len(daemons) == 1
+    argv = " ".join(daemons[0].cmdline())
+    assert "sig=" not in argv and AZURITE_KEY not in argv and str(conf) in argv
+    assert "sig=" not in first.stdout + first.stderr
+
+    second = run_agent(["start-task", "--pool-config", str(cfg)], env)
+    assert second.returncode == 0, second.stderr
+    assert "already mounted" in second.stdout
+    assert mounts_under(root) == [str(target)]
+    assert len(rclone_daemons_under(root)) == 1
+
+    # Kill rclone: the mount stays in the table but its endpoint is gone.
+    for p in rclone_daemons_under(root):
+        p.kill()
+    psutil.wait_procs(daemons, timeout=30)
+    stale = probe(target)
+    assert stale.state == "stale", stale
+    assert "Transport endpoint is not connected" in stale.detail
+
+    third = run_agent(["start-task", "--pool-config", str(cfg)], env)
+    assert third.returncode == 0, third.stderr
+    assert "stale mount" in third.stdout and "remounted" in third.stdout
+    assert mounts_under(root) == [str(target)]
+    assert (target / "readme.txt").read_bytes() == b"hi"
+
+    # The ops unmount path: everything recorded for the pool goes, the folder too.
+    node = BatchNode.from_env(env)
+    ctx = MountContext.create(node, env, Redactor(), get_logger("test"))
+    assert unmount_records(ctx, scope="pool") == ["assets"]
+    assert mounts_under(root) == []
+    assert not target.exists()
+    assert rclone_daemons_under(root) == []
+    assert read_records(node) == []
+
+
+def test_non_empty_mount_point_is_refused(root: Path, azurite: AzuriteServer, container: str) -> None:
+    env = node_env(root)
+    cfg = _pool_config(root, azurite, container)
+    target = root / "fsmounts" / "assets"
+    target.mkdir(parents=True)
+    (target / "stray.txt").write_text("someone's file")
+    res = run_agent(["start-task", "--pool-config", str(cfg)], env)
+    assert res.returncode == 21
+    first = res.stderr.splitlines()[0]
+    assert "not empty" in first and str(target) in first
+    assert mounts_under(root) == []
+    assert (target / "stray.txt").read_text() == "someone's file"
+
+
+def test_job_release_unmounts_job_scoped_mount(root: Path, azurite: AzuriteServer, container: str) -> None:
+    job = "job-mnt"
+    prep_env = node_env(root, job, "jobpreparation")
+    node = BatchNode.from_env(prep_env, need_job=True)
+    ctx = MountContext.create(node, prep_env, Redactor(), get_logger("test"))
+    m = RcloneMount(name="refs", driver="rclone", account_url=azurite.account_url, container=container,
+                    prefix="textures", auth={"mode": "emulator"})  # type: ignore[arg-type]
+    result = ensure_mount(ctx, m, scope=job)
+    target = root / "fsmounts" / "jobs" / job / "refs"
+    assert result.target == str(target) and result.action == "mounted"
+    assert (target / "wood.png").read_bytes() == FILES["textures/wood.png"]
+
+    release_env = node_env(root, job, "jobrelease")
+    res = run_agent(["job-release"], release_env)
+    assert res.returncode == 0, res.stderr
+    assert mounts_under(root) == []
+    assert not (root / "fsmounts" / "jobs" / job).exists()
+    assert rclone_daemons_under(root) == []
+    # Again: nothing left to do is not a failure.
+    again = run_agent(["job-release"], release_env)
+    assert again.returncode == 0, again.stderr
+    assert os.listdir(root / "fsmounts") == []
