@@ -11,15 +11,23 @@ import psutil
 from node_agent.mounts.platform import LinuxPlatform
 
 
-def run_agent(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_agent(
+    args: list[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "node_agent", *args], env=env, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [sys.executable, "-m", "node_agent", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 def mounts_under(root: Path) -> list[str]:
-    return [p for p in LinuxPlatform().mount_table() if p == str(root) or p.startswith(str(root) + "/")]
+    return [
+        p for p in LinuxPlatform().mount_table() if p == str(root) or p.startswith(str(root) + "/")
+    ]
 
 
 def rclone_daemons_under(root: Path) -> list[psutil.Process]:

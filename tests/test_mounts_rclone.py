@@ -16,15 +16,19 @@ from mount_helpers import cleanup_mounts, mounts_under, rclone_daemons_under, ru
 
 from node_agent.azurite import AZURITE_KEY, AzuriteServer
 from node_agent.batchenv import BatchNode
+from node_agent.logs import get_logger
 from node_agent.mounts.manager import MountContext, ensure_mount, read_records, unmount_records
 from node_agent.mounts.model import RcloneMount
 from node_agent.mounts.platform import probe
 from node_agent.redact import Redactor
-from node_agent.logs import get_logger
 
 pytestmark = pytest.mark.slow
 
-FILES = {"scenes/shot1.blend": b"blend-bytes" * 100, "textures/wood.png": b"png" * 1000, "readme.txt": b"hi"}
+FILES = {
+    "scenes/shot1.blend": b"blend-bytes" * 100,
+    "textures/wood.png": b"png" * 1000,
+    "readme.txt": b"hi",
+}
 
 
 @pytest.fixture
@@ -48,8 +52,13 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def _pool_config(root: Path, azurite: AzuriteServer, container: str, **extra: object) -> Path:
-    mount = {"name": "assets", "driver": "rclone", "account_url": azurite.account_url,
-             "container": container, "auth": {"mode": "emulator"}}
+    mount = {
+        "name": "assets",
+        "driver": "rclone",
+        "account_url": azurite.account_url,
+        "container": container,
+        "auth": {"mode": "emulator"},
+    }
     path = root / "pool.json"
     path.write_text(json.dumps({"mounts": [mount], **extra}))
     return path
@@ -108,7 +117,9 @@ def test_start_task_mounts_reads_is_idempotent_and_recovers_stale(
     assert read_records(node) == []
 
 
-def test_non_empty_mount_point_is_refused(root: Path, azurite: AzuriteServer, container: str) -> None:
+def test_non_empty_mount_point_is_refused(
+    root: Path, azurite: AzuriteServer, container: str
+) -> None:
     env = node_env(root)
     cfg = _pool_config(root, azurite, container)
     target = root / "fsmounts" / "assets"
@@ -122,13 +133,21 @@ def test_non_empty_mount_point_is_refused(root: Path, azurite: AzuriteServer, co
     assert (target / "stray.txt").read_text() == "someone's file"
 
 
-def test_job_release_unmounts_job_scoped_mount(root: Path, azurite: AzuriteServer, container: str) -> None:
+def test_job_release_unmounts_job_scoped_mount(
+    root: Path, azurite: AzuriteServer, container: str
+) -> None:
     job = "job-mnt"
     prep_env = node_env(root, job, "jobpreparation")
     node = BatchNode.from_env(prep_env, need_job=True)
     ctx = MountContext.create(node, prep_env, Redactor(), get_logger("test"))
-    m = RcloneMount(name="refs", driver="rclone", account_url=azurite.account_url, container=container,
-                    prefix="textures", auth={"mode": "emulator"})  # type: ignore[arg-type]
+    m = RcloneMount(
+        name="refs",
+        driver="rclone",
+        account_url=azurite.account_url,
+        container=container,
+        prefix="textures",
+        auth={"mode": "emulator"},
+    )  # type: ignore[arg-type]
     result = ensure_mount(ctx, m, scope=job)
     target = root / "fsmounts" / "jobs" / job / "refs"
     assert result.target == str(target) and result.action == "mounted"
