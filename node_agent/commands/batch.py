@@ -91,3 +91,31 @@ def register(cli: click.Group) -> None:
             return 0
 
         _exit(run_edge(go))
+
+    @batch_group.command("package")
+    @click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(path_type=Path),
+        required=True,
+        help="Folder for node-agent-<version>.zip.",
+    )
+    @click.option(
+        "--target",
+        "targets",
+        multiple=True,
+        metavar="OS:PYTHON",
+        help="Node OS and Python the wheels are for, e.g. linux:3.10 (repeatable; "
+        "default: linux:3.10 linux:3.12 windows:3.12).",
+    )
+    def package_cmd(out_dir: Path, targets: tuple[str, ...]) -> None:
+        """Zip node_agent, its bootstrap scripts and every dependency's wheel for the nodes."""
+        from node_agent.batch.package import Target, build_package
+
+        def go(r: Redactor) -> int:
+            parsed = [Target.parse(t) for t in targets] or None
+            out = build_package(out_dir, parsed)
+            click.echo(f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
+            return 0
+
+        _exit(run_edge(go))
