@@ -43,6 +43,8 @@ class _Run:
     new_objects: list[tuple[str, int, int, bytes | None]] = field(default_factory=list)
     new_blobs: list[tuple[str, str, int, str, bytes | None, str]] = field(default_factory=list)
     inflight_bytes: int = 0
+    # content being fetched -> other items with the same content, placed when it lands
+    followers: dict[str, list[Item]] = field(default_factory=dict)
 
 
 def free_bytes(path: Path) -> int:
@@ -167,7 +169,13 @@ class SyncEngine:
                         continue
                     h = self._resolve(item, known, run)
                     if h is None:
-                        todo.append(item)
+                        same = _content_key(item)
+                        if same is not None and same in run.followers:
+                            run.followers[same].append(item)
+                        else:
+                            if same is not None:
+                                run.followers[same] = []
+                            todo.append(item)
                         continue
                     row = run.objects[h]
                     st = self.cstore.intact(row)
@@ -179,10 +187,10 @@ class SyncEngine:
                 for item in todo:
                     run.inflight_bytes += item.size
                     pending.add(pool.submit(self._fetch_one, fetcher, item, view_root))
-                pending = self._drain(pending, run, view, block=False)
+                pending = self._drain(pending, run, view, view_root, block=False)
                 self.progress.tick()
             while pending:
-                pending = self._drain(pending, run, view, block=True)
+                pending = self._drain(pending, run, view, view_root, block=True)
                 self.progress.tick()
         except BaseException:
             for f in pending:
@@ -247,6 +255,7 @@ class SyncEngine:
         pending: set[Future[tuple[Item, str, int, bytes]]],
         run: _Run,
         view: dict[str, str],
+        view_root: Path,
         *,
         block: bool,
     ) -> set[Future[tuple[Item, str, int, bytes]]]:
@@ -261,6 +270,16 @@ class SyncEngine:
             view[item.path] = h
             self.summary.downloaded += 1
             self.summary.bytes_downloaded += item.size
+            same = _content_key(item)
+            for other in run.followers.pop(same, []) if same else []:
+                obj = self.cstore.object_path(h)
+                place(obj, os.stat(obj), view_root / other.path)
+                view[other.path] = h
+                if other.hash is None:
+                    run.new_blobs.append(
+                        (run.src, other.name, other.size, other.etag, other.md5, h)
+                    )
+                self.summary.unchanged += 1
         if len(run.new_objects) + len(run.new_blobs) >= BATCH:
             self._commit(run)
         return rest
@@ -293,6 +312,12 @@ def _batches(items: Iterable[Item], n: int) -> Iterator[list[Item]]:
             batch = []
     if batch:
         yield batch
+
+
+def _content_key(item: Item) -> str | None:
+    if item.hash:
+        return item.hash
+    return f"{item.md5.hex()}:{item.size}" if item.md5 else None
 
 
 def _key(*parts: str) -> str:

@@ -1,0 +1,166 @@
+"""`node-agent sync <source> <dest>` and `node-agent assets push <dir> --project <name>`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from node_agent.redact import Redactor
+
+AUTH_KINDS = ["emulator", "connection_string", "sas", "account_key", "managed_identity"]
+
+
+def _storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--auth-env",
+        default=None,
+        help="Variable holding the secret (sas, account_key, connection_string).",
+    )(fn)
+    fn = click.option(
+        "--auth", "auth_kind", type=click.Choice(AUTH_KINDS), default="emulator", show_default=True
+    )(fn)
+    fn = click.option(
+        "--account-url",
+        required=True,
+        envvar="NODE_AGENT_ACCOUNT_URL",
+        help="https://<account>.blob.core.windows.net (or Azurite's URL).",
+    )(fn)
+    return fn
+
+
+def _store(account_url: str, auth_kind: str, auth_env: str | None, redactor: Redactor) -> Any:
+    from pydantic import ValidationError
+
+    from node_agent.errors import SpecError
+    from node_agent.spec import Storage, format_validation_error
+    from node_agent.storage import BlobStore
+
+    try:
+        storage = Storage.model_validate(
+            {"account_url": account_url, "auth": {"kind": auth_kind, "env": auth_env}}
+        )
+    except ValidationError as e:
+        raise SpecError(format_validation_error("options", e)) from None
+    return BlobStore(storage, redactor)
+
+
+def _finish(code: int) -> None:
+    from node_agent.cli import _exit
+
+    _exit(code)
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("sync")
+    @click.argument("source")
+    @click.argument("dest", type=click.Path(path_type=Path))
+    @_storage_options
+    @click.option(
+        "--manifest", default=None, help="Pinned manifest hash (source is <container>/<project>)."
+    )
+    @click.option(
+        "--cache",
+        "cache_dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Content store and state DB (default: .node-agent-cache beside DEST).",
+    )
+    @click.option(
+        "--reserve-mb",
+        default=1024,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Free space to keep.",
+    )
+    @click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 128))
+    def sync_cmd(
+        source: str,
+        dest: Path,
+        account_url: str,
+        auth_kind: str,
+        auth_env: str | None,
+        manifest: str | None,
+        cache_dir: Path | None,
+        reserve_mb: int,
+        threads: int,
+    ) -> None:
+        """Sync <container>[/<prefix>] into DEST with the job-prep engine (by hand)."""
+        from node_agent.runtime import run_edge
+
+        def go(r: Redactor) -> int:
+            from node_agent.errors import AssetError, SpecError
+            from node_agent.spec import AssetSource
+            from node_agent.sync.engine import SyncEngine
+
+            container, _, prefix = source.partition("/")
+            try:
+                src = AssetSource(name="cli", container=container, prefix=prefix, manifest=manifest)
+            except ValueError as e:
+                raise SpecError(f"source '{source}': {str(e).splitlines()[-1].strip()}") from None
+            dest_abs = dest.resolve()
+            cache = cache_dir or dest_abs.parent / ".node-agent-cache"
+            store = _store(account_url, auth_kind, auth_env, r)
+            engine = SyncEngine(
+                cache,
+                cache / "state",
+                store,
+                reserve_bytes=reserve_mb * 1024 * 1024,
+                windows=os.name == "nt",
+                threads=threads,
+            )
+            try:
+                summary = engine.sync(f"manual:{dest_abs}", dest_abs, [src])
+            finally:
+                engine.close()
+            if summary.refused:
+                raise AssetError(
+                    f"{summary.refused} blob name(s) refused (first: {summary.refused_names[0]})"
+                )
+            return 0
+
+        _finish(run_edge(go))
+
+    @cli.group("assets")
+    def assets_group() -> None:
+        """Project assets in blob storage."""
+
+    @assets_group.command("push")
+    @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+    @click.option("--project", required=True, help="Project name: the blob prefix <project>/.")
+    @click.option("--container", default="assets", show_default=True)
+    @_storage_options
+    def push_cmd(
+        folder: Path,
+        project: str,
+        container: str,
+        account_url: str,
+        auth_kind: str,
+        auth_env: str | None,
+    ) -> None:
+        """Upload FOLDER's new content by hash and write its manifest; prints the manifest hash."""
+        from node_agent.runtime import run_edge
+
+        def go(r: Redactor) -> int:
+            from node_agent.sync.manifest import push
+
+            store = _store(account_url, auth_kind, auth_env, r)
+            key = hashlib.sha1(
+                f"{folder.resolve()}|{account_url}|{container}|{project}".encode()
+            ).hexdigest()[:16]
+            cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+            s = push(
+                store, container, project, folder, cache_home / "node-agent" / f"push-{key}.json"
+            )
+            click.echo(
+                f"push: {s.files} files, {s.hashed} hashed, {s.uploaded} uploaded "
+                f"({s.bytes_uploaded / 1e6:.1f} MB), {s.refused} refused"
+            )
+            click.echo(f"manifest {s.manifest}")
+            return 0
+
+        _finish(run_edge(go))
