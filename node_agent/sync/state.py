@@ -127,6 +127,10 @@ class StateDB:
                 "DELETE FROM blobs WHERE src=? AND name=?", [(src, n) for n in names]
             )
 
+    def forget_blobs_with_hashes(self, hashes: Iterable[str]) -> None:
+        with self._tx():
+            self.conn.executemany("DELETE FROM blobs WHERE hash=?", [(h,) for h in hashes])
+
     def set_view(self, job: str, files: dict[str, str], manifest: str | None) -> None:
         """Replace the job's view and mark the job and its objects used now."""
         now = time.time()

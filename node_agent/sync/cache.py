@@ -1,0 +1,61 @@
+"""Trimming the node's content store to a budget: least recently used first, never in-use content."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from node_agent.batchenv import BatchNode
+from node_agent.sync.state import StateDB, db_path
+from node_agent.sync.store import ContentStore
+
+
+@dataclass
+class TrimSummary:
+    objects_before: int = 0
+    bytes_before: int = 0
+    evicted: int = 0
+    bytes_evicted: int = 0
+    bytes_freed: int = 0  # evicted content no job folder still links to
+    protected: int = 0
+    bytes_after: int = 0
+
+
+def trim_cache(node: BatchNode, budget_bytes: int, in_use_jobs: set[str]) -> TrimSummary:
+    """Evict least recently used content until the store fits `budget_bytes`.
+
+    Content referenced by a job in `in_use_jobs` is never evicted, even if the
+    budget cannot be met. Jobs' last use is recorded by each sync.
+    """
+    cstore = ContentStore(node.cache_dir)
+    db = StateDB(db_path(node.state_dir))
+    try:
+        objects = db.all_objects()
+        protected = db.hashes_of_jobs(in_use_jobs)
+        s = TrimSummary(len(objects), sum(o.size for o in objects.values()))
+        total = s.bytes_before
+        evicted: list[str] = []
+        for obj in sorted(objects.values(), key=lambda o: (o.last_used, o.hash)):
+            if total <= budget_bytes:
+                break
+            if obj.hash in protected:
+                s.protected += 1
+                continue
+            path = cstore.object_path(obj.hash)
+            try:
+                links = os.stat(path).st_nlink
+                path.unlink()
+            except FileNotFoundError:
+                links = 1
+            evicted.append(obj.hash)
+            total -= obj.size
+            s.evicted += 1
+            s.bytes_evicted += obj.size
+            if links <= 1:
+                s.bytes_freed += obj.size
+        db.forget_objects(evicted)
+        db.forget_blobs_with_hashes(evicted)
+        s.bytes_after = total
+        return s
+    finally:
+        db.close()
