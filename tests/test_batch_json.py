@@ -38,7 +38,7 @@ def unknown_fields(cls: type[Model], data: dict[str, Any], path: str = "") -> li
             bad.append(path + key)
             continue
         sub = getattr(inst, rest[key])
-        pairs = list(zip(value, sub)) if isinstance(value, list) else [(value, sub)]
+        pairs = list(zip(value, sub, strict=True)) if isinstance(value, list) else [(value, sub)]
         for raw, typed in pairs:
             if isinstance(raw, dict) and isinstance(typed, Model):
                 bad += unknown_fields(type(typed), raw, f"{path}{key}.")

@@ -119,3 +119,65 @@ def register(cli: click.Group) -> None:
             return 0
 
         _exit(run_edge(go))
+
+    @batch_group.command("submit")
+    @click.argument("spec_path", type=click.Path(path_type=Path))
+    @_pool_config
+    @_os
+    @click.option(
+        "--endpoint",
+        envvar="AZURE_BATCH_ENDPOINT",
+        required=True,
+        help="Batch account URL (default: $AZURE_BATCH_ENDPOINT).",
+    )
+    @click.option(
+        "--account",
+        "account_name",
+        envvar="AZURE_BATCH_ACCOUNT",
+        default=None,
+        help="Account name for shared key auth (default: $AZURE_BATCH_ACCOUNT or the URL).",
+    )
+    @click.option(
+        "--key-env",
+        default="AZURE_BATCH_ACCESS_KEY",
+        show_default=True,
+        help="Variable holding the shared key; unset means Entra ID (azure-identity).",
+    )
+    @click.option("--create-pool", is_flag=True, help="Create the pool unless it exists.")
+    @click.option(
+        "--package",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="A `batch package` zip to upload; the start task installs from it.",
+    )
+    @click.option(
+        "--assets",
+        "assets_dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Local folder uploaded into the spec's first asset source.",
+    )
+    def submit_cmd(
+        spec_path: Path,
+        pool_config: Path | None,
+        os_name: str | None,
+        endpoint: str,
+        account_name: str | None,
+        key_env: str,
+        create_pool: bool,
+        package: Path | None,
+        assets_dir: Path | None,
+    ) -> None:
+        """Upload package, spec and assets; create the pool if asked; add the job and its tasks."""
+        from node_agent.batch.pooljson import load_pool_config
+        from node_agent.batch.submit import SubmitOptions, submit
+        from node_agent.spec import load_spec
+
+        def go(r: Redactor) -> int:
+            spec = load_spec(spec_path)
+            cfg = load_pool_config(pool_config).with_os(os_name)  # type: ignore[arg-type]
+            opts = SubmitOptions(endpoint, account_name, key_env, create_pool, package, assets_dir)
+            submit(spec, cfg, opts, r, say=lambda line: click.echo(line))
+            return 0
+
+        _exit(run_edge(go))

@@ -1,0 +1,209 @@
+"""`node-agent batch submit`: package, spec and assets to storage; pool, job and tasks to Batch.
+
+Uses the official azure-batch SDK. Credentials: a shared key from an environment variable
+(never from argv, never printed), else Entra ID through azure-identity's DefaultAzureCredential.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from azure.batch import BatchClient
+from azure.batch import models as bm
+from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
+
+from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob, task_chunks
+from node_agent.batch.pooljson import PoolConfig, pool_json
+from node_agent.errors import ExitCode, NodeAgentError
+from node_agent.redact import Redactor
+from node_agent.spec import JobSpec
+from node_agent.storage import BlobStore
+
+KEY_ENV = "AZURE_BATCH_ACCESS_KEY"  # the same variables the Azure CLI reads
+ACCOUNT_ENV = "AZURE_BATCH_ACCOUNT"
+ENDPOINT_ENV = "AZURE_BATCH_ENDPOINT"
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    endpoint: str
+    account_name: str | None = None
+    key_env: str = KEY_ENV
+    create_pool: bool = False
+    package: Path | None = None
+    assets_dir: Path | None = None
+
+
+@dataclass
+class SubmitResult:
+    pool_created: bool
+    tasks: int
+    requests: int  # add-task-collection requests
+    package_url: str | None
+
+
+def _account_from_endpoint(endpoint: str) -> str:
+    return (urlparse(endpoint).hostname or "").split(".")[0]
+
+
+def make_client(opts: SubmitOptions, redactor: Redactor) -> BatchClient:
+    """Shared key when the key variable is set, else Entra ID (az login, managed identity...)."""
+    if not urlparse(opts.endpoint).scheme or not urlparse(opts.endpoint).hostname:
+        raise NodeAgentError(
+            f"--endpoint '{opts.endpoint}' is not a URL like https://<account>.<region>.batch.azure.com",
+            ExitCode.USAGE,
+        )
+    key = os.environ.get(opts.key_env)
+    credential: AzureNamedKeyCredential | TokenCredential
+    if key:
+        redactor.add(key)
+        account = opts.account_name or _account_from_endpoint(opts.endpoint)
+        credential = AzureNamedKeyCredential(account, key)
+    else:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    return BatchClient(endpoint=opts.endpoint.rstrip("/"), credential=credential)
+
+
+@contextmanager
+def _batch_errors(what: str, redactor: Redactor) -> Iterator[None]:
+    try:
+        yield
+    except ClientAuthenticationError as e:
+        raise NodeAgentError(
+            f"Batch: {what}: authentication failed ({redactor(_first_line(e))})", ExitCode.USAGE
+        ) from None
+    except HttpResponseError as e:
+        code = getattr(getattr(e, "error", None), "code", None) or e.reason or ""
+        raise NodeAgentError(
+            f"Batch: {what}: HTTP {e.status_code} {code}: {redactor(_first_line(e))}",
+            ExitCode.FAILED,
+        ) from None
+    except AzureError as e:
+        raise NodeAgentError(
+            f"Batch: {what}: {redactor(_first_line(e))}", ExitCode.FAILED
+        ) from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(getattr(e, "message", None) or e)
+    return (text.strip().splitlines() or [type(e).__name__])[0]
+
+
+def _pool_exists(client: BatchClient, pool_id: str) -> bool:
+    # azure-batch 15.1's error policy raises on the 404 that pool_exists means to return as False
+    try:
+        return bool(client.pool_exists(pool_id))
+    except ResourceNotFoundError:
+        return False
+
+
+def upload_assets(store: BlobStore, spec: JobSpec, local: Path) -> int:
+    """Upload a local folder into the spec's first asset source (container/prefix)."""
+    if not local.is_dir():
+        raise NodeAgentError(f"--assets '{local}': not a folder", ExitCode.USAGE)
+    src = spec.assets[0]
+    store.ensure_container(src.container)
+    n = 0
+    for f in sorted(p for p in local.rglob("*") if p.is_file()):
+        store.upload_file(f, src.container, src.prefix + f.relative_to(local).as_posix())
+        n += 1
+    return n
+
+
+def _check_added(result: bm.BatchCreateTaskCollectionResult, chunk: list[dict[str, Any]]) -> None:
+    failed = [r for r in (result.result_values or []) if r.status != bm.BatchTaskAddStatus.SUCCESS]
+    if failed:
+        r = failed[0]
+        code = r.error.code if r.error else r.status
+        raise NodeAgentError(
+            f"Batch: {len(failed)} of {len(chunk)} tasks were not added; first: task '{r.task_id}': {code}",
+            ExitCode.FAILED,
+        )
+
+
+def submit(
+    spec: JobSpec,
+    pool: PoolConfig,
+    opts: SubmitOptions,
+    redactor: Redactor,
+    say: Callable[[str], None] = print,
+) -> SubmitResult:
+    if not pool.identity_resource_id:
+        raise NodeAgentError(
+            "pool config: identity_resource_id is required: the nodes read the package and the "
+            "job spec from storage with the pool's managed identity",
+            ExitCode.USAGE,
+        )
+    store = BlobStore(spec.storage, redactor)
+    package_url = None
+    if opts.package is not None:
+        if not opts.package.is_file():
+            raise NodeAgentError(f"--package '{opts.package}': no such file", ExitCode.USAGE)
+        store.ensure_container(SPEC_CONTAINER)
+        package_url = store.upload_file(
+            opts.package, SPEC_CONTAINER, f"packages/{opts.package.name}"
+        )
+        pkg = pool.package.model_copy(update={"kind": "resource_file", "url": package_url})
+        pool = pool.model_copy(update={"package": pkg})
+        say(f"submit: package uploaded to {package_url}")
+    if opts.assets_dir is not None:
+        n = upload_assets(store, spec, opts.assets_dir)
+        say(
+            f"submit: {n} asset file(s) uploaded to {spec.assets[0].container}/{spec.assets[0].prefix}"
+        )
+    store.ensure_container(SPEC_CONTAINER)
+    with tempfile.TemporaryDirectory(prefix="node-agent-submit-") as tmp:
+        spec_file = Path(tmp) / "job.json"
+        spec_file.write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+        store.upload_file(
+            spec_file, SPEC_CONTAINER, spec_blob(spec.job_id), content_type="application/json"
+        )
+    doc = job_json(spec, pool)
+    client = make_client(opts, redactor)
+    created = False
+    with client:
+        if opts.create_pool:
+            with _batch_errors(f"pool '{pool.pool_id}'", redactor):
+                if _pool_exists(client, pool.pool_id):
+                    say(f"submit: pool {pool.pool_id} exists; using it")
+                else:
+                    client.create_pool(bm.BatchPoolCreateOptions(pool_json(pool, spec)))
+                    created = True
+                    say(
+                        f"submit: pool {pool.pool_id} created ({pool.vm_size}, "
+                        f"{pool.dedicated_nodes} dedicated + {pool.low_priority_nodes} spot node(s))"
+                    )
+        with _batch_errors(f"adding job '{spec.job_id}'", redactor):
+            client.create_job(bm.BatchJobCreateOptions(doc["job"]))
+        chunks = task_chunks(doc["tasks"])
+        for i, chunk in enumerate(chunks, 1):
+            with _batch_errors(f"adding tasks (request {i} of {len(chunks)})", redactor):
+                result = client.create_task_collection(
+                    spec.job_id, bm.BatchTaskGroup({"value": chunk})
+                )
+            _check_added(result, chunk)
+        with _batch_errors(f"updating job '{spec.job_id}'", redactor):
+            # only now: a job with no tasks yet would count as complete and terminate at once
+            client.update_job(
+                spec.job_id, bm.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"})
+            )
+    say(
+        f"submit: job {spec.job_id} on pool {pool.pool_id}: {len(doc['tasks'])} task(s) "
+        f"in {len(chunks)} request(s)"
+    )
+    return SubmitResult(created, len(doc["tasks"]), len(chunks), package_url)

@@ -1,0 +1,295 @@
+"""`batch submit` against a local HTTP endpoint replaying recorded Batch REST exchanges."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import yaml
+from conftest import make_spec_doc
+
+from node_agent.azurite import AzuriteServer
+from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob
+from node_agent.batch.pooljson import PackageSource, load_pool_config, pool_json
+from node_agent.cli import main
+from node_agent.errors import ExitCode
+from node_agent.spec import load_spec
+from node_agent.storage import BlobStore
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+KEY = "c2VjcmV0LWJhdGNoLWtleS1mb3ItdGVzdHMtb25seQ=="  # base64, as Batch keys are
+IDENTITY = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/render"
+
+
+class Replay:
+    """An HTTP server on 127.0.0.1 that answers requests with recorded exchanges, in order."""
+
+    def __init__(self, exchanges: list[dict[str, Any]]) -> None:
+        self.exchanges = list(exchanges)
+        self.requests: list[dict[str, Any]] = []
+        self.mismatches: list[str] = []
+        replay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                url = urlparse(self.path)
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                req = {
+                    "method": self.command,
+                    "path": url.path,
+                    "query": parse_qs(url.query),
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": json.loads(raw) if raw else None,
+                }
+                replay.requests.append(req)
+                want = replay.exchanges.pop(0) if replay.exchanges else None
+                if want is None or (want["method"], want["path"]) != (self.command, url.path):
+                    replay.mismatches.append(f"{self.command} {url.path} (expected {want})")
+                    self._send(
+                        400, {"code": "UnexpectedRequest", "message": {"value": "not recorded"}}, {}
+                    )
+                    return
+                body = want.get("body")
+                if want.get("taskResults"):
+                    body = {
+                        "value": [
+                            {
+                                "status": want["taskResults"],
+                                "taskId": t["id"],
+                                **(
+                                    {"error": {"code": "TaskExists", "message": {"value": "x"}}}
+                                    if want["taskResults"] != "success"
+                                    else {}
+                                ),
+                            }
+                            for t in req["body"]["value"]
+                        ]
+                    }
+                self._send(want["status"], body, want.get("headers", {}))
+
+            def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
+                data = (
+                    json.dumps(body).encode()
+                    if body is not None and self.command != "HEAD"
+                    else b""
+                )
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json;odata=minimalmetadata")
+                self.send_header("request-id", "00000000-0000-0000-0000-000000000000")
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_HEAD = do_DELETE = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Replay:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recording() -> list[dict[str, Any]]:
+    return list(json.loads((FIXTURES / "batch_recording_submit.json").read_text())["exchanges"])
+
+
+@pytest.fixture
+def files(tmp_path: Path, azurite: AzuriteServer) -> dict[str, Path]:
+    doc = make_spec_doc(azurite.account_url, frames="1-250")
+    doc["assets"][0]["prefix"] = "submit-test/"  # type: ignore[index]
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(yaml.safe_dump({"identity_resource_id": IDENTITY, "task_slots_per_node": 2}))
+    pkg = tmp_path / "node-agent-0.1.0.zip"
+    pkg.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip is enough to test the upload
+    assets = tmp_path / "assets"
+    (assets / "tex").mkdir(parents=True)
+    (assets / "spin.blend").write_bytes(b"scene")
+    (assets / "tex" / "wood.png").write_bytes(b"png")
+    return {"spec": spec, "pool": pool, "package": pkg, "assets": assets}
+
+
+def test_submit_sends_pool_job_and_task_chunks(
+    files: dict[str, Path],
+    recording: list[dict[str, Any]],
+    store: BlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
+    with Replay(recording) as batch:
+        code = main(
+            [
+                "batch",
+                "submit",
+                str(files["spec"]),
+                "--pool-config",
+                str(files["pool"]),
+                "--endpoint",
+                batch.url,
+                "--account",
+                "acct",
+                "--create-pool",
+                "--package",
+                str(files["package"]),
+                "--assets",
+                str(files["assets"]),
+            ]
+        )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert batch.mismatches == [] and batch.exchanges == []
+    assert [(r["method"], r["path"]) for r in batch.requests] == [
+        ("HEAD", "/pools/render-pool"),
+        ("POST", "/pools"),
+        ("POST", "/jobs"),
+        ("POST", "/jobs/job-a/addtaskcollection"),
+        ("POST", "/jobs/job-a/addtaskcollection"),
+        ("POST", "/jobs/job-a/addtaskcollection"),
+        ("PATCH", "/jobs/job-a"),
+    ]
+    for r in batch.requests:
+        assert r["query"]["api-version"] == ["2025-06-01"]
+        assert r["headers"]["authorization"].startswith("SharedKey acct:")
+        assert KEY not in json.dumps(r["body"])
+    assert KEY not in out.out + out.err
+    # the bodies are exactly what pool-json / job-json print (with the uploaded package)
+    spec = load_spec(files["spec"])
+    package_url = f"{spec.storage.account_url}/{SPEC_CONTAINER}/packages/node-agent-0.1.0.zip"
+    cfg = load_pool_config(files["pool"])
+    cfg = cfg.model_copy(update={"package": PackageSource(kind="resource_file", url=package_url)})
+    assert batch.requests[1]["body"] == pool_json(cfg, spec)
+    doc = job_json(spec, cfg)
+    assert batch.requests[2]["body"] == doc["job"]
+    chunks = [r["body"]["value"] for r in batch.requests[3:6]]
+    assert [len(c) for c in chunks] == [100, 100, 50]
+    assert [t for c in chunks for t in c] == doc["tasks"]
+    assert batch.requests[6]["body"] == {"onAllTasksComplete": "terminatejob"}
+    # storage: package, spec and assets are where the nodes will look
+    names = {b.name for b in store.list_blobs(SPEC_CONTAINER)}
+    assert {"packages/node-agent-0.1.0.zip", spec_blob("job-a")} <= names
+    assert json.loads(store.read_blob(SPEC_CONTAINER, spec_blob("job-a")))["job_id"] == "job-a"
+    assets = {b.name for b in store.list_blobs("assets", "submit-test/")}
+    assert assets == {"submit-test/spin.blend", "submit-test/tex/wood.png"}
+    assert "250 task(s) in 3 request(s)" in out.out
+
+
+def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
+    exchanges = [
+        {"method": "HEAD", "path": "/pools/render-pool", "status": 200},
+        {"method": "POST", "path": "/jobs", "status": 201},
+        {
+            "method": "POST",
+            "path": "/jobs/job-a/addtaskcollection",
+            "status": 200,
+            "taskResults": "clienterror",
+        },
+    ]
+    with Replay(exchanges) as batch:
+        code = main(
+            [
+                "batch",
+                "submit",
+                str(files["spec"]),
+                "--pool-config",
+                str(files["pool"]),
+                "--endpoint",
+                batch.url,
+                "--account",
+                "acct",
+                "--create-pool",
+            ]
+        )
+    out = capsys.readouterr()
+    assert batch.mismatches == [] and batch.exchanges == []
+    assert code == int(ExitCode.FAILED)
+    assert "pool render-pool exists; using it" in out.out
+    assert out.err.strip() == (
+        "node-agent: error: Batch: 100 of 100 tasks were not added; first: task 'frames-00001-00001': TaskExists"
+    )
+
+
+def test_rejected_key_is_one_line_without_the_key(
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
+    exchanges = [
+        {
+            "method": "POST",
+            "path": "/jobs",
+            "status": 403,
+            "body": {
+                "code": "AuthenticationFailed",
+                "message": {
+                    "lang": "en-US",
+                    "value": f"Server failed to authenticate the request. key {KEY}",
+                },
+            },
+        }
+    ]
+    with Replay(exchanges) as batch:
+        code = main(
+            [
+                "batch",
+                "submit",
+                str(files["spec"]),
+                "--pool-config",
+                str(files["pool"]),
+                "--endpoint",
+                batch.url,
+                "--account",
+                "acct",
+            ]
+        )
+    out = capsys.readouterr()
+    assert code != 0
+    lines = out.err.strip().splitlines()
+    assert (
+        len(lines) == 1 and "adding job 'job-a'" in lines[0] and "AuthenticationFailed" in lines[0]
+    )
+    assert KEY not in out.out + out.err
+
+
+def test_submit_needs_a_pool_identity(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    files["pool"].write_text(yaml.safe_dump({"pool_id": "p"}))
+    code = main(
+        [
+            "batch",
+            "submit",
+            str(files["spec"]),
+            "--pool-config",
+            str(files["pool"]),
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ]
+    )
+    assert code == int(ExitCode.USAGE)
+    assert "identity_resource_id is required" in capsys.readouterr().err
