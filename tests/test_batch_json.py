@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,3 +242,70 @@ def test_local_pool_runs_the_generated_job_json_unchanged(
     assert releases == {batch_doc["job"]["jobReleaseTask"]["commandLine"]}
     rendered = sorted(int(x.split()[0]) for x in (state / "rendered.txt").read_text().splitlines())
     assert rendered == [1, 2, 3, 4, 5, 6]
+
+
+def test_local_run_executes_the_tasks_job_json_prints(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """`node-agent local run` and `node-agent batch job-json` agree on every task of a spec."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "spin.blend").write_bytes(b"x")
+    upload_tree(store, src, "assets", "localrun/")
+    state = tmp_path / "state"
+    state.mkdir()
+    doc = make_spec_doc(
+        azurite.account_url,
+        renderer="custom",
+        frames="1-5",
+        frames_per_task=2,
+        command=[
+            sys.executable,
+            str(STANDINS / "pool_test_renderer.py"),
+            "{output_dir}",
+            "{frames}",
+            str(state),
+            "frames-00003-00004",
+            "{task_id}",
+        ],
+    )
+    doc["job_id"] = "batch-json-run"
+    doc["assets"][0]["prefix"] = "localrun/"  # type: ignore[index]
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    printed = subprocess.run(
+        [sys.executable, "-m", "node_agent", "batch", "job-json", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    batch_doc = json.loads(printed.stdout)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node_agent",
+            "local",
+            "run",
+            str(spec),
+            "--nodes",
+            "1",
+            "--workdir",
+            str(tmp_path / "pool"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    record = json.loads((tmp_path / "pool/localpool/run-batch-json-run.json").read_text())
+    attempts: dict[str, int] = {}
+    for r in record["runs"]:
+        if r["kind"] == "task":
+            attempts[r["task_id"]] = attempts.get(r["task_id"], 0) + 1
+    tasks = {t["id"]: t for t in batch_doc["tasks"]}
+    assert set(attempts) == set(tasks)  # the same tasks, no more, no fewer
+    flaky = tasks["frames-00003-00004"]["constraints"]["maxTaskRetryCount"]
+    assert attempts["frames-00003-00004"] == 2 and flaky >= 1  # retried as the JSON allows
+    assert all(n == 1 for tid, n in attempts.items() if tid != "frames-00003-00004")
