@@ -46,8 +46,9 @@ class Check:
 
 def check_disk(node: BatchNode, min_gb: float) -> Check:
     free = shutil.disk_usage(node.root_dir).free
+    minimum = f"{min_gb:,.3f}".rstrip("0").rstrip(".")
     detail = (
-        f"{free / 2**30:.1f} GiB free on the temp disk ({node.root_dir}), minimum {min_gb:g} GiB"
+        f"{free / 2**30:.1f} GiB free on the temp disk ({node.root_dir}), minimum {minimum} GiB"
     )
     return Check("temp-disk", free >= min_gb * 2**30, detail)
 

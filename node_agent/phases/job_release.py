@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from node_agent.conventions import job_container, task_log
 from node_agent.errors import ExitCode, NodeAgentError, SpecError
@@ -57,6 +59,17 @@ def log_files(phase: Phase) -> list[tuple[Path, str]]:
     return [(p, task_log(tid, f"{node.node_id}/{name}")) for p, tid, name in items if p.is_file()]
 
 
+def reachable(account_url: str, timeout: float = 10.0) -> bool:
+    """One TCP connection to the storage endpoint: skip uploads fast when it is down."""
+    url = urlparse(account_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def upload_logs(phase: Phase, spec: JobSpec | None, budget_s: float = UPLOAD_BUDGET_S) -> bool:
     """Upload the logs to the job's File Conventions container; False if any failed."""
     if spec is None:
@@ -66,6 +79,9 @@ def upload_logs(phase: Phase, spec: JobSpec | None, budget_s: float = UPLOAD_BUD
     if not files:
         phase.log.info("no job prep or release logs on this node to upload")
         return True
+    if not reachable(spec.storage.account_url):
+        phase.log.error("log upload failed: storage %s is unreachable", spec.storage.account_url)
+        return False
     container = job_container(spec.job_id)
     deadline = time.monotonic() + budget_s
     for h in phase.log.handlers:
