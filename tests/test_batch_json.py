@@ -18,6 +18,7 @@ from conftest import STANDINS, make_spec_doc, upload_tree
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import job_json, local_plan
 from node_agent.batch.pooljson import PackageSource, PoolConfig, pool_json
+from node_agent.batch.restcheck import unknown_fields
 from node_agent.cli import main
 from node_agent.errors import ExitCode
 from node_agent.jobplan import exit_conditions, plan_job
@@ -27,23 +28,6 @@ from node_agent.spec import JobSpec, spec_from_data
 from node_agent.storage import BlobStore
 
 URL = "https://acct.blob.core.windows.net"
-
-
-def unknown_fields(cls: type[Model], data: dict[str, Any], path: str = "") -> list[str]:
-    """Fields of `data` that are not REST fields of the SDK model `cls` (recursively)."""
-    inst = cls(data)
-    rest = {f._rest_name: attr for attr, f in type(inst)._attr_to_rest_field.items()}
-    bad = []
-    for key, value in data.items():
-        if key not in rest:
-            bad.append(path + key)
-            continue
-        sub = getattr(inst, rest[key])
-        pairs = list(zip(value, sub, strict=True)) if isinstance(value, list) else [(value, sub)]
-        for raw, typed in pairs:
-            if isinstance(raw, dict) and isinstance(typed, Model):
-                bad += unknown_fields(type(typed), raw, f"{path}{key}.")
-    return bad
 
 
 def round_trip(cls: type[Model], data: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +160,13 @@ def test_commands_print_the_bodies(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["batch", "job-json", str(spec), "--pool-config", str(cfg)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["job"]["poolInfo"]["poolId"] == "farm"
+    mount = {"azureBlobFileSystemConfiguration": {"accountName": "a", "containerNme": "c"}}
+    cfg.write_text(yaml.safe_dump({"mounts": [mount]}))
+    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert capsys.readouterr().err.strip() == (
+        f"node-agent: error: {cfg}: mounts: [0]: 'azureBlobFileSystemConfiguration.containerNme' "
+        "is not a Batch mountConfiguration field"
+    )
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "vm_sise": "x"}))
     assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
     err = capsys.readouterr().err

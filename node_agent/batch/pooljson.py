@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from azure.batch import models as bm
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from node_agent.batch.restcheck import unknown_fields
 from node_agent.errors import SpecError
 from node_agent.spec import JobSpec, format_validation_error
 
@@ -93,6 +95,17 @@ class PoolConfig(_Model):
         default=False,
         description="emit applicationLicenses (pay-per-use, retired by Azure in 2024)",
     )
+
+    @field_validator("mounts")
+    @classmethod
+    def _mounts(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, entry in enumerate(v):
+            if not isinstance(entry, dict) or len(entry) != 1:
+                raise ValueError(f"[{i}] must hold exactly one of the Batch mount configurations")
+            bad = unknown_fields(bm.MountConfiguration, entry)
+            if bad:
+                raise ValueError(f"[{i}]: '{bad[0]}' is not a Batch mountConfiguration field")
+        return v
 
     def home(self) -> str:
         if self.node_agent_home:
