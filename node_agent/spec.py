@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from node_agent.batchenv import ENTITLEMENT_VARS
 from node_agent.errors import SpecError
 from node_agent.frames import parse_frames
+from node_agent.mounts.model import MountList
 
 RENDERERS = ("blender", "maya", "arnold", "vray", "3dsmax", "custom")
 PLACEHOLDERS = frozenset(
@@ -213,6 +214,7 @@ class JobSpec(_Model):
     assets: list[AssetSource] = Field(min_length=1)
     render: Render
     policies: Policies = Policies()
+    mounts: MountList = Field(default_factory=list, description="job-scoped mounts (docs/ops.md)")
 
     @model_validator(mode="after")
     def _unique_assets(self) -> JobSpec:

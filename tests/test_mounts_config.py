@@ -303,3 +303,50 @@ def test_bad_pool_config_is_a_usage_error(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr.splitlines()[0].startswith(f"node-agent: error: {cfg}: mounts[0]")
     assert "min_free_temp_disk_gb" in res.stderr
+
+
+def test_windows_tasks_map_drives_from_the_kept_pool_config(tmp_path: Path) -> None:
+    from node_agent.mounts.manager import map_task_drives, task_drive_commands
+
+    ctx = _ctx(tmp_path)
+    assert task_drive_commands(ctx.node) == []
+    config = PoolConfig.model_validate({"mounts": [_files_mount(drive="T:").model_dump()]})
+    state = ctx.node.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "pool-config.json").write_text(config.model_dump_json())
+    [cmd] = task_drive_commands(ctx.node)
+    assert cmd.argv == [
+        "net",
+        "use",
+        "T:",
+        "\\\\renderfiles.file.core.windows.net\\projects",
+        "/persistent:no",
+    ]
+    assert map_task_drives(ctx) == [], "no drive mapping on Linux"
+
+
+def test_job_spec_carries_job_scoped_mounts(tmp_path: Path) -> None:
+    from conftest import make_spec_doc
+
+    from node_agent.spec import spec_from_data
+
+    doc = make_spec_doc("http://127.0.0.1:10000/devstoreaccount1")
+    doc["mounts"] = [
+        {
+            "name": "refs",
+            "driver": "rclone",
+            "account_url": URL,
+            "container": "refs",
+            "auth": {"mode": "sas", "env": "MOUNT_SAS"},
+        }
+    ]
+    spec = spec_from_data(doc)
+    assert isinstance(spec.mounts[0], RcloneMount)
+    assert spec_from_data(json.loads(spec.model_dump_json())) == spec
+    ctx = _ctx(tmp_path)
+    from node_agent.mounts.manager import paths_for
+
+    assert (
+        paths_for(ctx, spec.mounts[0], "job-a").target
+        == tmp_path / "fsmounts" / "jobs" / "job-a" / "refs"
+    )

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from node_agent.azurite import AZURITE_KEY
 from node_agent.batchenv import BatchNode
@@ -24,7 +24,7 @@ from node_agent.errors import MountError
 from node_agent.mounts import azurefiles, blobfuse2, rclone
 from node_agent.mounts.model import AzureFilesMount, Blobfuse2Mount, MountSpec, RcloneMount
 from node_agent.mounts.plan import MountPaths, MountPlan
-from node_agent.mounts.platform import Platform, current, probe, run
+from node_agent.mounts.platform import Command, Platform, current, probe, run
 from node_agent.redact import Redactor
 from node_agent.runtime import write_atomic
 
@@ -148,6 +148,18 @@ def _update_records(
 
 # --- mount / unmount -------------------------------------------------------------
 def ensure_mount(ctx: MountContext, m: MountSpec, scope: str = POOL) -> MountResult:
+    """Mount `m` unless it is already mounted and readable. Two phases making the same
+    mount at once (e.g. job prep of two jobs) take turns on a per-mount lock."""
+    lock_dir = ctx.node.state_dir / "mounts"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(lock_dir / f"{_key(m, scope)}.lock"), timeout=300):
+            return _ensure_mount(ctx, m, scope)
+    except Timeout:
+        raise MountError(f"mount '{m.name}': another phase held its lock for 300s") from None
+
+
+def _ensure_mount(ctx: MountContext, m: MountSpec, scope: str) -> MountResult:
     t0 = time.monotonic()
     secret = resolve_secret(m, ctx.env, ctx.redactor)
     paths = paths_for(ctx, m, scope)
@@ -274,3 +286,28 @@ def ensure_mounts(
 
 def results_json(results: list[MountResult]) -> list[dict[str, object]]:
     return [asdict(r) for r in results]
+
+
+def task_drive_commands(node: BatchNode) -> list[Command]:
+    """Windows: `net use` for each Azure Files mount of the pool, to run before every task
+    (a mapping does not survive between tasks). Reads the pool config the start task kept."""
+    from node_agent.poolconfig import load_pool_config
+
+    path = node.state_dir / "pool-config.json"
+    if not path.is_file():
+        return []
+    config = load_pool_config(path)
+    return [azurefiles.net_use_command(m) for m in config.mounts if isinstance(m, AzureFilesMount)]
+
+
+def map_task_drives(ctx: MountContext) -> list[str]:
+    """Run `task_drive_commands` (Windows only; a no-op elsewhere); returns the drives mapped."""
+    if not ctx.platform.windows:
+        return []
+    mapped = []
+    for cmd in task_drive_commands(ctx.node):
+        drive = cmd.argv[2]
+        if not ctx.platform.is_mounted(Path(drive)):
+            run(cmd, f"map drive {drive}", ctx.redactor, ctx.env)
+        mapped.append(drive)
+    return mapped

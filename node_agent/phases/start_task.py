@@ -88,6 +88,9 @@ def run(phase: Phase, pool_config: Path | None = None) -> int:
 def prepare_node(phase: Phase, config: PoolConfig) -> None:
     """Mounts first (health checks read them), then the health checks."""
     node = phase.node
+    # Later phases (e.g. Windows drive mappings before a task) read the pool config here;
+    # it names environment variables, never secrets.
+    write_atomic(node.state_dir / "pool-config.json", config.model_dump_json(indent=2).encode())
     ctx = MountContext.create(node, phase.env, phase.redactor, phase.log)
     ctx.probe_timeout = float(config.probe_timeout_s)
     results = ensure_mounts(ctx, list(config.mounts))
