@@ -17,7 +17,7 @@ from mount_helpers import cleanup_mounts, mounts_under, rclone_daemons_under, ru
 from node_agent.azurite import AZURITE_KEY, AzuriteServer
 from node_agent.batchenv import BatchNode
 from node_agent.logs import get_logger
-from node_agent.mounts.manager import MountContext, ensure_mount, read_records, unmount_records
+from node_agent.mounts.manager import MountContext, ensure_mount, read_records
 from node_agent.mounts.model import RcloneMount
 from node_agent.mounts.platform import probe
 from node_agent.redact import Redactor
@@ -107,14 +107,20 @@ def test_start_task_mounts_reads_is_idempotent_and_recovers_stale(
     assert mounts_under(root) == [str(target)]
     assert (target / "readme.txt").read_bytes() == b"hi"
 
-    # The ops unmount path: everything recorded for the pool goes, the folder too.
-    node = BatchNode.from_env(env)
-    ctx = MountContext.create(node, env, Redactor(), get_logger("test"))
-    assert unmount_records(ctx, scope="pool") == ["assets"]
+    # The ops path over SSH: list, then unmount; the folder and the daemon go too.
+    listed = run_agent(["mounts", "list", "--root", str(root), "--json"], env)
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["name"], row["scope"], row["state"]) == ("assets", "pool", "ok")
+    gone = run_agent(["mounts", "unmount", "--all", "--root", str(root)], env)
+    assert gone.returncode == 0, gone.stderr
+    assert "unmounted: assets" in gone.stdout
     assert mounts_under(root) == []
     assert not target.exists()
     assert rclone_daemons_under(root) == []
-    assert read_records(node) == []
+    assert read_records(BatchNode.from_env(env)) == []
+    again = run_agent(["mounts", "unmount", "--all", "--root", str(root)], env)
+    assert again.returncode == 0 and "already gone" in again.stdout
 
 
 def test_non_empty_mount_point_is_refused(
