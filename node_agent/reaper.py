@@ -16,10 +16,19 @@ import sys
 import psutil
 
 
-def _kill(pid: int, known: dict[int, float]) -> None:
+def _scan(root: psutil.Process, known: dict[int, float]) -> None:
+    try:
+        for child in root.children(recursive=True):
+            known.setdefault(child.pid, child.create_time())
+    except psutil.Error:
+        pass
+
+
+def _kill(root: psutil.Process, known: dict[int, float]) -> None:
+    _scan(root, known)  # the latest descendants, before the tree comes apart
     if os.name != "nt":
         try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(root.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
     for p, created in known.items():
@@ -41,11 +50,7 @@ def watch(pid: int) -> int:
     fd = sys.stdin.fileno()
     data = b""
     while True:
-        try:
-            for child in root.children(recursive=True):
-                known.setdefault(child.pid, child.create_time())
-        except psutil.Error:
-            pass
+        _scan(root, known)
         ready, _, _ = select.select([fd], [], [], 0.5)
         if ready:
             chunk = os.read(fd, 64)
@@ -54,7 +59,7 @@ def watch(pid: int) -> int:
                 if b"done" in data:
                     return 0
                 continue
-            _kill(pid, known)  # EOF without "done": node-agent died
+            _kill(root, known)  # EOF without "done": node-agent died
             return 0
 
 
