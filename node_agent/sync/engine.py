@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,10 @@ class _Run:
     inflight_bytes: int = 0
     # content being fetched -> other items with the same content, placed when it lands
     followers: dict[str, list[Item]] = field(default_factory=dict)
+    by_md5: dict[tuple[bytes, int], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_md5 = {(o.md5, o.size): h for h, o in self.objects.items() if o.md5}
 
 
 def free_bytes(path: Path) -> int:
@@ -94,19 +99,18 @@ class SyncEngine:
             )
             view: dict[str, str] = {}
             for source in sources:
-                lock = FileLock(
-                    str(
-                        self.cstore.locks / f"{_key(self.store.account_url, source.container)}.lock"
-                    )
-                )
-                with lock:
-                    if source.manifest:
-                        items: Iterable[Item] = ManifestSource(
-                            self.store, self.cstore, source
-                        ).items()
-                    else:
-                        items = self._listing(source)
-                    self._sync_items(source, items, checker, view_root, view)
+                lock_name = f"{_key(self.store.account_url, source.container)}.lock"
+                with FileLock(str(self.cstore.locks / lock_name)):
+                    fetcher = Fetcher(self.store, source.container, connections=self.threads * 2)
+                    try:
+                        items: Iterable[Item] = (
+                            ManifestSource(self.store, self.cstore, source).items()
+                            if source.manifest
+                            else self._listing(source, fetcher)
+                        )
+                        self._sync_items(source, items, checker, view_root, view, fetcher)
+                    finally:
+                        fetcher.close()
             prune_view(view_root, set(view))
             self.db.set_view(view_key, view, pin)
         self.summary.seconds = time.monotonic() - t0
@@ -130,9 +134,9 @@ class SyncEngine:
         return True
 
     # --- plain trees -----------------------------------------------------------
-    def _listing(self, source: AssetSource) -> Iterator[Item]:
+    def _listing(self, source: AssetSource, fetcher: Fetcher) -> Iterator[Item]:
         prefix = source.prefix
-        for b in self.store.list_blobs(source.container, prefix):
+        for b in fetcher.list(prefix):
             if b.name.endswith("/"):
                 continue  # a folder marker
             rel = b.name[len(prefix) :]
@@ -147,14 +151,15 @@ class SyncEngine:
         checker: NameChecker,
         view_root: Path,
         view: dict[str, str],
+        fetcher: Fetcher,
     ) -> None:
         src = f"{self.store.account_url}/{source.container}"
         run = _Run(src, self.db.all_objects())
         known: dict[str, BlobRow] = {} if source.manifest else self.db.all_blobs(src, source.prefix)
         seen: set[str] = set()
-        fetcher = Fetcher(self.store, source.container, connections=self.threads * 2)
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fetch")
         pending: set[Future[tuple[Item, str, int, bytes]]] = set()
+        done_q: queue.SimpleQueue[Future[tuple[Item, str, int, bytes]]] = queue.SimpleQueue()
         try:
             for batch in _batches(items, BATCH):
                 todo: list[Item] = []
@@ -186,11 +191,15 @@ class SyncEngine:
                 self._check_disk(todo, run)
                 for item in todo:
                     run.inflight_bytes += item.size
-                    pending.add(pool.submit(self._fetch_one, fetcher, item, view_root))
-                pending = self._drain(pending, run, view, view_root, block=False)
+                    f = pool.submit(self._fetch_one, fetcher, item, view_root)
+                    pending.add(f)
+                    f.add_done_callback(done_q.put)
+                self._drain(pending, done_q, run, view, view_root, block=False)
+                while len(pending) > self.threads * 64:  # bounded memory on huge listings
+                    self._drain(pending, done_q, run, view, view_root, block=True)
                 self.progress.tick()
             while pending:
-                pending = self._drain(pending, run, view, view_root, block=True)
+                self._drain(pending, done_q, run, view, view_root, block=True)
                 self.progress.tick()
         except BaseException:
             for f in pending:
@@ -198,7 +207,6 @@ class SyncEngine:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            fetcher.close()
             self._commit(run)
         gone = [n for n in known if n not in seen]
         if gone:
@@ -216,7 +224,7 @@ class SyncEngine:
             ):
                 h = prev.hash
             elif item.md5:
-                h = self.db.object_by_md5(item.md5, item.size)
+                h = run.by_md5.get((item.md5, item.size))
         if h is None or h not in run.objects:
             return None
         if self.cstore.intact(run.objects[h]) is None:
@@ -253,18 +261,29 @@ class SyncEngine:
     def _drain(
         self,
         pending: set[Future[tuple[Item, str, int, bytes]]],
+        done_q: queue.SimpleQueue[Future[tuple[Item, str, int, bytes]]],
         run: _Run,
         view: dict[str, str],
         view_root: Path,
         *,
         block: bool,
-    ) -> set[Future[tuple[Item, str, int, bytes]]]:
-        done, rest = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+    ) -> None:
+        """Record finished downloads; with `block`, wait for at least one."""
+        done = []
+        if block and pending:
+            done.append(done_q.get())
+        while True:
+            try:
+                done.append(done_q.get_nowait())
+            except queue.Empty:
+                break
+        pending.difference_update(done)
         for f in done:
             item, h, mtime_ns, md5 = f.result()
             run.inflight_bytes -= item.size
             run.new_objects.append((h, item.size, mtime_ns, md5))
             run.objects[h] = ObjectRow(h, item.size, mtime_ns, md5, time.time())
+            run.by_md5[(md5, item.size)] = h
             if item.hash is None:
                 run.new_blobs.append((run.src, item.name, item.size, item.etag, item.md5, h))
             view[item.path] = h
@@ -282,7 +301,6 @@ class SyncEngine:
                 self.summary.unchanged += 1
         if len(run.new_objects) + len(run.new_blobs) >= BATCH:
             self._commit(run)
-        return rest
 
     def _commit(self, run: _Run) -> None:
         if run.new_objects or run.new_blobs:

@@ -55,10 +55,17 @@ class StateDB:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.conn = sqlite3.connect(str(path), timeout=120, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=120000")
-        self.conn.executescript(_SCHEMA)
+        for attempt in range(200):  # a concurrent first open can answer "locked" at once
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError:
+                if attempt == 199:
+                    raise
+                time.sleep(0.05)
+        self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
         self.conn.close()

@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""Asset sync benchmark: node_agent sync vs rclone copy vs a plain azure-storage-blob loop.
+
+Starts its own Azurite on a free port, seeds the datasets, then for each scenario runs
+the tools alternately (order rotated each repetition), after one warm-up, and reports
+medians of wall time and client CPU-seconds (user+sys of the tool's process), bytes
+fetched, and ratios to rclone. Writes JSON under bench/results/.
+
+    make bench-sync                     # defaults: dataset a (10,000 x 20 KB) and b
+    python bench/bench_sync.py --files-a 2000 --reps 3 --datasets a
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+PY = sys.executable
+
+
+# --- the plain SDK loop (run as its own process) -----------------------------------
+def sdk_loop(conn: str, container: str, prefix: str, dest: str) -> None:
+    from azure.storage.blob import ContainerClient
+
+    cc = ContainerClient.from_connection_string(conn, container)
+    root = Path(dest)
+
+    def one(b: object) -> int:
+        name, size = b.name, int(b.size)  # type: ignore[attr-defined]
+        mtime = b.last_modified.timestamp()  # type: ignore[attr-defined]
+        target = root / name[len(prefix) :]
+        try:
+            st = target.stat()
+            if st.st_size == size and abs(st.st_mtime - mtime) < 1e-3:
+                return 0
+        except FileNotFoundError:
+            pass
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.part")
+        with open(tmp, "wb") as fh:
+            cc.download_blob(name).readinto(fh)
+        os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, target)
+        return size
+
+    with ThreadPoolExecutor(8) as pool:
+        n = sum(pool.map(one, cc.list_blobs(name_starts_with=prefix)))
+    print(f"sdk-loop: {n} bytes")
+
+
+# --- running tools ------------------------------------------------------------------
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    t0 = time.monotonic()
+    p = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    out = p.stdout.read() if p.stdout else ""
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[0]} {' '.join(cmd[1:3])} failed ({p.returncode}):\n{out[-3000:]}")
+    return wall, ru.ru_utime + ru.ru_stime, out
+
+
+_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "Bytes": 1}
+
+
+def fetched_bytes(tool: str, out: str) -> int | None:
+    if tool == "node_agent":
+        m = re.search(r"downloaded \(([\d.]+) MB\)", out)
+        return int(float(m.group(1)) * 1e6) if m else None
+    if tool == "sdk_loop":
+        m = re.search(r"sdk-loop: (\d+) bytes", out)
+        return int(m.group(1)) if m else None
+    m = re.search(r"Transferred:\s+([\d.]+) (\w+) /", out)
+    return int(float(m.group(1)) * _UNITS.get(m.group(2), 1)) if m else None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, account_url: str, conn: str, work: Path) -> None:
+        from node_agent.redact import Redactor
+        from node_agent.spec import Storage
+        from node_agent.storage import BlobStore
+        from node_agent.sync.fetch import container_sas
+
+        self.args, self.url, self.conn, self.work = args, account_url, conn, work
+        storage = Storage.model_validate({"account_url": account_url, "auth": {"kind": "emulator"}})
+        self.store = BlobStore(storage, Redactor())
+        self.container = "bench"
+        self.store.ensure_container(self.container)
+        self.sas = container_sas(self.store, self.container)
+        self.results: list[dict[str, object]] = []
+
+    def cmd(
+        self, tool: str, prefix: str, dest: Path, cache: Path, extra: list[str] | None = None
+    ) -> list[str]:
+        if tool == "node_agent":
+            return [
+                PY,
+                "-m",
+                "node_agent",
+                "sync",
+                f"{self.container}/{prefix}",
+                str(dest),
+                "--account-url",
+                self.url,
+                "--cache",
+                str(cache),
+                "--reserve-mb",
+                "0",
+                *(extra or []),
+            ]
+        if tool == "rclone":
+            sas_url = f"{self.store.container(self.container).url}?{self.sas}"
+            return [
+                "rclone",
+                "copy",
+                "--azureblob-sas-url",
+                sas_url,
+                f":azureblob:{self.container}/{prefix.rstrip('/')}",
+                str(dest),
+                "--fast-list",
+                "--transfers",
+                "8",
+                "--checkers",
+                "16",
+                "-v",
+                "--stats",
+                "1h",
+            ]
+        return [PY, __file__, "sdk-loop", self.conn, self.container, prefix, str(dest)]
+
+    # --- seeding / mutating --------------------------------------------------------
+    def upload(self, blobs: dict[str, bytes], *, block_list: bool = False) -> None:
+        cc = self.store.container(self.container)
+
+        def one(item: tuple[str, bytes]) -> None:
+            name, data = item
+            if block_list:
+                bc = cc.get_blob_client(name)
+                ids = []
+                for i in range(0, len(data), 8 * 1024 * 1024):
+                    bid = f"{i:016d}".encode().hex()
+                    bc.stage_block(bid, data[i : i + 8 * 1024 * 1024])
+                    ids.append(bid)
+                bc.commit_block_list(ids)
+            else:
+                cc.upload_blob(name, data, overwrite=True, max_concurrency=4)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, blobs.items()))
+
+    def mutate(self, prefix: str, names: list[str], size: int, rng: random.Random) -> None:
+        """1 % of files: same size new bytes, new size, new files, deleted files (a quarter each)."""
+        k = max(4, len(names) // 100) // 4
+        picks = rng.sample(names, 3 * k)
+        self.upload(
+            {n: os.urandom(size) for n in picks[:k]}
+            | {n: os.urandom(size + 100) for n in picks[k : 2 * k]}
+        )
+        new = [f"{prefix}new/{rng.getrandbits(64):016x}.bin" for _ in range(k)]
+        self.upload({n: os.urandom(size) for n in new})
+        cc = self.store.container(self.container)
+        for n in picks[2 * k :]:
+            cc.delete_blob(n)
+            names.remove(n)
+        names.extend(new)
+
+    # --- scenarios -------------------------------------------------------------------
+    def scenario(
+        self,
+        dataset: str,
+        name: str,
+        prefix: str,
+        tools: list[str],
+        *,
+        fresh: bool,
+        before_rep: object = None,
+        extra: dict[str, list[str]] | None = None,
+        base: float | None = None,
+    ) -> None:
+        runs: dict[str, list[tuple[float, float, int | None]]] = {t: [] for t in tools}
+        for rep in range(self.args.warmup + self.args.reps):
+            if callable(before_rep):
+                before_rep()
+            order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
+            for tool in order:
+                dest, cache = (
+                    self.work / dataset / tool / "dest",
+                    self.work / dataset / tool / "cache",
+                )
+                if fresh:
+                    shutil.rmtree(self.work / dataset / tool, ignore_errors=True)
+                dest.mkdir(parents=True, exist_ok=True)
+                wall, cpu, out = timed(self.cmd(tool, prefix, dest, cache, (extra or {}).get(tool)))
+                if rep >= self.args.warmup:
+                    runs[tool].append((wall, cpu, fetched_bytes(tool, out)))
+        self.record(dataset, name, runs)
+
+    def rclone_median(self, dataset: str, scenario: str) -> float | None:
+        for row in self.results:
+            if row["dataset"] == dataset and row["scenario"] == scenario:
+                return float(row["tools"]["rclone"]["median_s"])  # type: ignore[index]
+        return None
+
+    def record(
+        self,
+        dataset: str,
+        name: str,
+        runs: dict[str, list[tuple[float, float, int | None]]],
+        base: float | None = None,
+    ) -> None:
+        row: dict[str, object] = {"dataset": dataset, "scenario": name, "tools": {}}
+        med = {t: statistics.median(r[0] for r in rs) for t, rs in runs.items() if rs}
+        base = base or med.get("rclone") or med.get("rclone x2")
+        for tool, rs in runs.items():
+            if not rs:
+                continue
+            b = [r[2] for r in rs if r[2] is not None]
+            row["tools"][tool] = {  # type: ignore[index]
+                "median_s": round(med[tool], 3),
+                "cpu_s": round(statistics.median(r[1] for r in rs), 3),
+                "bytes": int(statistics.median(b)) if b else None,
+                "runs_s": [round(r[0], 3) for r in rs],
+                "ratio_to_rclone": round(med[tool] / base, 3) if base else None,
+            }
+        self.results.append(row)
+        print(format_row(row), flush=True)
+
+    def concurrent(self, dataset: str, prefix: str) -> None:
+        """Two job preps of the same assets at once (node_agent: shared node cache; rclone: one folder)."""
+        runs: dict[str, list[tuple[float, float, int | None]]] = {
+            "node_agent x2": [],
+            "rclone x2": [],
+        }
+        for rep in range(self.args.warmup + self.args.reps):
+            for tool in ("node_agent", "rclone"):
+                base = self.work / dataset / f"conc-{tool}"
+                shutil.rmtree(base, ignore_errors=True)
+                cmds = [
+                    self.cmd(
+                        tool,
+                        prefix,
+                        base / (f"dest{i}" if tool == "node_agent" else "dest"),
+                        base / "cache",
+                    )
+                    for i in range(2)
+                ]
+                t0 = time.monotonic()
+                with ThreadPoolExecutor(2) as pool:
+                    outs = list(pool.map(timed, cmds))
+                wall = time.monotonic() - t0
+                got = [fetched_bytes(tool, o[2]) for o in outs]
+                if rep >= self.args.warmup:
+                    runs[f"{tool} x2"].append(
+                        (wall, sum(o[1] for o in outs), sum(g or 0 for g in got))
+                    )
+        self.record(dataset, "two concurrent preps", runs)
+        one = None
+        for row in self.results:
+            if row["dataset"] == dataset and row["scenario"] == "cold":
+                one = row["tools"]["node_agent"]["median_s"]  # type: ignore[index]
+        self.results[-1]["node_agent_one_job_cold_s"] = one
+
+
+def format_row(row: dict[str, object]) -> str:
+    parts = [f"{row['dataset']:<3} {row['scenario']:<24}"]
+    for tool, r in row["tools"].items():  # type: ignore[attr-defined]
+        ratio = f"{r['ratio_to_rclone']:.2f}x" if r["ratio_to_rclone"] is not None else "-"
+        mb = f"{r['bytes'] / 1e6:.1f}MB" if r["bytes"] is not None else "?"
+        parts.append(f"{tool}: {r['median_s']:.2f}s cpu {r['cpu_s']:.2f}s {mb} ({ratio})")
+    return " | ".join(parts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--files-a", type=int, default=10_000)
+    ap.add_argument("--size-a", type=int, default=20_000)
+    ap.add_argument("--files-b", type=int, default=16)
+    ap.add_argument("--size-b-mb", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--datasets", default="a,b")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = ap.parse_args()
+
+    from node_agent.azurite import AzuriteServer
+
+    tools = ["node_agent", "rclone", "sdk_loop"]
+    with AzuriteServer() as az, tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
+        b = Bench(args, az.account_url, az.connection_string, Path(tmp))
+        t_start = time.monotonic()
+        if "a" in args.datasets:
+            names = [f"a/f{i // 100:03d}/{i:05d}.bin" for i in range(args.files_a)]
+            print(f"seeding a: {args.files_a} x {args.size_a} B", flush=True)
+            b.upload({n: os.urandom(args.size_a) for n in names})
+            b.scenario("a", "cold", "a/", tools, fresh=True)
+            b.scenario("a", "no-op", "a/", tools, fresh=False)
+            rng = random.Random(1)
+            b.scenario(
+                "a",
+                "1% changed",
+                "a/",
+                tools,
+                fresh=False,
+                before_rep=lambda: b.mutate("a/", names, args.size_a, rng),
+            )
+            same = rng.sample(names, max(1, len(names) // 100))
+            cc = b.store.container(b.container)
+            b.scenario(
+                "a",
+                "1% re-uploaded same bytes",
+                "a/",
+                tools,
+                fresh=False,
+                before_rep=lambda: b.upload({n: cc.download_blob(n).readall() for n in same}),
+            )
+            # manifest: push the dataset as a project, pin it, measure the pinned no-op
+            src = b.work / "a" / "rclone" / "dest"
+            push = [
+                PY,
+                "-m",
+                "node_agent",
+                "assets",
+                "push",
+                str(src),
+                "--project",
+                "pa",
+                "--container",
+                b.container,
+                "--account-url",
+                az.account_url,
+            ]
+            out = timed(push, {**os.environ, "XDG_CACHE_HOME": str(b.work / "home")})[2]
+            mh = out.split("manifest ")[-1].strip()
+            pin = {"node_agent": ["--manifest", mh]}
+            b.scenario(
+                "a",
+                "manifest-pinned no-op",
+                "pa",
+                ["node_agent"],
+                fresh=False,
+                extra=pin,
+                base=b.rclone_median("a", "no-op"),
+            )  # ratio to rclone's plain no-op
+            b.concurrent("a", "a/")
+        if "b" in args.datasets:
+            size = args.size_b_mb * 1024 * 1024
+            names_b = [f"b/big{i:02d}.bin" for i in range(args.files_b)]
+            print(
+                f"seeding b: {args.files_b} x {args.size_b_mb} MB (half as block lists)", flush=True
+            )
+            half = len(names_b) // 2
+            b.upload({n: os.urandom(size) for n in names_b[:half]})
+            b.upload({n: os.urandom(size) for n in names_b[half:]}, block_list=True)
+            b.scenario("b", "cold", "b/", tools, fresh=True)
+            b.scenario("b", "no-op", "b/", tools, fresh=False)
+        doc = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "total_s": round(time.monotonic() - t_start, 1),
+            "results": b.results,
+        }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"sync-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
+    path.write_text(json.dumps(doc, indent=2))
+    print("\n".join(format_row(r) for r in doc["results"]))  # type: ignore[union-attr]
+    print(f"results: {path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "sdk-loop":
+        sdk_loop(*sys.argv[2:6])
+    else:
+        main()
