@@ -350,3 +350,27 @@ def test_job_spec_carries_job_scoped_mounts(tmp_path: Path) -> None:
         paths_for(ctx, spec.mounts[0], "job-a").target
         == tmp_path / "fsmounts" / "jobs" / "job-a" / "refs"
     )
+
+
+def test_mount_table_unescapes_and_resolves_symlinks(tmp_path: Path) -> None:
+    from node_agent.mounts.platform import LinuxPlatform
+
+    real = tmp_path / "real dir"
+    (real / "m").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    escaped = str(real / "m").replace(" ", "\\040")
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"99 22 0:50 / {escaped} rw,nosuid,nodev,relatime shared:9 - fuse.rclone blob:c rw,user_id=0\n"
+    )
+    plat = LinuxPlatform(mountinfo=info)
+    assert plat.fstype(link / "m") == "fuse.rclone"
+    assert plat.is_mounted(real / "m") and not plat.is_mounted(real)
+    assert plat.unmount_command(real / "m", "fuse.rclone").argv == [
+        "fusermount3",
+        "-uz",
+        str(real / "m"),
+    ]
+    assert plat.unmount_command(real / "m", "cifs").argv == ["umount", "-l", str(real / "m")]

@@ -37,11 +37,12 @@ def list_cmd(root: Path | None, as_json: bool) -> None:
 
     def go(r: Redactor) -> int:
         node = locate_node(root)
-        table = current(node.is_windows).mount_table()
+        platform = current(node.is_windows)
         rows = []
         for rec in read_records(node):
             target = str(rec.get("target"))
-            state = probe(Path(target), 15).state if target in table else "not mounted"
+            mounted = platform.is_mounted(Path(target))
+            state = probe(Path(target), 15).state if mounted else "not mounted"
             rows.append({**rec, "state": state})
         if as_json:
             click.echo(json.dumps(rows, indent=2))

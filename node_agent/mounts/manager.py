@@ -165,9 +165,8 @@ def _ensure_mount(ctx: MountContext, m: MountSpec, scope: str) -> MountResult:
     paths = paths_for(ctx, m, scope)
     plan = plan_for(m, paths, secret, ctx.platform.windows)
     target = paths.target
-    table = ctx.platform.mount_table()
     action = "mounted"
-    if str(target) in table:
+    if ctx.platform.is_mounted(target):
         p = probe(target, ctx.probe_timeout)
         if p.state == "ok":
             ctx.log.info(
@@ -234,10 +233,9 @@ def _record(ctx: MountContext, m: MountSpec, scope: str, target: Path) -> None:
 
 def unmount_target(ctx: MountContext, target: Path, driver: str) -> bool:
     """Unmount `target` if mounted (lazily, so a stale mount goes too); True if it was."""
-    table = ctx.platform.mount_table()
-    was = str(target) in table
-    if was:
-        cmd = ctx.platform.unmount_command(target, table[str(target)])
+    fstype = ctx.platform.fstype(target)
+    if fstype is not None:
+        cmd = ctx.platform.unmount_command(target, fstype)
         ctx.log.info("unmount %s: %s", target, cmd.display())
         run(cmd, f"unmount {target}", ctx.redactor, ctx.env)
     if driver == "rclone" and not ctx.platform.windows:
@@ -246,7 +244,7 @@ def unmount_target(ctx: MountContext, target: Path, driver: str) -> bool:
             ctx.log.info("unmount %s: stopped %d rclone process(es)", target, n)
     if ctx.platform.is_mounted(target):
         raise MountError(f"unmount {target}: still mounted after unmounting")
-    return was
+    return fstype is not None
 
 
 def unmount_records(

@@ -118,8 +118,15 @@ class Platform:
     def unmount_command(self, target: Path, fstype: str) -> Command:
         raise NotImplementedError
 
+    def fstype(self, target: Path) -> str | None:
+        """The filesystem type mounted at `target`, None if nothing is mounted there."""
+        return self.mount_table().get(self._key(target))
+
     def is_mounted(self, target: Path) -> bool:
-        return str(target) in self.mount_table()
+        return self.fstype(target) is not None
+
+    def _key(self, target: Path) -> str:
+        return str(target)
 
 
 def _unescape_mountinfo(field: str) -> str:
@@ -151,6 +158,10 @@ class LinuxPlatform(Platform):
             if len(parts) >= 5 and right:
                 table[_unescape_mountinfo(parts[4])] = right.split()[0]
         return table
+
+    def _key(self, target: Path) -> str:
+        # The kernel lists mount points with symlinks resolved.
+        return os.path.realpath(target)
 
     def unmount_command(self, target: Path, fstype: str) -> Command:
         # Lazy unmounts: a stale FUSE mount cannot be unmounted any other way.
