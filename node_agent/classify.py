@@ -149,6 +149,7 @@ class OutputMonitor:
             self._progress(line)
 
     def _progress(self, line: str) -> None:
+        before = self.percent
         changed = False
         m = _BLENDER_SAMPLE.search(line)
         if m:
@@ -167,7 +168,11 @@ class OutputMonitor:
         if m or saved:
             now = time.monotonic()
             self.last_progress = now
-            if self.report and (changed or saved or now - self._last_report >= self.every_s):
+            done = self.percent is not None and self.percent >= 100 and (before or 0) < 100
+            first = self._last_report == 0.0
+            if self.report and (
+                first or changed or saved or done or now - self._last_report >= self.every_s
+            ):
                 self._last_report = now
                 self.report(self.describe())
 

@@ -1,0 +1,239 @@
+"""Each adapter's command line on Linux and Windows, executables, and path remapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePath, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import pytest
+
+from node_agent.errors import RenderError
+from node_agent.remap import remap_path, resolve_map
+from node_agent.renderers import CommandContext, Launch, build_launch, find_executable
+from node_agent.spec import Render, spec_from_data
+
+WIN = PureWindowsPath(r"D:\batch\shared\node_agent\jobs\j1")
+LIN = PurePosixPath("/mnt/batch/tasks/shared/node_agent/jobs/j1")
+
+
+def _render(renderer: str, **kw: Any) -> Render:
+    doc = {
+        "job_id": "j1",
+        "storage": {
+            "account_url": "http://127.0.0.1:1/devstoreaccount1",
+            "auth": {"kind": "emulator"},
+        },
+        "assets": [{"name": "a", "container": "assets"}],
+        "render": {"renderer": renderer, "scene": "shots/s1.ma", "frames": "1-10", **kw},
+    }
+    return spec_from_data(doc).render
+
+
+def _ctx(
+    windows: bool, frames: list[int] | None = None, scene: str = "shots/s1.ma"
+) -> CommandContext:
+    base: PurePath = WIN if windows else LIN
+    task = PureWindowsPath(r"D:\batch\tasks\t1") if windows else PurePosixPath("/mnt/batch/t1")
+    return CommandContext(
+        scene=base / "assets" / scene,
+        frames=frames or [1, 2, 3],
+        output_dir=task / "wd" / "output",
+        assets_dir=base / "assets",
+        task_dir=task,
+        job_id="j1",
+        task_id="t1",
+        windows=windows,
+    )
+
+
+def _launch(renderer: str, windows: bool, frames: list[int] | None = None, **kw: Any) -> Launch:
+    scene = kw.pop("scene", "shots/s1.ma")
+    render = _render(renderer, executable="R", scene=scene, **kw)
+    return build_launch(render, _ctx(windows, frames, scene), {})
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_blender_command(windows: bool) -> None:
+    ln = _launch("blender", windows, scene="s.blend", threads=4, options={"engine": "CYCLES"})
+    out = str(_ctx(windows).output_dir / "frame_####")
+    scene = str(_ctx(windows, scene="s.blend").scene)
+    assert ln.argv == [
+        "R",
+        "-b",
+        scene,
+        "-noaudio",
+        "-o",
+        out,
+        "-F",
+        "PNG",
+        "-x",
+        "1",
+        "-t",
+        "4",
+        "-E",
+        "CYCLES",
+        "-f",
+        "1,2,3",
+    ]
+    assert ln.expected == {1: "frame_0001.png", 2: "frame_0002.png", 3: "frame_0003.png"}
+
+
+@pytest.mark.parametrize("windows", [False, True])
+@pytest.mark.parametrize("sub", ["arnold", "vray", "sw"])
+def test_maya_command(windows: bool, sub: str) -> None:
+    ln = _launch("maya", windows, [5, 7, 9], options={"renderer": sub})
+    c = _ctx(windows)
+    head = [
+        "R",
+        "-r",
+        sub,
+        "-proj",
+        str(c.assets_dir),
+        "-rd",
+        str(c.output_dir),
+        "-im",
+        "frame_",
+        "-fnc",
+        "name#.ext",
+        "-pad",
+        "4",
+        "-of",
+        "png",
+        "-s",
+        "5",
+        "-e",
+        "9",
+        "-b",
+        "2",
+    ]
+    assert ln.argv[: len(head)] == head
+    assert ln.argv[-1] == str(c.scene)
+    assert ("-ai:lve" in ln.argv) == (sub == "arnold")
+    assert ln.expected[7] == "frame_0007.png"
+
+
+def test_maya_refuses_unknown_sub_renderer_and_irregular_frames() -> None:
+    with pytest.raises(RenderError, match="render.options.renderer"):
+        _launch("maya", False, options={"renderer": "redshift"})
+    with pytest.raises(RenderError, match="start/end/step"):
+        _launch("maya", False, [1, 2, 5])
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_arnold_kick_command(windows: bool) -> None:
+    ln = _launch("arnold", windows, [12], scene="ass/shot.####.ass", output={"format": "OPEN_EXR"})
+    c = _ctx(windows, scene="ass/shot.####.ass")
+    assert ln.argv[:9] == [
+        "R",
+        "-i",
+        str(c.scene.with_name("shot.0012.ass")),
+        "-o",
+        str(c.output_dir / "frame_0012.exr"),
+        "-of",
+        "exr",
+        "-dw",
+        "-dp",
+    ]
+    i = ln.argv.index("options.texture_searchpath")
+    assert ln.argv[i - 1 : i + 2] == ["-set", "options.texture_searchpath", str(c.assets_dir)]
+    assert "options.abort_on_license_fail" in ln.argv
+    assert ln.expected == {12: "frame_0012.exr"}
+    with pytest.raises(RenderError, match="frames_per_task"):
+        _launch("arnold", windows, [1, 2])
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_vray_command(windows: bool) -> None:
+    ln = _launch("vray", windows, [1, 2, 3], scene="s.vrscene", threads=8)
+    c = _ctx(windows, scene="s.vrscene")
+    assert ln.argv == [
+        "R",
+        f"-sceneFile={c.scene}",
+        "-frames=1-3",
+        f"-imgFile={c.output_dir / 'frame.png'}",
+        "-display=0",
+        "-autoClose=1",
+        "-verboseLevel=3",
+        "-numThreads=8",
+    ]
+    assert ln.expected[2] == "frame.0002.png"
+    assert ln.env["VRAY_ASSETS_PATH"] == str(c.assets_dir)
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_3dsmax_command(windows: bool) -> None:
+    ln = _launch("3dsmax", windows, [10, 20, 30], scene="s.max", output={"format": "JPEG"})
+    c = _ctx(windows, scene="s.max")
+    assert ln.argv == [
+        "R",
+        "-secure",
+        "off",
+        "-rfw:0",
+        "-v:5",
+        "-start:10",
+        "-end:30",
+        "-nthFrame:10",
+        f"-outputName:{c.output_dir / 'frame_.jpg'}",
+        str(c.scene),
+    ]
+    assert ln.expected[20] == "frame_0020.jpg"
+
+
+def test_executable_from_spec_then_exec_variable_then_path(tmp_path: Any) -> None:
+    r = _render("maya")
+    assert find_executable(_render("maya", executable="/opt/m/Render"), {}) == "/opt/m/Render"
+    env = {"MAYA_2019_EXEC": "/a/Render", "MAYA_2020_EXEC": "/b/Render", "PATH": str(tmp_path)}
+    assert find_executable(r, env) == "/b/Render"  # newest version first
+    exe = tmp_path / "Render"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert find_executable(r, {"PATH": str(tmp_path)}) == str(exe)
+    with pytest.raises(RenderError, match="'Render' not found on PATH.*MAYA_<version>_EXEC"):
+        find_executable(r, {"PATH": str(tmp_path / "none")})
+
+
+MAP = {"C:\\proj\\": "proj", "/mnt/studio/": "", "P:/lib": "lib"}
+
+
+def test_remap_prefixes() -> None:
+    pairs = resolve_map(MAP, LIN / "assets")
+    a = str(LIN / "assets")
+    assert remap_path("C:\\proj\\tex\\wood.tif", pairs) == f"{a}/proj/tex/wood.tif"
+    assert remap_path("c:/PROJ/tex/wood.tif", pairs) == f"{a}/proj/tex/wood.tif"
+    assert remap_path("/mnt/studio/a b.exr", pairs) == f"{a}/a b.exr"
+    assert remap_path("/mnt/studioX/a.exr", pairs) == "/mnt/studioX/a.exr"  # not a prefix dir
+    assert remap_path("/MNT/studio/a.exr", pairs) == "/MNT/studio/a.exr"  # POSIX is case-sensitive
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_each_adapter_applies_the_path_map(windows: bool) -> None:
+    c = _ctx(windows)
+    a = str(c.assets_dir)
+    bl = _launch("blender", windows, scene="s.blend", path_map=MAP)
+    script = str(c.task_dir / "node_agent_remap.py")
+    assert bl.argv[bl.argv.index("-P") + 1] == script and bl.argv.index("-P") < bl.argv.index("-f")
+    assert "'C:/proj/'" in bl.files[script] and "bpy.data.images" in bl.files[script]
+    compile(bl.files[script], "remap.py", "exec")
+
+    maya = _launch("maya", windows, path_map=MAP)
+    mel = maya.argv[maya.argv.index("-preRender") + 1]
+    assert mel.startswith("dirmap -en true;")
+    assert f'dirmap -m "C:/proj" "{(c.assets_dir / "proj").as_posix()}";' in mel
+
+    kick = _launch("arnold", windows, [1], path_map=MAP)
+    pm = kick.env["ARNOLD_PATHMAP"]
+    doc = json.loads(kick.files[pm])
+    assert doc["windows" if windows else "linux"]["C:/proj/"] == (c.assets_dir / "proj").as_posix()
+
+    vray = _launch("vray", windows, path_map=MAP)
+    sep = ";" if windows else ":"
+    assert vray.env["VRAY_ASSETS_PATH"].split(sep) == [
+        a,
+        str(c.assets_dir / "proj"),
+        str(c.assets_dir / "lib"),
+    ]
+
+    mx = _launch("3dsmax", windows, path_map=MAP)
+    mxp = next(x for x in mx.argv if x.startswith("-pathFile:"))[len("-pathFile:") :]
+    assert f"Dir2={c.assets_dir / 'proj'}" in mx.files[mxp] and "[BitmapDirs]" in mx.files[mxp]
