@@ -83,6 +83,27 @@ def test_pool_json_round_trips_through_sdk(os_name: str, kind: str) -> None:
         assert st.resource_files[0].identity_reference.resource_id.endswith("/render")
 
 
+def test_auto_storage_downloads_need_no_identity() -> None:
+    pkg = PackageSource(kind="resource_file", blob="packages/node-agent-0.1.0.zip")
+    cfg = PoolConfig(blob_access="auto_storage", package=pkg)
+    pool = pool_json(cfg)
+    assert unknown_fields(bm.BatchPoolCreateOptions, pool) == []
+    st = bm.BatchPoolCreateOptions(pool).start_task
+    rf = st.resource_files[0]
+    assert (rf.auto_storage_container_name, rf.blob_prefix) == ("node-agent", pkg.blob)
+    assert rf.identity_reference is None and rf.file_path is None
+    assert "python3 -m zipfile -e packages/node-agent-0.1.0.zip pkg" in st.command_line
+    job = job_json(_spec(), cfg)["job"]
+    assert unknown_fields(bm.BatchJobCreateOptions, job) == []
+    prep = bm.BatchJobCreateOptions(job).job_preparation_task.resource_files[0]
+    # lands at <working dir>/job.json, where `--spec job.json` looks
+    assert (prep.auto_storage_container_name, prep.blob_prefix, prep.file_path) == (
+        "job-job-a",
+        "job.json",
+        None,
+    )
+
+
 def test_application_licenses_only_when_asked_and_only_for_licensed_renderers() -> None:
     maya = _spec(renderer="maya")
     assert "applicationLicenses" not in pool_json(PoolConfig(), maya)
@@ -138,9 +159,10 @@ def test_exit_conditions_come_from_the_exit_code_table() -> None:
         assert ec.default.job_action == bm.BatchJobActionKind.NONE
 
 
-def test_batch_json_is_the_local_plan_plus_batch_only_fields() -> None:
+@pytest.mark.parametrize("access", ["identity", "auto_storage"])
+def test_batch_json_is_the_local_plan_plus_batch_only_fields(access: str) -> None:
     spec = _spec()
-    doc = job_json(spec, PoolConfig())
+    doc = job_json(spec, PoolConfig(blob_access=access))  # type: ignore[arg-type]
     assert local_plan(doc) == plan_job(spec)
     plan_tasks = plan_job(spec)["tasks"]
     assert [t["commandLine"] for t in doc["tasks"]] == [t["commandLine"] for t in plan_tasks]

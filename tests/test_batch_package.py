@@ -74,21 +74,31 @@ def test_zip_holds_bootstrap_scripts_and_wheels(package: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("access", ["identity", "auto_storage"])
 def test_start_task_installs_from_the_zip_alone_once_per_node(
-    package: Path, tmp_path: Path
+    package: Path, tmp_path: Path, access: str
 ) -> None:
+    blob = "packages/node-agent-0.1.0.zip"
     cfg = PoolConfig(
         package=PackageSource(
-            kind="resource_file", url="https://acct.blob.core.windows.net/p/x.zip"
+            kind="resource_file",
+            url=f"https://acct.blob.core.windows.net/node-agent/{blob}",
+            blob=blob,
         ),
         node_agent_home=str(tmp_path / "opt" / "node_agent"),
+        blob_access=access,  # type: ignore[arg-type]
     )
     start = pool_json(cfg)["startTask"]
     root = tmp_path / "node"
     env = _clean_env(node_env(root))
     env.update({e["name"]: e["value"] for e in start["environmentSettings"]})
     wd = root / "startup" / "wd"
-    shutil.copy(package, wd / PACKAGE_FILE)  # what Batch does with the resource file
+    # what Batch does with the resource file: filePath, or the blob name for container sources
+    rf = start["resourceFiles"][0]
+    dest = wd / rf.get("filePath", rf.get("blobPrefix", ""))
+    assert dest.name in (PACKAGE_FILE, "node-agent-0.1.0.zip")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(package, dest)
 
     def run_start_task() -> subprocess.CompletedProcess[str]:
         return subprocess.run(

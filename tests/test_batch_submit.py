@@ -293,3 +293,43 @@ def test_submit_needs_a_pool_identity(
     )
     assert code == int(ExitCode.USAGE)
     assert "identity_resource_id is required" in capsys.readouterr().err
+
+
+def test_auto_storage_submit_puts_package_and_spec_where_batch_downloads_them(
+    files: dict[str, Path],
+    recording: list[dict[str, Any]],
+    store: BlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
+    files["pool"].write_text(yaml.safe_dump({"blob_access": "auto_storage"}))  # no identity needed
+    monkeypatch.setenv("AZURE_BATCH_ACCOUNT", "farmacct")
+    with Replay(recording) as batch:
+        code = main(
+            [
+                "batch",
+                "submit",
+                str(files["spec"]),
+                "--pool-config",
+                str(files["pool"]),
+                "--endpoint",
+                batch.url,
+                "--create-pool",
+                "--package",
+                str(files["package"]),
+            ]
+        )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert batch.mismatches == [] and batch.exchanges == []
+    start_rf = batch.requests[1]["body"]["startTask"]["resourceFiles"]
+    assert start_rf == [
+        {"autoStorageContainerName": "node-agent", "blobPrefix": "packages/node-agent-0.1.0.zip"}
+    ]
+    prep_rf = batch.requests[2]["body"]["jobPreparationTask"]["resourceFiles"]
+    assert prep_rf == [{"autoStorageContainerName": "job-job-a", "blobPrefix": "job.json"}]
+    assert "packages/node-agent-0.1.0.zip" in {b.name for b in store.list_blobs("node-agent")}
+    assert json.loads(store.read_blob("job-job-a", "job.json"))["job_id"] == "job-a"
+    # without --account, the account name comes from $AZURE_BATCH_ACCOUNT (as for the Azure CLI)
+    assert batch.requests[0]["headers"]["authorization"].startswith("SharedKey farmacct:")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from node_agent.batch.pooljson import PoolConfig
+from node_agent.batch.pooljson import AGENT_CONTAINER, PoolConfig
+from node_agent.conventions import job_container
 from node_agent.errors import SpecError
 from node_agent.jobplan import SPEC_FILE, plan_job
 from node_agent.spec import JobSpec
 
-SPEC_CONTAINER = "node-agent"
+SPEC_CONTAINER = AGENT_CONTAINER
 MAX_TASKS_PER_REQUEST = 100  # Batch's limit for one add-task-collection request
 
 
@@ -55,11 +56,16 @@ def job_json(spec: JobSpec, pool: PoolConfig, spec_source: str | None = None) ->
     job["onAllTasksComplete"] = "noaction"
     job["usesTaskDependencies"] = False
     job["metadata"] = [{"name": "created-by", "value": "node-agent"}]
-    source: dict[str, Any] = {"httpUrl": spec_source or spec_url(spec)}
-    if pool.identity_resource_id:
-        source["identityReference"] = {"resourceId": pool.identity_resource_id}
     for rf in job["jobPreparationTask"]["resourceFiles"]:
-        rf.update(source)
+        if pool.blob_access == "auto_storage":
+            # a container source lands at <working dir>/<blob name>: the blob is `job.json`
+            # in the job's File Conventions container (`submit` puts it there)
+            del rf["filePath"]
+            rf.update(autoStorageContainerName=job_container(spec.job_id), blobPrefix=SPEC_FILE)
+            continue
+        rf["httpUrl"] = spec_source or spec_url(spec)
+        if pool.identity_resource_id:
+            rf["identityReference"] = {"resourceId": pool.identity_resource_id}
     if pool.os == "windows":
         for t in (job["jobPreparationTask"], job["jobReleaseTask"], *tasks):
             t["commandLine"] = _windows(t["commandLine"])
@@ -77,7 +83,10 @@ def local_plan(doc: dict[str, Any]) -> dict[str, Any]:
         "metadata",
     ):
         job.pop(key, None)
-    for rf in job["jobPreparationTask"].get("resourceFiles", []):
+    rfs = job["jobPreparationTask"].get("resourceFiles", [])
+    for i, rf in enumerate(rfs):
+        if "autoStorageContainerName" in rf:
+            rfs[i] = {"filePath": rf["blobPrefix"]}
         rf.pop("httpUrl", None)
         rf.pop("identityReference", None)
     job["tasks"] = copy.deepcopy(doc["tasks"])

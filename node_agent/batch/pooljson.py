@@ -22,6 +22,7 @@ from node_agent.spec import JobSpec, format_validation_error
 
 OS = Literal["linux", "windows"]
 PACKAGE_FILE = "node-agent-package.zip"
+AGENT_CONTAINER = "node-agent"  # package (packages/) and specs (jobs/<job_id>/job.json)
 # Renderers whose pay-per-use license Batch granted through the pool's applicationLicenses.
 LICENSED_RENDERERS = ("maya", "arnold", "vray", "3dsmax")
 
@@ -73,6 +74,10 @@ class PackageSource(_Model):
     application_id: str = Field(default="node-agent", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     version: str = Field(default_factory=agent_version, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str | None = Field(default=None, description="resource_file: blob URL of the package zip")
+    blob: str | None = Field(
+        default=None,
+        description="resource_file + auto_storage: blob name in the node-agent container",
+    )
 
 
 class PoolConfig(_Model):
@@ -87,6 +92,11 @@ class PoolConfig(_Model):
     node_agent_home: str | None = Field(default=None, description="install folder on the node")
     identity_resource_id: str | None = Field(
         default=None, description="user-assigned managed identity (of the pool) that reads blobs"
+    )
+    blob_access: Literal["identity", "auto_storage"] = Field(
+        default="identity",
+        description="how nodes download package and spec: the pool's managed identity "
+        "(identity_resource_id) or the Batch account's linked auto-storage account",
     )
     mounts: list[dict[str, Any]] = Field(
         default=[], max_length=10, description="mountConfiguration"
@@ -161,7 +171,14 @@ def start_task(cfg: PoolConfig) -> dict[str, Any]:
     """Install node_agent (idempotent), then the same start task script the local pool runs."""
     pkg = cfg.package
     resource_files: list[dict[str, Any]] = []
-    if pkg.kind == "resource_file":
+    zip_path = PACKAGE_FILE
+    if pkg.kind == "resource_file" and cfg.blob_access == "auto_storage":
+        if not pkg.blob:
+            raise SpecError("package.blob: an auto_storage package needs its blob name")
+        # a container source lands at <working dir>/<blob name>
+        resource_files.append({"autoStorageContainerName": AGENT_CONTAINER, "blobPrefix": pkg.blob})
+        zip_path = pkg.blob
+    elif pkg.kind == "resource_file":
         if not pkg.url:
             raise SpecError("package.url: a resource_file package needs the blob URL of its zip")
         resource_files.append({"httpUrl": pkg.url, "filePath": PACKAGE_FILE, **_identity(cfg)})
@@ -170,7 +187,7 @@ def start_task(cfg: PoolConfig) -> dict[str, Any]:
             src, pre = f"%{app_package_var(pkg.application_id, pkg.version, 'windows')}%", ""
         else:
             src = "pkg"
-            pre = f'powershell -NoProfile -Command "Expand-Archive -Force {PACKAGE_FILE} pkg" && '
+            pre = f'powershell -NoProfile -Command "Expand-Archive -Force {zip_path} pkg" && '
         cmd = (
             f'cmd /c "{pre}"{src}\\bootstrap\\install.cmd" && '
             f'"%NODE_AGENT_HOME%\\start_task\\run.cmd""'
@@ -179,7 +196,7 @@ def start_task(cfg: PoolConfig) -> dict[str, Any]:
         if pkg.kind == "application":
             src, pre = f"${app_package_var(pkg.application_id, pkg.version, 'linux')}", ""
         else:
-            src, pre = "pkg", f"python3 -m zipfile -e {PACKAGE_FILE} pkg && "
+            src, pre = "pkg", f"python3 -m zipfile -e {zip_path} pkg && "
         cmd = (
             f'/bin/bash -c \'{pre}bash "{src}/bootstrap/install.sh" && '
             f'"$NODE_AGENT_HOME/start_task/run.sh"\''

@@ -27,7 +27,9 @@ from azure.core.exceptions import (
 
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob, task_chunks
 from node_agent.batch.pooljson import PoolConfig, pool_json
+from node_agent.conventions import job_container
 from node_agent.errors import ExitCode, NodeAgentError
+from node_agent.jobplan import SPEC_FILE
 from node_agent.redact import Redactor
 from node_agent.spec import JobSpec
 from node_agent.storage import BlobStore
@@ -143,10 +145,11 @@ def submit(
     redactor: Redactor,
     say: Callable[[str], None] = print,
 ) -> SubmitResult:
-    if not pool.identity_resource_id:
+    if pool.blob_access == "identity" and not pool.identity_resource_id:
         raise NodeAgentError(
-            "pool config: identity_resource_id is required: the nodes read the package and the "
-            "job spec from storage with the pool's managed identity",
+            "pool config: identity_resource_id is required with blob_access 'identity': the nodes "
+            "read the package and the job spec with the pool's managed identity "
+            "(or use blob_access 'auto_storage')",
             ExitCode.USAGE,
         )
     store = BlobStore(spec.storage, redactor)
@@ -155,10 +158,10 @@ def submit(
         if not opts.package.is_file():
             raise NodeAgentError(f"--package '{opts.package}': no such file", ExitCode.USAGE)
         store.ensure_container(SPEC_CONTAINER)
-        package_url = store.upload_file(
-            opts.package, SPEC_CONTAINER, f"packages/{opts.package.name}"
-        )
-        pkg = pool.package.model_copy(update={"kind": "resource_file", "url": package_url})
+        blob = f"packages/{opts.package.name}"
+        package_url = store.upload_file(opts.package, SPEC_CONTAINER, blob)
+        update = {"kind": "resource_file", "url": package_url, "blob": blob}
+        pkg = pool.package.model_copy(update=update)
         pool = pool.model_copy(update={"package": pkg})
         say(f"submit: package uploaded to {package_url}")
     if opts.assets_dir is not None:
@@ -166,13 +169,14 @@ def submit(
         say(
             f"submit: {n} asset file(s) uploaded to {spec.assets[0].container}/{spec.assets[0].prefix}"
         )
-    store.ensure_container(SPEC_CONTAINER)
+    container, blob = SPEC_CONTAINER, spec_blob(spec.job_id)
+    if pool.blob_access == "auto_storage":
+        container, blob = job_container(spec.job_id), SPEC_FILE
+    store.ensure_container(container)
     with tempfile.TemporaryDirectory(prefix="node-agent-submit-") as tmp:
-        spec_file = Path(tmp) / "job.json"
+        spec_file = Path(tmp) / SPEC_FILE
         spec_file.write_text(spec.model_dump_json(indent=2), encoding="utf-8")
-        store.upload_file(
-            spec_file, SPEC_CONTAINER, spec_blob(spec.job_id), content_type="application/json"
-        )
+        store.upload_file(spec_file, container, blob, content_type="application/json")
     doc = job_json(spec, pool)
     client = make_client(opts, redactor)
     created = False
