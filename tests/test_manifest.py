@@ -9,7 +9,7 @@ from pathlib import Path
 
 from test_sync_helpers import REPO, make_spec, node_of, run_job_prep, summary, tree, write_spec
 
-from node_agent.azurite import AzuriteServer
+from node_agent.azurite import AzuriteServer, free_port
 from node_agent.sync.manifest import ManifestFile, canonical
 
 
@@ -83,6 +83,16 @@ def test_push_pin_repush(azurite: AzuriteServer, tmp_path: Path) -> None:
     r = run_job_prep(root, "job-a", spec1)
     assert r.returncode == 0 and summary(root, "job-a")["downloaded"] == 0
     assert summary(root, "job-a")["listed"] == 22
+    # ... so much so that it needs no storage at all
+    dead = make_spec(
+        f"http://127.0.0.1:{free_port()}/devstoreaccount1",
+        "sync-manifest",
+        "shot10",
+        "job-a",
+        manifest=m1,
+    )
+    r = run_job_prep(root, "job-a", write_spec(tmp_path / "dead.json", dead))
+    assert r.returncode == 0, r.stderr
 
     # job-b pins v2 on the same node: one new file; job-a's view keeps v1
     spec2 = write_spec(

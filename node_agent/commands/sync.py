@@ -104,11 +104,10 @@ def register(cli: click.Group) -> None:
                 raise SpecError(f"source '{source}': {str(e).splitlines()[-1].strip()}") from None
             dest_abs = dest.resolve()
             cache = cache_dir or dest_abs.parent / ".node-agent-cache"
-            store = _store(account_url, auth_kind, auth_env, r)
             engine = SyncEngine(
                 cache,
                 cache / "state",
-                store,
+                lambda: _store(account_url, auth_kind, auth_env, r),
                 reserve_bytes=reserve_mb * 1024 * 1024,
                 windows=os.name == "nt",
                 threads=threads,

@@ -13,23 +13,26 @@ import os
 import queue
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
 from node_agent.errors import DiskFullError
 from node_agent.logs import get_logger
 from node_agent.spec import AssetSource
-from node_agent.storage import BlobStore
-from node_agent.sync.fetch import Fetcher
 from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker, fs_case_insensitive
 from node_agent.sync.progress import Progress, SyncSummary
 from node_agent.sync.state import BlobRow, ObjectRow, StateDB, db_path
 from node_agent.sync.store import ContentStore, place, prune_view
+
+if TYPE_CHECKING:  # the SDK import costs ~0.6 s: a pinned no-op never pays it
+    from node_agent.storage import BlobStore
+    from node_agent.sync.fetch import Fetcher
 
 log = get_logger("sync")
 BATCH = 500
@@ -61,7 +64,7 @@ class SyncEngine:
         self,
         cache_dir: Path,
         state_dir: Path,
-        store: BlobStore,
+        connect: Callable[[], BlobStore],
         *,
         reserve_bytes: int = 0,
         windows: bool = False,
@@ -70,13 +73,21 @@ class SyncEngine:
     ) -> None:
         self.cstore = ContentStore(cache_dir)
         self.db = StateDB(db_path(state_dir))
-        self.store = store
+        self._connect = connect
+        self._store: BlobStore | None = None
         self.reserve = reserve_bytes
         self.windows = windows
         self.threads = threads
         self.summary = SyncSummary()
         self.progress = progress or Progress(self.summary)
         self.progress.summary = self.summary
+
+    @property
+    def store(self) -> BlobStore:
+        """The storage client, made on first use (not needed for a pinned no-op)."""
+        if self._store is None:
+            self._store = self._connect()
+        return self._store
 
     def close(self) -> None:
         self.db.close()
@@ -101,6 +112,8 @@ class SyncEngine:
             for source in sources:
                 lock_name = f"{_key(self.store.account_url, source.container)}.lock"
                 with FileLock(str(self.cstore.locks / lock_name)):
+                    from node_agent.sync.fetch import Fetcher
+
                     fetcher = Fetcher(self.store, source.container, connections=self.threads * 2)
                     try:
                         items: Iterable[Item] = (

@@ -19,13 +19,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node_agent.errors import AssetError
 from node_agent.spec import AssetSource
-from node_agent.storage import BlobStore
 from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker
 from node_agent.sync.store import ContentStore
+
+if TYPE_CHECKING:
+    from node_agent.storage import BlobStore
 
 _CHUNK = 1024 * 1024
 
