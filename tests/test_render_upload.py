@@ -1,0 +1,155 @@
+"""Outputs: progressive upload while the renderer runs, metadata, preview, symlinks, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+from conftest import make_spec_doc
+from standins._common import png
+from standins.harness import make_task, standin
+
+from node_agent.azurite import AzuriteServer, emulator_connection_string
+from node_agent.errors import ExitCode, StorageError, UploadError
+from node_agent.outputs import Layout, Retry
+from node_agent.redact import Redactor
+from node_agent.spec import spec_from_data
+from node_agent.storage import BlobStore
+from node_agent.watcher import ProgressiveUploader
+
+
+def _wait_blob(store: BlobStore, container: str, name: str, within: float = 180.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if any(b.name == name for b in store.list_blobs(container, name)):
+                return True
+        except StorageError:  # the task has not created the container yet
+            pass
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_frames_reach_azurite_while_the_renderer_still_runs(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    marker = tmp_path / "seen-frame-1"
+    t = make_task(
+        tmp_path,
+        azurite.account_url,
+        renderer="maya",
+        executable=standin("fake_maya_render.py"),
+        scene="s.mb",
+        frames="1-2",
+        env={"STANDIN_MODE": "wait", "STANDIN_MARKER": str(marker)},
+    )
+    proc = t.start("1-2")
+    try:
+        first = "task-1/$TaskOutput/frame_0001.png"
+        assert _wait_blob(store, t.container, first), t.stderr()
+        # the stand-in cannot have finished: it waits for the marker before frame 2
+        assert proc.poll() is None
+        assert not (t.out_dir / "frame_0002.png").exists()
+        props = store.container(t.container).get_blob_client(first).get_blob_properties()
+        assert props.content_settings.content_type == "image/png"
+        assert props.metadata == {
+            "job": "job-a",
+            "task": "task-1",
+            "node": "tvmps_test",
+            "frame": "1",
+        }
+        marker.touch()
+        assert proc.wait(180) == 0, t.stderr()
+    finally:
+        marker.touch()
+        if proc.poll() is None:
+            proc.kill()
+    names = {b.name for b in store.list_blobs(t.container, "task-1/")}
+    assert "task-1/$TaskOutput/frame_0002.png" in names
+    preview = store.read_blob(t.container, "task-1/$TaskPreview/preview.png")
+    assert preview.startswith(b"\x89PNG")
+    summary = json.loads(store.read_blob(t.container, "task-1/$TaskLog/summary.json"))
+    assert [o["file"] for o in summary["outputs"]] == ["frame_0001.png", "frame_0002.png"]
+    assert all("sig=" not in o["url"] for o in summary["outputs"])
+    assert summary["preview"].endswith("/task-1/%24TaskPreview/preview.png")
+    first_up = summary["outputs"][0]["uploaded_at"]
+    assert first_up < summary["times"]["renderer_ended_at"]  # uploaded before the renderer ended
+
+
+def test_custom_container_and_prefix(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    t = make_task(
+        tmp_path,
+        azurite.account_url,
+        renderer="custom",
+        frames="4",
+        command=[standin("envdump.py"), "{output_dir}", "{frame}"],
+        output={"container": "renders", "prefix": "shots/s1/"},
+    )
+    assert t.run("4") == 0, t.stderr()
+    names = {b.name for b in store.list_blobs("renders")}
+    assert "shots/s1/frame_0004.png" in names and "shots/s1/$TaskPreview/preview.png" in names
+    assert "task-1/$TaskLog/summary.json" in names
+
+
+def _outside_links(out: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not upload")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "f.png").write_bytes(png())
+    os.symlink(secret, out / "link.txt")
+    os.symlink(tmp_path / "elsewhere", out / "linkdir")
+    os.symlink(out / "frame_0001.png", out / "inner_link.png")
+
+
+def test_uploads_never_follow_symlinks(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    up = ProgressiveUploader(store, Layout("symlinks", "t1"), out, {"job": "j"})
+    store.ensure_container("symlinks")
+    up.start()
+    (out / "frame_0001.png").write_bytes(png())
+    _outside_links(out, tmp_path)
+    done = up.finish()
+    assert [u.rel for u in done] == ["frame_0001.png"]
+    assert [b.name for b in store.list_blobs("symlinks")] == ["t1/$TaskOutput/frame_0001.png"]
+
+
+def _dead_store() -> BlobStore:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}/devstoreaccount1"
+    store = BlobStore(spec_from_data(make_spec_doc(url)).storage, Redactor())
+    # no SDK-level retries (minutes of backoff): the retries under test are node_agent's
+    store.service = BlobServiceClient.from_connection_string(
+        emulator_connection_string(url), retry_total=0
+    )
+    return store
+
+
+@pytest.mark.slow
+def test_upload_failure_is_retried_then_exit_17_and_files_stay(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "frame_0001.png").write_bytes(png())
+    up = ProgressiveUploader(
+        _dead_store(), Layout("c1", "t1"), out, {}, retry=Retry(attempts=2, first_delay_s=0.1)
+    )
+    up.start()
+    with pytest.raises(UploadError) as e:
+        up.finish()
+    assert e.value.exit_code == ExitCode.UPLOAD == 17
+    msg = str(e.value)
+    assert "frame_0001.png" in msg and "stay in" in msg and "after 2 attempts" in msg
+    assert len(msg.splitlines()) == 1
+    assert (out / "frame_0001.png").is_file()
