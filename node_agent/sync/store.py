@@ -116,10 +116,6 @@ def prune_view(root: Path, keep: set[str]) -> int:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    import psutil  # os.kill(pid, 0) would terminate the process on Windows
+
+    return bool(psutil.pid_exists(pid))
