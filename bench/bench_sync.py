@@ -63,6 +63,9 @@ def sdk_loop(conn: str, container: str, prefix: str, dest: str) -> None:
 
 
 # --- running tools ------------------------------------------------------------------
+PEAK_RSS: dict[str, int] = {}  # tool -> peak RSS (kB) in the current scenario
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     t0 = time.monotonic()
     p = subprocess.Popen(
@@ -74,6 +77,8 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"{cmd[0]} {' '.join(cmd[1:3])} failed ({p.returncode}):\n{out[-3000:]}")
+    tool = "node_agent" if "node_agent" in cmd else ("rclone" if cmd[0] == "rclone" else "sdk_loop")
+    PEAK_RSS[tool] = max(PEAK_RSS.get(tool, 0), ru.ru_maxrss)
     return wall, ru.ru_utime + ru.ru_stime, out
 
 
@@ -226,6 +231,8 @@ class Bench:
         base: float | None = None,
     ) -> None:
         row: dict[str, object] = {"dataset": dataset, "scenario": name, "tools": {}}
+        peak = dict(PEAK_RSS)
+        PEAK_RSS.clear()
         med = {t: statistics.median(r[0] for r in rs) for t, rs in runs.items() if rs}
         base = base or med.get("rclone") or med.get("rclone x2")
         for tool, rs in runs.items():
@@ -235,6 +242,7 @@ class Bench:
             row["tools"][tool] = {  # type: ignore[index]
                 "median_s": round(med[tool], 3),
                 "cpu_s": round(statistics.median(r[1] for r in rs), 3),
+                "peak_rss_mb": round(peak.get(tool.split()[0], 0) / 1024, 1),
                 "bytes": int(statistics.median(b)) if b else None,
                 "runs_s": [round(r[0], 3) for r in rs],
                 "ratio_to_rclone": round(med[tool] / base, 3) if base else None,
@@ -295,6 +303,7 @@ def main() -> None:
     ap.add_argument("--size-a", type=int, default=20_000)
     ap.add_argument("--files-b", type=int, default=16)
     ap.add_argument("--size-b-mb", type=int, default=16)
+    ap.add_argument("--files-c", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--datasets", default="a,b")
@@ -361,6 +370,11 @@ def main() -> None:
                 base=b.rclone_median("a", "no-op"),
             )  # ratio to rclone's plain no-op
             b.concurrent("a", "a/")
+        if "c" in args.datasets:  # many tiny files: memory
+            names_c = [f"c/d{i // 1000:03d}/{i:06d}.bin" for i in range(args.files_c)]
+            print(f"seeding c: {args.files_c} x 2 KB", flush=True)
+            b.upload({n: os.urandom(2048) for n in names_c})
+            b.scenario("c", "cold", "c/", ["node_agent", "rclone"], fresh=True)
         if "b" in args.datasets:
             size = args.size_b_mb * 1024 * 1024
             names_b = [f"b/big{i:02d}.bin" for i in range(args.files_b)]
