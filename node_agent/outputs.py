@@ -8,11 +8,14 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node_agent.conventions import task_log, task_output, task_preview
 from node_agent.errors import StorageError, UploadError
 from node_agent.logs import get_logger
-from node_agent.storage import BlobStore
+
+if TYPE_CHECKING:
+    from node_agent.storage import BlobStore
 
 log = get_logger("outputs")
 

@@ -5,6 +5,10 @@ closed after writing (inotify IN_CLOSE_WRITE) or renamed into place; elsewhere w
 created or modified. Either way it is uploaded only once its size and mtime stay the same
 over `settle_s`. `finish()` stops the observer and sweeps the folder for anything missed or
 changed since its upload. Failed uploads are retried there; what still fails is reported.
+
+The blob store may be given as a factory: the worker thread makes it, so the renderer
+starts while the storage SDK loads; a store that cannot be set up is reported through
+`on_fatal` and raised by `finish()`.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from node_agent.errors import UploadError
+from node_agent.errors import NodeAgentError, UploadError
 from node_agent.logs import get_logger
 from node_agent.outputs import (
     DEFAULT_RETRY,
@@ -30,7 +36,9 @@ from node_agent.outputs import (
     inside,
     upload_with_retry,
 )
-from node_agent.storage import BlobStore
+
+if TYPE_CHECKING:
+    from node_agent.storage import BlobStore
 
 log = get_logger("watcher")
 _CLOSE_EVENTS = sys.platform.startswith("linux")
@@ -74,15 +82,20 @@ def _stamp(path: Path) -> tuple[int, int]:
 class ProgressiveUploader:
     def __init__(
         self,
-        store: BlobStore,
+        store: BlobStore | Callable[[], BlobStore],
         layout: Layout,
         out_dir: Path,
         metadata: dict[str, str],
         *,
         settle_s: float = 0.1,
         retry: Retry = DEFAULT_RETRY,
+        on_fatal: Callable[[NodeAgentError], None] | None = None,
     ) -> None:
-        self.store, self.layout, self.out_dir = store, layout, out_dir
+        self._factory = store if callable(store) else None
+        self._store = None if callable(store) else store
+        self.layout, self.out_dir = layout, out_dir
+        self.on_fatal = on_fatal
+        self.setup_error: NodeAgentError | None = None
         self.metadata, self.settle_s, self.retry = metadata, settle_s, retry
         self.uploaded: dict[str, Uploaded] = {}
         self.failed: dict[str, str] = {}
@@ -98,7 +111,30 @@ class ProgressiveUploader:
         self._worker.start()
         return self
 
+    @property
+    def store(self) -> BlobStore:
+        if self._store is None:
+            raise self.setup_error or UploadError("blob store is not set up")
+        return self._store
+
+    def _setup(self) -> bool:
+        if self._store is not None:
+            return True
+        try:
+            assert self._factory is not None
+            store = self._factory()
+            store.ensure_container(self.layout.container)
+        except NodeAgentError as e:
+            self.setup_error = e
+            if self.on_fatal:
+                self.on_fatal(e)
+            return False
+        self._store = store
+        return True
+
     def _run(self) -> None:
+        if not self._setup():
+            return
         while True:
             path = self._q.get()
             if path is None:
@@ -145,6 +181,8 @@ class ProgressiveUploader:
         self._observer.join(10)
         self._q.put(None)
         self._worker.join()
+        if self.setup_error is not None:
+            raise self.setup_error
         for path in files_under(self.out_dir):
             if path.name.startswith("."):
                 continue

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -29,9 +29,11 @@ from node_agent.phases.render_result import classify, missing_frames, summary_do
 from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import JobSpec, load_spec
-from node_agent.storage import BlobStore
 from node_agent.supervise import RunResult, run_supervised
 from node_agent.watcher import ProgressiveUploader, Uploaded
+
+if TYPE_CHECKING:
+    from node_agent.storage import BlobStore
 
 _SECRET_NAMES = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "SAS", "CONNECTION_STRING")
 
@@ -119,15 +121,18 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
         return dry_run(phase, launch, env, node.is_windows)
     for path, text in launch.files.items():
         write_atomic(Path(path), text.encode("utf-8"))
-    store = BlobStore(spec.storage, phase.redactor, phase.env)
     layout = Layout(
         spec.render.output.container or job_container(str(node.job_id)),
         str(node.task_id),
         spec.render.output.prefix,
     )
-    store.ensure_container(layout.container)
     meta = {"job": str(node.job_id), "task": str(node.task_id), "node": node.node_id}
-    uploader = ProgressiveUploader(store, layout, out_dir, meta).start()
+
+    def make_store() -> BlobStore:  # in the uploader's thread, while the renderer starts
+        from node_agent.storage import BlobStore
+
+        return BlobStore(spec.storage, phase.redactor, phase.env)
+
     monitor = OutputMonitor(spec.render.renderer, report=lambda s: phase.log.info("%s", s))
     renderer_log = node.task_dir / "renderer.log"
     command = phase.redactor(_command_text(launch.argv, node.is_windows))
@@ -136,6 +141,9 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
     result: RunResult | None = None
     start_error = ""
     with _Sigterm() as cancel:
+        uploader = ProgressiveUploader(
+            make_store, layout, out_dir, meta, on_fatal=lambda e: cancel.set()
+        ).start()
         try:
             result = run_supervised(
                 launch.argv,
@@ -153,15 +161,19 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
         except OSError as e:
             start_error = f"cannot start '{launch.argv[0]}': {e.strerror or e}"
     times["renderer_ended_at"] = time.time()
-    missing = missing_frames(out_dir, launch.expected, agent_started)
-    code, reason = classify(result, monitor.failure(), missing, start_error)
     outputs: list[Uploaded] = []
     errors: list[NodeAgentError] = []
     try:
         outputs = uploader.finish()
     except UploadError as e:
         errors.append(e)
+    except NodeAgentError as e:  # no blob store at all: nothing can be uploaded
+        phase.log.error("renderer stopped, outputs stay in %s: %s", out_dir, e)
+        raise
+    store = uploader.store
     times["uploads_done_at"] = time.time()
+    missing = missing_frames(out_dir, launch.expected, agent_started)
+    code, reason = classify(result, monitor.failure(), missing, start_error)
     preview = None
     if outputs:
         last = max(outputs, key=lambda u: (u.frame is not None, u.frame or 0, u.rel))
