@@ -133,6 +133,8 @@ def test_job_and_tasks_round_trip_through_sdk(os_name: str) -> None:
     assert rf.file_path == "job.json" and rf.http_url == f"{URL}/node-agent/jobs/job-a/job.json"
     assert rf.identity_reference.resource_id == "/sub/x/id"
     assert m.all_tasks_complete_mode == bm.BatchAllTasksCompleteMode.NO_ACTION
+    # without this Batch refuses tasks that carry an exitConditions jobAction (HTTP 400)
+    assert m.task_failure_mode == bm.BatchTaskFailureMode.PERFORM_EXIT_OPTIONS_JOB_ACTION
     t = bm.BatchTaskCreateOptions(tasks[0])
     assert t.constraints.max_task_retry_count == spec.policies.task_retries
     if os_name == "windows":
