@@ -136,6 +136,14 @@ def test_job_and_tasks_round_trip_through_sdk(os_name: str) -> None:
     # without this Batch refuses tasks that carry an exitConditions jobAction (HTTP 400)
     assert m.task_failure_mode == bm.BatchTaskFailureMode.PERFORM_EXIT_OPTIONS_JOB_ACTION
     t = bm.BatchTaskCreateOptions(tasks[0])
+    # the same pool-wide elevated user as the start task, which created node_agent's folders
+    for user in (
+        t.user_identity,
+        m.job_preparation_task.user_identity,
+        m.job_release_task.user_identity,
+    ):
+        assert user.auto_user.scope == bm.AutoUserScope.POOL
+        assert user.auto_user.elevation_level == bm.ElevationLevel.ADMIN
     assert t.constraints.max_task_retry_count == spec.policies.task_retries
     if os_name == "windows":
         assert (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from node_agent.batch.pooljson import AGENT_CONTAINER, PoolConfig
+from node_agent.batch.pooljson import AGENT_CONTAINER, PoolConfig, auto_user
 from node_agent.conventions import job_container
 from node_agent.errors import SpecError
 from node_agent.jobplan import SPEC_FILE, plan_job
@@ -59,6 +59,8 @@ def job_json(spec: JobSpec, pool: PoolConfig, spec_source: str | None = None) ->
     job["onTaskFailure"] = "performexitoptionsjobaction"
     job["usesTaskDependencies"] = False
     job["metadata"] = [{"name": "created-by", "value": "node-agent"}]
+    for t in (job["jobPreparationTask"], job["jobReleaseTask"], *tasks):
+        t["userIdentity"] = auto_user(pool.task_elevation)
     for rf in job["jobPreparationTask"]["resourceFiles"]:
         if pool.blob_access == "auto_storage":
             # a container source lands at <working dir>/<blob name>: the blob is `job.json`
@@ -94,6 +96,8 @@ def local_plan(doc: dict[str, Any]) -> dict[str, Any]:
         rf.pop("httpUrl", None)
         rf.pop("identityReference", None)
     job["tasks"] = copy.deepcopy(doc["tasks"])
+    for t in (job["jobPreparationTask"], job["jobReleaseTask"], *job["tasks"]):
+        t.pop("userIdentity", None)  # the local pool runs every task as the current user
     return job
 
 

@@ -93,6 +93,11 @@ class PoolConfig(_Model):
     identity_resource_id: str | None = Field(
         default=None, description="user-assigned managed identity (of the pool) that reads blobs"
     )
+    task_elevation: Literal["admin", "nonadmin"] = Field(
+        default="admin",
+        description="user of job prep, frame tasks and job release: the start task's elevated "
+        "pool-wide auto-user by default, so they can write the node_agent folders it created",
+    )
     blob_access: Literal["identity", "auto_storage"] = Field(
         default="identity",
         description="how nodes download package and spec: the pool's managed identity "
@@ -167,6 +172,10 @@ def _identity(cfg: PoolConfig) -> dict[str, Any]:
     )
 
 
+def auto_user(elevation: str) -> dict[str, Any]:
+    return {"autoUser": {"scope": "pool", "elevationLevel": elevation}}
+
+
 def start_task(cfg: PoolConfig) -> dict[str, Any]:
     """Install node_agent (idempotent), then the same start task script the local pool runs."""
     pkg = cfg.package
@@ -205,7 +214,7 @@ def start_task(cfg: PoolConfig) -> dict[str, Any]:
         "commandLine": cmd,
         "environmentSettings": [{"name": "NODE_AGENT_HOME", "value": cfg.home()}],
         # mounting and installing into NODE_AGENT_HOME need an elevated, pool-wide auto-user
-        "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "admin"}},
+        "userIdentity": auto_user("admin"),
         "maxTaskRetryCount": 2,
         "waitForSuccess": True,
     }
