@@ -191,6 +191,7 @@ def test_submit_sends_pool_job_and_task_chunks(
     assets = {b.name for b in store.list_blobs("assets", "submit-test/")}
     assert assets == {"submit-test/spin.blend", "submit-test/tex/wood.png"}
     assert "250 task(s) in 3 request(s)" in out.out
+    assert "submit: warning: storage.account_url http://127.0.0.1:" in out.out  # Azurite here
 
 
 def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(

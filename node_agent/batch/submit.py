@@ -25,6 +25,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
+from node_agent.azurite import is_local_url
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob, task_chunks
 from node_agent.batch.pooljson import PoolConfig, pool_json
 from node_agent.conventions import job_container
@@ -114,6 +115,21 @@ def _pool_exists(client: BatchClient, pool_id: str) -> bool:
         return False
 
 
+def storage_warnings(spec: JobSpec) -> list[str]:
+    """What will not work on Azure nodes with this spec's storage settings."""
+    auth = spec.storage.auth
+    if auth.kind == "emulator" or is_local_url(spec.storage.account_url):
+        return [
+            f"storage.account_url {spec.storage.account_url} is local: Batch nodes cannot reach it"
+        ]
+    if auth.kind in ("sas", "account_key", "connection_string"):
+        return [
+            f"storage.auth.kind '{auth.kind}' reads its secret from ${auth.env} on the node; "
+            "submit does not copy secrets into the job: use managed_identity on Batch"
+        ]
+    return []
+
+
 def upload_assets(store: BlobStore, spec: JobSpec, local: Path) -> int:
     """Upload a local folder into the spec's first asset source (container/prefix)."""
     if not local.is_dir():
@@ -152,6 +168,8 @@ def submit(
             "(or use blob_access 'auto_storage')",
             ExitCode.USAGE,
         )
+    for line in storage_warnings(spec):
+        say(f"submit: warning: {line}")
     store = BlobStore(spec.storage, redactor)
     package_url = None
     if opts.package is not None:
