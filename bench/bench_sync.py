@@ -101,14 +101,14 @@ class Bench:
         from node_agent.redact import Redactor
         from node_agent.spec import Storage
         from node_agent.storage import BlobStore
-        from node_agent.sync.fetch import container_sas
+        from node_agent.sync.access import Access
 
         self.args, self.url, self.conn, self.work = args, account_url, conn, work
         storage = Storage.model_validate({"account_url": account_url, "auth": {"kind": "emulator"}})
         self.store = BlobStore(storage, Redactor())
         self.container = "bench"
         self.store.ensure_container(self.container)
-        self.sas = container_sas(self.store, self.container)
+        self.sas = Access(storage, Redactor()).container_sas(self.container)
         self.results: list[dict[str, object]] = []
 
     def cmd(

@@ -33,12 +33,11 @@ def _storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _store(account_url: str, auth_kind: str, auth_env: str | None, redactor: Redactor) -> Any:
+def _storage(account_url: str, auth_kind: str, auth_env: str | None) -> Any:
     from pydantic import ValidationError
 
     from node_agent.errors import SpecError
     from node_agent.spec import Storage, format_validation_error
-    from node_agent.storage import BlobStore
 
     try:
         storage = Storage.model_validate(
@@ -46,7 +45,7 @@ def _store(account_url: str, auth_kind: str, auth_env: str | None, redactor: Red
         )
     except ValidationError as e:
         raise SpecError(format_validation_error("options", e)) from None
-    return BlobStore(storage, redactor)
+    return storage
 
 
 def _finish(code: int) -> None:
@@ -95,6 +94,7 @@ def register(cli: click.Group) -> None:
         def go(r: Redactor) -> int:
             from node_agent.errors import AssetError, SpecError
             from node_agent.spec import AssetSource
+            from node_agent.sync.access import Access
             from node_agent.sync.engine import SyncEngine
 
             container, _, prefix = source.partition("/")
@@ -107,7 +107,7 @@ def register(cli: click.Group) -> None:
             engine = SyncEngine(
                 cache,
                 cache / "state",
-                lambda: _store(account_url, auth_kind, auth_env, r),
+                Access(_storage(account_url, auth_kind, auth_env), r),
                 reserve_bytes=reserve_mb * 1024 * 1024,
                 windows=os.name == "nt",
                 threads=threads,
@@ -145,9 +145,10 @@ def register(cli: click.Group) -> None:
         from node_agent.runtime import run_edge
 
         def go(r: Redactor) -> int:
+            from node_agent.storage import BlobStore
             from node_agent.sync.manifest import push
 
-            store = _store(account_url, auth_kind, auth_env, r)
+            store = BlobStore(_storage(account_url, auth_kind, auth_env), r)
             key = hashlib.sha1(
                 f"{folder.resolve()}|{account_url}|{container}|{project}".encode()
             ).hexdigest()[:16]

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from node_agent.assets import sync_job_assets
 from node_agent.errors import AssetError, SpecError
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import load_spec
-
-if TYPE_CHECKING:
-    from node_agent.storage import BlobStore
+from node_agent.sync.access import Access
 
 
 def run(phase: Phase, spec_path: Path) -> int:
@@ -20,15 +17,10 @@ def run(phase: Phase, spec_path: Path) -> int:
     spec = load_spec(spec_path)
     job_dir = node.job_dir()
     write_atomic(node.job_spec_path(), spec.model_dump_json(indent=2).encode())
-
-    def connect() -> BlobStore:
-        from node_agent.storage import BlobStore
-
-        return BlobStore(spec.storage, phase.redactor, phase.env)
-
+    access = Access(spec.storage, phase.redactor, phase.env)
     assets = node.job_assets_dir()
     phase.log.info("syncing %d asset source(s) into %s", len(spec.assets), assets)
-    summary = sync_job_assets(node, spec, connect)
+    summary = sync_job_assets(node, spec, access)
     phase.log.info("%s", summary.line())
     record = json.dumps(summary.record()).encode()
     write_atomic(job_dir / "prep.json", record)

@@ -13,7 +13,7 @@ import os
 import queue
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +24,14 @@ from filelock import FileLock
 from node_agent.errors import DiskFullError
 from node_agent.logs import get_logger
 from node_agent.spec import AssetSource
+from node_agent.sync.access import Access
 from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker, fs_case_insensitive
 from node_agent.sync.progress import Progress, SyncSummary
 from node_agent.sync.state import BlobRow, ObjectRow, StateDB, db_path
 from node_agent.sync.store import ContentStore, place, prune_view
 
-if TYPE_CHECKING:  # the SDK import costs ~0.6 s: a pinned no-op never pays it
-    from node_agent.storage import BlobStore
+if TYPE_CHECKING:
     from node_agent.sync.fetch import Fetcher
 
 log = get_logger("sync")
@@ -64,7 +64,7 @@ class SyncEngine:
         self,
         cache_dir: Path,
         state_dir: Path,
-        connect: Callable[[], BlobStore],
+        access: Access,
         *,
         reserve_bytes: int = 0,
         windows: bool = False,
@@ -73,21 +73,13 @@ class SyncEngine:
     ) -> None:
         self.cstore = ContentStore(cache_dir)
         self.db = StateDB(db_path(state_dir))
-        self._connect = connect
-        self._store: BlobStore | None = None
+        self.access = access
         self.reserve = reserve_bytes
         self.windows = windows
         self.threads = threads
         self.summary = SyncSummary()
         self.progress = progress or Progress(self.summary)
         self.progress.summary = self.summary
-
-    @property
-    def store(self) -> BlobStore:
-        """The storage client, made on first use (not needed for a pinned no-op)."""
-        if self._store is None:
-            self._store = self._connect()
-        return self._store
 
     def close(self) -> None:
         self.db.close()
@@ -110,14 +102,14 @@ class SyncEngine:
             )
             view: dict[str, str] = {}
             for source in sources:
-                lock_name = f"{_key(self.store.account_url, source.container)}.lock"
+                lock_name = f"{_key(self.access.account_url, source.container)}.lock"
                 with FileLock(str(self.cstore.locks / lock_name)):
                     from node_agent.sync.fetch import Fetcher
 
-                    fetcher = Fetcher(self.store, source.container, connections=self.threads * 2)
+                    fetcher = Fetcher(self.access, source.container, connections=self.threads * 2)
                     try:
                         items: Iterable[Item] = (
-                            ManifestSource(self.store, self.cstore, source).items()
+                            ManifestSource(fetcher, self.cstore, source).items()
                             if source.manifest
                             else self._listing(source, fetcher)
                         )
@@ -132,6 +124,7 @@ class SyncEngine:
 
     def _view_is(self, view_key: str, view_root: Path, pin: str) -> bool:
         """True when the view was built from `pin` and every file is still its intact object."""
+        root = str(view_root)
         if self.db.job_manifest(view_key) != pin:
             return False
         objects = self.db.all_objects()
@@ -139,7 +132,7 @@ class SyncEngine:
             row = objects.get(h)
             st = self.cstore.intact(row) if row else None
             try:
-                vst = os.lstat(view_root / path)
+                vst = os.lstat(os.path.join(root, path))
             except FileNotFoundError:
                 return False
             if st is None or vst.st_ino != st.st_ino:
@@ -154,7 +147,7 @@ class SyncEngine:
                 continue  # a folder marker
             rel = b.name[len(prefix) :]
             path = f"{source.dest.rstrip('/')}/{rel}" if source.dest else rel
-            yield Item(path, b.name, b.size, b.etag, b.content_md5)
+            yield Item(path, b.name, b.size, b.etag, b.md5)
 
     # --- the shared part -------------------------------------------------------
     def _sync_items(
@@ -166,7 +159,8 @@ class SyncEngine:
         view: dict[str, str],
         fetcher: Fetcher,
     ) -> None:
-        src = f"{self.store.account_url}/{source.container}"
+        src = f"{self.access.account_url}/{source.container}"
+        root = str(view_root)
         run = _Run(src, self.db.all_objects())
         known: dict[str, BlobRow] = {} if source.manifest else self.db.all_blobs(src, source.prefix)
         seen: set[str] = set()
@@ -185,8 +179,8 @@ class SyncEngine:
                         self.summary.refused_names.append(f"{item.name}: {problem}")
                         log.warning("refused blob name %r: %s", item.name, problem)
                         continue
-                    h = self._resolve(item, known, run)
-                    if h is None:
+                    found = self._resolve(item, known, run)
+                    if found is None:
                         same = _content_key(item)
                         if same is not None and same in run.followers:
                             run.followers[same].append(item)
@@ -195,10 +189,8 @@ class SyncEngine:
                                 run.followers[same] = []
                             todo.append(item)
                         continue
-                    row = run.objects[h]
-                    st = self.cstore.intact(row)
-                    assert st is not None
-                    place(self.cstore.object_path(h), st, view_root / item.path)
+                    h, st = found
+                    place(self.cstore.obj(h), st, os.path.join(root, item.path))
                     view[item.path] = h
                     self.summary.unchanged += 1
                 self._check_disk(todo, run)
@@ -225,7 +217,9 @@ class SyncEngine:
         if gone:
             self.db.forget_blobs(src, gone)
 
-    def _resolve(self, item: Item, known: dict[str, BlobRow], run: _Run) -> str | None:
+    def _resolve(
+        self, item: Item, known: dict[str, BlobRow], run: _Run
+    ) -> tuple[str, os.stat_result] | None:
         """The content hash of `item` when the store already holds it intact, else None."""
         h = item.hash
         if h is None:
@@ -240,7 +234,8 @@ class SyncEngine:
                 h = run.by_md5.get((item.md5, item.size))
         if h is None or h not in run.objects:
             return None
-        if self.cstore.intact(run.objects[h]) is None:
+        st = self.cstore.intact(run.objects[h])
+        if st is None:
             log.warning(
                 "cached content %s was changed or removed on this node: fetching it again", h[:12]
             )
@@ -251,7 +246,7 @@ class SyncEngine:
         prev = known.get(item.name)
         if item.hash is None and (prev is None or prev.etag != item.etag or prev.hash != h):
             run.new_blobs.append((run.src, item.name, item.size, item.etag, item.md5, h))
-        return h
+        return h, st
 
     def _fetch_one(
         self, fetcher: Fetcher, item: Item, view_root: Path
@@ -266,7 +261,7 @@ class SyncEngine:
                     f"blob '{item.name}': content does not match its hash {item.hash[:12]}"
                 )
             obj, mtime_ns = self.cstore.adopt(tmp, got.sha256)
-            place(obj, os.stat(obj), view_root / item.path)
+            place(str(obj), os.stat(obj), os.path.join(view_root, item.path))
             return item, got.sha256, mtime_ns, got.md5
         finally:
             tmp.unlink(missing_ok=True)
@@ -304,8 +299,8 @@ class SyncEngine:
             self.summary.bytes_downloaded += item.size
             same = _content_key(item)
             for other in run.followers.pop(same, []) if same else []:
-                obj = self.cstore.object_path(h)
-                place(obj, os.stat(obj), view_root / other.path)
+                obj = self.cstore.obj(h)
+                place(obj, os.stat(obj), os.path.join(view_root, other.path))
                 view[other.path] = h
                 if other.hash is None:
                     run.new_blobs.append(

@@ -29,6 +29,7 @@ from node_agent.sync.store import ContentStore
 
 if TYPE_CHECKING:
     from node_agent.storage import BlobStore
+    from node_agent.sync.fetch import Fetcher
 
 _CHUNK = 1024 * 1024
 
@@ -76,9 +77,9 @@ def pinned_key(sources: list[AssetSource]) -> str | None:
 class ManifestSource:
     """The files of a pinned manifest: read once from storage, then kept in the node's cache."""
 
-    def __init__(self, store: BlobStore, cstore: ContentStore, source: AssetSource) -> None:
+    def __init__(self, fetcher: Fetcher, cstore: ContentStore, source: AssetSource) -> None:
         assert source.manifest
-        self.store = store
+        self.fetcher = fetcher
         self.source = source
         self.prefix = project_prefix(source.prefix)
         self.local = cstore.root / "manifests" / f"{source.manifest}.json"
@@ -90,7 +91,7 @@ class ManifestSource:
         if self.local.exists():
             data = self.local.read_bytes()
         else:
-            data = self.store.read_blob(self.source.container, f"{self.prefix}manifests/{mh}.json")
+            data = self.fetcher.read(f"{self.prefix}manifests/{mh}.json")
         if hashlib.sha256(data).hexdigest() != mh:
             self.local.unlink(missing_ok=True)
             raise AssetError(f"{what}: content does not match the pinned hash")

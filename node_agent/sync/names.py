@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _WIN_RESERVED = frozenset(
@@ -70,7 +69,7 @@ class NameChecker:
             return f"collides with '{other}'" if other != rel else "is listed twice"
         if key in self._dirs:
             return "is also a folder holding other files"
-        parents = [str(p) for p in PurePosixPath(key).parents][:-1]
+        parents = [key[:i] for i, ch in enumerate(key) if ch == "/"]
         for parent in parents:
             if parent in self._files:
                 return f"its folder '{self._files[parent]}' is also a file"

@@ -26,11 +26,16 @@ class ContentStore:
         self.objects = cache_dir / "objects"
         self.tmp = cache_dir / "tmp"
         self.locks = cache_dir / "locks"
+        self._objects = str(self.objects)
         for d in (self.objects, self.tmp, self.locks):
             d.mkdir(parents=True, exist_ok=True)
 
     def object_path(self, h: str) -> Path:
         return self.objects / h[:2] / h
+
+    def obj(self, h: str) -> str:
+        """object_path as a string (hot path: no pathlib)."""
+        return f"{self._objects}/{h[:2]}/{h}"
 
     def tmp_path(self) -> Path:
         return self.tmp / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.part"
@@ -56,7 +61,7 @@ class ContentStore:
     def intact(self, row: ObjectRow) -> os.stat_result | None:
         """The object's stat when it is as the state DB recorded it, else None."""
         try:
-            st = os.stat(self.object_path(row.hash))
+            st = os.stat(self.obj(row.hash))
         except FileNotFoundError:
             return None
         if st.st_size != row.size or st.st_mtime_ns != row.mtime_ns:
@@ -67,7 +72,7 @@ class ContentStore:
         self.object_path(h).unlink(missing_ok=True)
 
 
-def place(obj: Path, obj_stat: os.stat_result, target: Path) -> bool:
+def place(obj: str, obj_stat: os.stat_result, target: str) -> bool:
     """Make `target` the object (hard link, else copy); False when it already was."""
     try:
         st = os.lstat(target)
@@ -75,8 +80,9 @@ def place(obj: Path, obj_stat: os.stat_result, target: Path) -> bool:
             return False
     except FileNotFoundError:
         pass
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name[:200]}.{uuid.uuid4().hex[:8]}.link"
+    parent, name = os.path.split(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name[:200]}.{uuid.uuid4().hex[:8]}.link")
     try:
         os.link(obj, tmp)
     except OSError as e:
