@@ -199,6 +199,8 @@ class Bench:
         extra: dict[str, list[str]] | None = None,
         base: float | None = None,
     ) -> None:
+        if self.args.scenarios and name not in self.args.scenarios.split(","):
+            return
         runs: dict[str, list[tuple[float, float, int | None]]] = {t: [] for t in tools}
         for rep in range(self.args.warmup + self.args.reps):
             if callable(before_rep):
@@ -215,7 +217,7 @@ class Bench:
                 wall, cpu, out = timed(self.cmd(tool, prefix, dest, cache, (extra or {}).get(tool)))
                 if rep >= self.args.warmup:
                     runs[tool].append((wall, cpu, fetched_bytes(tool, out)))
-        self.record(dataset, name, runs)
+        self.record(dataset, name, runs, base)
 
     def rclone_median(self, dataset: str, scenario: str) -> float | None:
         for row in self.results:
@@ -252,6 +254,8 @@ class Bench:
 
     def concurrent(self, dataset: str, prefix: str) -> None:
         """Two job preps of the same assets at once (node_agent: shared node cache; rclone: one folder)."""
+        if self.args.scenarios and "concurrent" not in self.args.scenarios.split(","):
+            return
         runs: dict[str, list[tuple[float, float, int | None]]] = {
             "node_agent x2": [],
             "rclone x2": [],
@@ -305,6 +309,7 @@ def main() -> None:
     ap.add_argument("--size-b-mb", type=int, default=16)
     ap.add_argument("--files-c", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--scenarios", default="", help="comma list of scenario names (default: all)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--datasets", default="a,b")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
