@@ -40,10 +40,17 @@ class RunResult:
 
 
 class _Tee:
-    """Copies lines to a console stream and a capped log file; remembers recent lines."""
+    """Copies lines, redacted, to a console stream and a capped log file; keeps recent lines."""
 
-    def __init__(self, log: IO[bytes], cap: int, on_line: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        log: IO[bytes],
+        cap: int,
+        on_line: Callable[[str], None] | None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         self.log = log
+        self.redact = redact
         self.cap = cap
         self.written = 0
         self.truncated = False
@@ -62,6 +69,10 @@ class _Tee:
                     if not rest or rest.endswith(b"\n"):
                         break
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if self.redact is not None:
+                clean = self.redact(line)
+                if clean != line:  # a secret the renderer printed (e.g. its entitlement token)
+                    line, raw = clean, (clean + "\n").encode()
             self.last_output = time.monotonic()
             with self.lock:
                 if self.written < self.cap:
@@ -187,6 +198,7 @@ def run_supervised(
     on_start: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
     last_activity: Callable[[], float] | None = None,
+    redact: Callable[[str], str] | None = None,
 ) -> RunResult:
     """Run argv (never through a shell) and supervise it until it ends.
 
@@ -213,7 +225,7 @@ def run_supervised(
         )
         if on_start:
             on_start(proc.pid)
-        tee = _Tee(log, log_cap, on_line)
+        tee = _Tee(log, log_cap, on_line, redact)
         pumps = [
             threading.Thread(target=tee.pump, args=(proc.stdout, sys.stdout), daemon=True),
             threading.Thread(target=tee.pump, args=(proc.stderr, sys.stderr), daemon=True),

@@ -38,7 +38,8 @@ def test_entitlement_vars_reach_the_renderer_unchanged_and_never_a_log(
     assert seen["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"] == t.env["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"]
     assert seen["AZ_BATCH_ACCOUNT_URL"] == t.env["AZ_BATCH_ACCOUNT_URL"]
     assert seen["STUDIO"] == "blue"
-    # the token is in no file node-agent wrote and in no blob it uploaded
+    # the renderer printed it: redacted in its log; in no file node-agent wrote, no blob
+    assert "entitlement: ***" in (t.node.task_dir / "renderer.log").read_text()
     for p in [*t.node.task_dir.rglob("*"), *t.node.logs_dir.rglob("*")]:
         if p.is_file() and p.name != "standin.json":
             assert TOKEN not in p.read_text(errors="replace"), p

@@ -168,6 +168,7 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
                 on_start=lambda pid: times.__setitem__("renderer_started_at", time.time()),
                 cancel=cancel,
                 last_activity=lambda: monitor.last_progress,
+                redact=phase.redactor,
             )
         except OSError as e:
             start_error = f"cannot start '{launch.argv[0]}': {e.strerror or e}"
