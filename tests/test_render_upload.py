@@ -151,3 +151,28 @@ def test_upload_failure_is_retried_then_exit_17_and_files_stay(tmp_path: Path) -
     assert "frame_0001.png" in msg and "stay in" in msg and "after 2 attempts" in msg
     assert len(msg.splitlines()) == 1
     assert (out / "frame_0001.png").is_file()
+
+
+@pytest.mark.slow
+def test_render_task_exits_17_when_a_frame_cannot_be_uploaded(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    t = make_task(
+        tmp_path,
+        azurite.account_url,
+        renderer="custom",
+        task="t-lease",
+        frames="1-2",
+        command=[standin("envdump.py"), "{output_dir}", "1", "2"],
+    )
+    # a leased blob refuses an upload without the lease (412): every attempt fails
+    store.ensure_container(t.container)
+    blob = store.container(t.container).get_blob_client("t-lease/$TaskOutput/frame_0001.png")
+    blob.upload_blob(b"old", overwrite=True)
+    blob.acquire_lease(-1)
+    assert t.run("1-2") == 17, t.stderr()
+    assert "frame_0001.png" in t.stderr() and "stay in" in t.stderr()
+    assert (t.out_dir / "frame_0001.png").is_file()  # kept on the node for the retry
+    names = {b.name for b in store.list_blobs(t.container, "t-lease/")}
+    assert "t-lease/$TaskOutput/frame_0002.png" in names
+    assert "t-lease/$TaskLog/summary.json" in names
