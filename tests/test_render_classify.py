@@ -10,9 +10,11 @@ import pytest
 from standins.harness import make_task, standin
 
 from node_agent.azurite import AzuriteServer
-from node_agent.classify import OutputMonitor
+from node_agent.classify import Finding, OutputMonitor
 from node_agent.errors import ExitCode
+from node_agent.phases.render_result import classify
 from node_agent.storage import BlobStore
+from node_agent.supervise import RunResult
 
 RENDERERS = {
     "maya": ("fake_maya_render.py", "s.mb", "1-2", ["frame_0001.png", "frame_0002.png"]),
@@ -145,3 +147,34 @@ def test_progress_lines_blender_arnold_vray() -> None:
     v = OutputMonitor("vray")
     v("[2026/Nov/22|04:00:00] Rendering image...: 62.50% [ 0h  0m  1.0s]")
     assert v.percent == 62.5
+
+
+def _result(rc: int | None, **kw: bool) -> RunResult:
+    flags = {"timed_out": False, "stalled": False, "cancelled": False, **kw}
+    sig = -rc if rc is not None and rc < 0 else None
+    return RunResult(
+        rc, sig, wall_s=1, cpu_s=1, peak_rss=1, log_truncated=False, started_at=0, **flags
+    )
+
+
+@pytest.mark.parametrize(
+    ("rc", "flags", "finding", "missing", "code"),
+    [
+        (0, {}, None, [], ExitCode.OK),
+        (0, {}, None, [3], ExitCode.MISSING_FRAMES),
+        (0, {}, ExitCode.LICENSE, [], ExitCode.OK),  # a warning on a complete render
+        (0, {}, ExitCode.LICENSE, [1], ExitCode.LICENSE),  # watermark-free failure: no frames
+        (1, {}, ExitCode.MISSING_ASSET, [1], ExitCode.MISSING_ASSET),
+        (1, {}, None, [1], ExitCode.RENDER_FAILED),
+        (-11, {}, None, [1], ExitCode.CRASH),
+        (139, {}, None, [1], ExitCode.CRASH),  # SIGSEGV reported by a wrapper script
+        (0xC0000005, {}, None, [1], ExitCode.CRASH),  # Windows access violation
+        (-9, {"timed_out": True}, ExitCode.LICENSE, [1], ExitCode.TIMEOUT),
+        (-9, {"stalled": True}, None, [1], ExitCode.TIMEOUT),
+    ],
+)
+def test_verdict(
+    rc: int, flags: dict[str, bool], finding: ExitCode | None, missing: list[int], code: ExitCode
+) -> None:
+    f = Finding(finding, "a line") if finding else None
+    assert classify(_result(rc, **flags), f, missing)[0] == code

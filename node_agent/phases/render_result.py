@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ from node_agent.frames import format_frames
 from node_agent.supervise import RunResult
 from node_agent.watcher import Uploaded
 
-_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE}
+# SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGKILL, SIGSEGV as Linux numbers them (not all exist on Windows)
+_CRASH_SIGNALS = {4, 6, 7, 8, 9, 11}
 _WINDOWS_CRASHES = {0xC0000005, 0xC0000409, 0xC00000FD, 0xC0000374}  # access violation etc.
 _LABEL = {
     ExitCode.LICENSE: "license failure",
@@ -41,7 +41,7 @@ def _crash_code(rc: int) -> int | None:
     """A signal number when the exit code says the renderer crashed (also via a wrapper)."""
     if rc < 0:
         return -rc
-    if 128 < rc < 160 and (rc - 128) in _CRASH_SIGNALS | {signal.SIGKILL}:
+    if 128 < rc < 160 and (rc - 128) in _CRASH_SIGNALS:
         return rc - 128
     if (rc & 0xFFFFFFFF) in _WINDOWS_CRASHES:
         return rc
