@@ -289,9 +289,11 @@ class SyncEngine:
         for f in done:
             item, h, mtime_ns, md5 = f.result()
             run.inflight_bytes -= item.size
-            run.new_objects.append((h, item.size, mtime_ns, md5))
-            run.objects[h] = ObjectRow(h, item.size, mtime_ns, md5, time.time())
-            run.by_md5[(md5, item.size)] = h
+            md5_or_none = md5 or None  # big blobs without a Content-MD5 are not md5-hashed
+            run.new_objects.append((h, item.size, mtime_ns, md5_or_none))
+            run.objects[h] = ObjectRow(h, item.size, mtime_ns, md5_or_none, time.time())
+            if md5:
+                run.by_md5[(md5, item.size)] = h
             if item.hash is None:
                 run.new_blobs.append((run.src, item.name, item.size, item.etag, item.md5, h))
             view[item.path] = h

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from node_agent.sync.access import Access
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 ATTEMPTS = 6
 PART_SIZE = 4 * 1024 * 1024
+WINDOW = 8  # parts in flight per big blob
 _CHUNK = 1024 * 1024
 
 
@@ -63,7 +63,7 @@ class Fetcher:
             retries=False,
             timeout=urllib3.Timeout(connect=10, read=300),
         )
-        self.ranges = ThreadPoolExecutor(4, thread_name_prefix="range")
+        self.ranges = ThreadPoolExecutor(max(4, connections // 2), thread_name_prefix="range")
 
     def close(self) -> None:
         self.ranges.shutdown(wait=True)
@@ -75,8 +75,7 @@ class Fetcher:
             self._sdk_download(name, tmp, what)
             got = _hash_file(tmp)
         elif size > PART_SIZE:
-            self._ranged(name, size, tmp, what)
-            got = _hash_file(tmp)
+            got = self._ranged(name, size, tmp, what, want_md5=md5 is not None)
         else:
             data = self._get(name, None, what)
             with open(tmp, "wb") as fh:
@@ -145,22 +144,33 @@ class Fetcher:
             if not marker:
                 return
 
-    def _ranged(self, name: str, size: int, tmp: Path, what: str) -> None:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.ftruncate(fd, size)
+    def _ranged(self, name: str, size: int, tmp: Path, what: str, *, want_md5: bool) -> Fetched:
+        """Parallel ranges, hashed in order as they arrive (a window of WINDOW parts ahead)."""
+        sha, md5 = hashlib.sha256(), hashlib.md5() if want_md5 else None
+        starts = list(range(0, size, PART_SIZE))
 
-            def part(start: int) -> None:
-                end = min(size, start + PART_SIZE) - 1
-                data = self._get(name, (start, end), what)
-                if len(data) != end - start + 1:
-                    raise StorageError(f"{what}: short range {start}-{end}")
-                os.pwrite(fd, data, start)
+        def part(start: int) -> bytes:
+            end = min(size, start + PART_SIZE) - 1
+            data = self._get(name, (start, end), what)
+            if len(data) != end - start + 1:
+                raise StorageError(f"{what}: short range {start}-{end}")
+            return data
 
-            for f in [self.ranges.submit(part, s) for s in range(0, size, PART_SIZE)]:
-                f.result()
-        finally:
-            os.close(fd)
+        futures = [self.ranges.submit(part, s) for s in starts[:WINDOW]]
+        with open(tmp, "wb") as fh:
+            try:
+                for i in range(len(starts)):
+                    data = futures[i].result()
+                    if i + WINDOW < len(starts):
+                        futures.append(self.ranges.submit(part, starts[i + WINDOW]))
+                    sha.update(data)
+                    if md5 is not None:
+                        md5.update(data)
+                    fh.write(data)
+            finally:
+                for f in futures:
+                    f.cancel()
+        return Fetched(size, sha.hexdigest(), md5.digest() if md5 is not None else b"")
 
     # --- managed identity: the SDK --------------------------------------------
     def _sdk_download(self, name: str, tmp: Path, what: str) -> None:
