@@ -116,7 +116,9 @@ class Fetcher:
                 problem = type(e).__name__
             if attempt + 1 < ATTEMPTS:
                 time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))
-        raise StorageError(f"{what}: failed after {ATTEMPTS} attempts ({problem})")
+        if not problem.isdigit():
+            raise StorageError(f"{what}: storage is unreachable ({problem}, {ATTEMPTS} attempts)")
+        raise StorageError(f"{what}: storage answered {problem} {ATTEMPTS} times")
 
     def read(self, name: str) -> bytes:
         """One small blob, whole."""
