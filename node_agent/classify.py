@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from node_agent.errors import ExitCode
 
 _I = re.IGNORECASE
+CLASSIFY_HEAD = 512  # characters of each line searched for failure classes and progress
 
 _LICENSE_COMMON = [
     r"no valid license",
@@ -104,7 +105,15 @@ _PERCENT = [
 ]
 
 
-def patterns_for(renderer: str) -> dict[ExitCode, list[re.Pattern[str]]]:
+def _folded(pattern: str) -> str:
+    """The pattern for lower-cased text: letters lower-cased, escapes (\\S, \\W) kept.
+    Searching lower-cased text case-sensitively is ~3x faster than re.IGNORECASE."""
+    return re.sub(r"(?<!\\)[A-Z]", lambda m: m.group(0).lower(), pattern)
+
+
+def patterns_for(renderer: str) -> dict[ExitCode, re.Pattern[str]]:
+    """Per failure class, one pattern (an alternation of the common and the renderer's own
+    patterns) to search in lower-cased output."""
     common = {
         ExitCode.LICENSE: _LICENSE_COMMON,
         ExitCode.OUT_OF_MEMORY: _OOM_COMMON,
@@ -113,7 +122,8 @@ def patterns_for(renderer: str) -> dict[ExitCode, list[re.Pattern[str]]]:
     }
     extra = _EXTRA.get(renderer, {})
     return {
-        code: [re.compile(p, _I) for p in common[code] + extra.get(code, [])] for code in _PRIORITY
+        code: re.compile("|".join(f"(?:{_folded(p)})" for p in common[code] + extra.get(code, [])))
+        for code in _PRIORITY
     }
 
 
@@ -142,11 +152,15 @@ class OutputMonitor:
         self._lock = threading.Lock()
 
     def __call__(self, line: str) -> None:
+        # Renderers put the words that matter at the start of a line; searching a bounded
+        # head keeps a renderer that prints megabytes of long lines cheap to watch.
+        head = line[:CLASSIFY_HEAD]
+        folded = head.lower()
         with self._lock:
-            for code, pats in self.patterns.items():
-                if code not in self.findings and any(p.search(line) for p in pats):
+            for code, pat in self.patterns.items():
+                if code not in self.findings and pat.search(folded):
                     self.findings[code] = Finding(code, line.strip()[:300])
-            self._progress(line)
+            self._progress(head)
 
     def _progress(self, line: str) -> None:
         before = self.percent

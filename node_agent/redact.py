@@ -21,6 +21,16 @@ _PATTERNS = [
     re.compile(r"(?i)(password=)[^\s,'\"]+"),
     re.compile(r"(?i)(/pass:)\S+"),
 ]
+# A line holds a secret-shaped substring only if it holds one of these (lower-cased):
+# checking them first keeps the filter cheap on the bulk of renderer output.
+_TRIGGERS = (
+    "accountkey=",
+    "sharedaccesssignature=",
+    "sig=",
+    "authorization:",
+    "password=",
+    "/pass:",
+)
 
 
 class Redactor:
@@ -28,6 +38,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
+        self._ordered: list[str] = []  # longest first, so a secret's prefix is not masked alone
         for s in secrets:
             self.add(s)
 
@@ -35,13 +46,16 @@ class Redactor:
         # Very short values would mask ordinary words; real secrets are long.
         if secret and len(secret) >= 6:
             self._secrets.add(secret)
+            self._ordered = sorted(self._secrets, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in self._ordered:
             if secret in text:
                 text = text.replace(secret, MASK)
-        for pattern in _PATTERNS:
-            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        folded = text.lower()
+        if any(t in folded for t in _TRIGGERS):
+            for pattern in _PATTERNS:
+                text = pattern.sub(lambda m: m.group(1) + MASK, text)
         return text
 
 

@@ -22,6 +22,8 @@ import psutil
 
 MAX_LINE = 64 * 1024
 DEFAULT_LOG_CAP = 256 * 1024 * 1024
+DRAIN_CHUNK = 256 * 1024
+DRAIN_TAIL = 64 * 1024
 
 
 @dataclass
@@ -40,7 +42,13 @@ class RunResult:
 
 
 class _Tee:
-    """Copies lines, redacted, to a console stream and a capped log file; keeps recent lines."""
+    """Copies lines, redacted, to a console stream and a capped log file; keeps recent lines.
+
+    Under the cap every line is redacted, written and inspected (`on_line`). Past it the
+    stream is drained in big chunks, so a renderer that prints gigabytes costs the node
+    neither disk nor much CPU: only the last line of each chunk is inspected (progress and
+    failure classes keep working) and the last DRAIN_TAIL bytes are inspected at the end.
+    """
 
     def __init__(
         self,
@@ -68,28 +76,55 @@ class _Tee:
                     rest = src.readline(MAX_LINE)
                     if not rest or rest.endswith(b"\n"):
                         break
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if self.redact is not None:
-                clean = self.redact(line)
-                if clean != line:  # a secret the renderer printed (e.g. its entitlement token)
-                    line, raw = clean, (clean + "\n").encode()
-            self.last_output = time.monotonic()
+            line = self._inspect(raw.decode("utf-8", "replace").rstrip("\r\n"))
             with self.lock:
-                if self.written < self.cap:
-                    self.log.write(raw)
-                    self.written += len(raw)
-                    console.write(line + "\n")
-                    console.flush()
-                elif not self.truncated:
-                    self.truncated = True
-                    note = f"[node-agent: log capped at {self.cap} bytes; further output dropped]\n"
-                    self.log.write(note.encode())
-                    console.write(note)
-                self.tail.append(line)
-                if len(self.tail) > 200:
-                    del self.tail[:100]
-            if self.on_line:
-                self.on_line(line)
+                if self.written >= self.cap:
+                    self._cap_note(console)
+                    break
+                self.log.write((line + "\n").encode())
+                self.written += len(raw)
+                console.write(line + "\n")
+                console.flush()
+        else:
+            return
+        self._drain(src)
+
+    def _inspect(self, line: str) -> str:
+        """Redact one line, remember it, feed it to `on_line`; returns the redacted line."""
+        if self.redact is not None:
+            line = self.redact(line)  # a renderer may print a secret (its entitlement token)
+        self.last_output = time.monotonic()
+        with self.lock:
+            self.tail.append(line)
+            if len(self.tail) > 200:
+                del self.tail[:100]
+        if self.on_line:
+            self.on_line(line)
+        return line
+
+    def _cap_note(self, console: IO[str]) -> None:
+        if not self.truncated:
+            self.truncated = True
+            note = f"[node-agent: log capped at {self.cap} bytes; further output dropped]\n"
+            self.log.write(note.encode())
+            self.log.flush()
+            console.write(note)
+            console.flush()
+
+    def _drain(self, src: IO[bytes]) -> None:
+        read = getattr(src, "read1", src.read)
+        tail = b""
+        while chunk := read(DRAIN_CHUNK):
+            self.last_output = time.monotonic()
+            tail = (tail + chunk)[-DRAIN_TAIL:]
+            end = tail.rfind(b"\n")
+            start = tail.rfind(b"\n", 0, end) + 1 if end > 0 else -1
+            if start >= 0 and end - start < MAX_LINE:
+                self._inspect(tail[start:end].decode("utf-8", "replace").rstrip("\r"))
+        lines = tail.split(b"\n")[1:]  # the first one may be cut
+        for raw in lines[-50:]:
+            if raw.strip():
+                self._inspect(raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
 
 
 def kill_tree(proc: subprocess.Popen[bytes], grace_s: float) -> None:
