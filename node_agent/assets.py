@@ -26,6 +26,7 @@ def sync_job_assets(
         reserve_bytes=spec.policies.free_space_reserve_mb * 1024 * 1024,
         windows=node.is_windows,
         progress=progress,
+        retry_s=spec.policies.storage_retry_s,
     )
     try:
         return engine.sync(node.job_id or "", node.job_assets_dir(), list(spec.assets))

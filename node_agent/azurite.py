@@ -84,6 +84,7 @@ class AzuriteServer:
         return emulator_connection_string(self.account_url)
 
     def start(self, timeout: float = 30.0) -> AzuriteServer:
+        self.location.mkdir(parents=True, exist_ok=True)
         log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [

@@ -49,7 +49,14 @@ class EnvironmentMissing(NodeAgentError):
 
 
 class StorageError(NodeAgentError):
+    """`transient`: worth retrying for a while (unreachable, throttled, 5xx), as opposed to
+    a refusal that will not change by waiting (not found, access denied, a lease)."""
+
     exit_code = ExitCode.STORAGE
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class AssetError(NodeAgentError):

@@ -26,8 +26,12 @@ PREVIEW_NAME = "preview.png"
 
 @dataclass(frozen=True)
 class Retry:
+    """At least `attempts` tries, and more while the first failure is younger than
+    `budget_s` (the spec's policies.storage_retry_s), with doubling delays up to 8 s."""
+
     attempts: int = 4
     first_delay_s: float = 1.0
+    budget_s: float = 0.0
 
 
 DEFAULT_RETRY = Retry()
@@ -101,20 +105,28 @@ def upload_with_retry(
     metadata: dict[str, str],
     retry: Retry = DEFAULT_RETRY,
 ) -> str:
-    """Upload with backoff (1 s, 2 s, 4 s...); UploadError (exit 17) when every attempt failed."""
+    """Upload with backoff (1 s, 2 s, 4 s, 8 s...); UploadError (exit 17) when the retries
+    are spent: the file stays on the node for the task's retry."""
     delay = retry.first_delay_s
-    for i in range(retry.attempts):
+    first_failure: float | None = None
+    attempt = 0
+    while True:
         try:
             return store.upload_file(
                 path, container, blob, content_type=content_type(path), metadata=metadata
             )
         except StorageError as e:
-            if i == retry.attempts - 1:
-                raise UploadError(f"{e} (after {retry.attempts} attempts)") from None
+            attempt += 1
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            budget = retry.budget_s if e.transient else 0.0  # a refusal: `attempts` tries only
+            if attempt >= retry.attempts and now - first_failure >= budget:
+                raise UploadError(
+                    f"{e} (after {attempt} attempts over {now - first_failure:.0f} s)"
+                ) from None
             log.warning("upload of %s failed (%s); retrying in %.1fs", path.name, e, delay)
             time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+            delay = min(delay * 2, 8.0)
 
 
 def upload_logs(

@@ -206,6 +206,13 @@ class Policies(_Model):
     cleanup: Literal["job", "keep"] = "job"
     free_space_reserve_mb: int = Field(1024, ge=0)
     cache_budget_mb: int | None = Field(None, ge=0, description="shared asset cache budget")
+    storage_retry_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="how long a storage request keeps retrying connection errors and "
+        "throttling (429/5xx) before the phase gives up",
+    )
 
 
 class JobSpec(_Model):

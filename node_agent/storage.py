@@ -108,7 +108,11 @@ class BlobStore:
             self.service = BlobServiceClient(storage.account_url, credential=mi, **_CLIENT_KW)
 
     def _err(self, err: Exception, what: str) -> StorageError:
-        return StorageError(self.redactor(_describe(err, what)))
+        status = getattr(err, "status_code", None)
+        transient = isinstance(err, ServiceRequestError) or (
+            isinstance(err, HttpResponseError) and status in (408, 429, 500, 502, 503, 504)
+        )
+        return StorageError(self.redactor(_describe(err, what)), transient=transient)
 
     def container(self, name: str) -> ContainerClient:
         return self.service.get_container_client(name)

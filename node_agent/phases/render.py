@@ -24,7 +24,7 @@ from node_agent.classify import OutputMonitor
 from node_agent.conventions import job_container
 from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError
 from node_agent.frames import parse_frames
-from node_agent.outputs import Layout, upload_logs, upload_preview
+from node_agent.outputs import Layout, Retry, upload_logs, upload_preview
 from node_agent.phases.render_result import classify, missing_frames, summary_doc
 from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
@@ -144,6 +144,7 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
 
         return BlobStore(spec.storage, phase.redactor, phase.env)
 
+    retry = Retry(budget_s=spec.policies.storage_retry_s)
     monitor = OutputMonitor(spec.render.renderer, report=lambda s: phase.log.info("%s", s))
     renderer_log = node.task_dir / "renderer.log"
     command = phase.redactor(_command_text(launch.argv, node.is_windows))
@@ -153,7 +154,7 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
     start_error = ""
     with _Sigterm() as cancel:
         uploader = ProgressiveUploader(
-            make_store, layout, out_dir, meta, on_fatal=lambda e: cancel.set()
+            make_store, layout, out_dir, meta, retry=retry, on_fatal=lambda e: cancel.set()
         ).start()
         try:
             result = run_supervised(
@@ -217,7 +218,7 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
     logs = [node.task_dir / n for n in ("stdout.txt", "stderr.txt", "renderer.log")]
     logs += _phase_log_files(phase)
     try:
-        upload_logs(store, layout, [*logs, summary_path], meta)
+        upload_logs(store, layout, [*logs, summary_path], meta, retry)
     except UploadError as e:
         errors.append(e)
     if code is not ExitCode.OK:

@@ -70,7 +70,9 @@ class SyncEngine:
         windows: bool = False,
         threads: int = 16,
         progress: Progress | None = None,
+        retry_s: float = 60.0,
     ) -> None:
+        self.retry_s = retry_s
         self.cstore = ContentStore(cache_dir)
         self.db = StateDB(db_path(state_dir))
         self.access = access
@@ -106,7 +108,12 @@ class SyncEngine:
                 with FileLock(str(self.cstore.locks / lock_name)):
                     from node_agent.sync.fetch import Fetcher
 
-                    fetcher = Fetcher(self.access, source.container, connections=self.threads * 2)
+                    fetcher = Fetcher(
+                        self.access,
+                        source.container,
+                        connections=self.threads * 2,
+                        retry_s=self.retry_s,
+                    )
                     try:
                         items: Iterable[Item] = (
                             ManifestSource(fetcher, self.cstore, source).items()

@@ -24,13 +24,19 @@ from xml.etree import ElementTree
 import urllib3
 
 from node_agent.errors import StorageError
+from node_agent.logs import get_logger
 from node_agent.sync.access import Access
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-ATTEMPTS = 6
+ATTEMPTS = 6  # at least this many tries...
+RETRY_S = (
+    60.0  # ...and more while the first failure is younger than this (policies.storage_retry_s)
+)
 PART_SIZE = 4 * 1024 * 1024
 WINDOW = 8  # parts in flight per big blob
 _CHUNK = 1024 * 1024
+
+log = get_logger("sync")
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,12 @@ class Listed(NamedTuple):
 class Fetcher:
     """Downloads blobs of one container to temporary files, verifying size and Content-MD5."""
 
-    def __init__(self, access: Access, container: str, *, connections: int = 32) -> None:
+    def __init__(
+        self, access: Access, container: str, *, connections: int = 32, retry_s: float = RETRY_S
+    ) -> None:
         self.access = access
+        self.retry_s = retry_s
+        self._warned = False  # one warning per outage, not one per request in flight
         self.container = container
         self.base = f"{access.account_url}/{container}"
         self.sas = access.container_sas(container)
@@ -96,8 +106,13 @@ class Fetcher:
         return self._request(self._url(name), headers, what)
 
     def _request(self, url: str, headers: dict[str, str] | None, what: str) -> bytes:
+        """GET with retries: connection errors and 429/5xx are retried with backoff for at
+        least ATTEMPTS tries and for `retry_s` seconds, so a storage outage of a few seconds
+        (a restarted front end, a throttling burst) costs time, not the phase."""
         problem = ""
-        for attempt in range(ATTEMPTS):
+        first_failure: float | None = None
+        attempt = 0
+        while True:
             try:
                 r = self.pool.request("GET", url, headers=headers, preload_content=True)
                 if r.status in (200, 206):
@@ -114,11 +129,17 @@ class Fetcher:
                 problem = f"{r.status}"
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 problem = type(e).__name__
-            if attempt + 1 < ATTEMPTS:
-                time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))
-        if not problem.isdigit():
-            raise StorageError(f"{what}: storage is unreachable ({problem}, {ATTEMPTS} attempts)")
-        raise StorageError(f"{what}: storage answered {problem} {ATTEMPTS} times")
+            attempt += 1
+            now = time.monotonic()
+            first_failure = first_failure if first_failure is not None else now
+            waited = now - first_failure
+            if not self._warned:
+                self._warned = True
+                log.warning("%s: %s; retrying for up to %.0f s", what, _said(problem), self.retry_s)
+            if attempt >= ATTEMPTS and waited >= self.retry_s:
+                break
+            time.sleep(min(8.0, 0.25 * 2 ** min(attempt - 1, 5)) * (0.5 + random.random()))
+        raise StorageError(f"{what}: {_said(problem)} ({attempt} attempts over {waited:.0f} s)")
 
     def read(self, name: str) -> bytes:
         """One small blob, whole."""
@@ -185,6 +206,13 @@ class Fetcher:
                 ).readinto(fh)
         except AzureError as e:
             raise StorageError(f"{what}: {type(e).__name__}") from None
+
+
+def _said(problem: str) -> str:
+    """'storage answered 503' for a status, 'storage is unreachable (ConnectTimeout)' else."""
+    if problem.isdigit():
+        return f"storage answered {problem}"
+    return f"storage is unreachable ({problem})"
 
 
 def _entry(b: ElementTree.Element) -> Listed:
