@@ -40,8 +40,12 @@ def cli() -> None:
 
 
 @cli.command("start-task", epilog=EXIT_CODES_HELP)
-@click.option("--pool-config", type=click.Path(path_type=Path), default=None,
-              help="Pool config: mounts and health checks (docs/ops.md).")
+@click.option(
+    "--pool-config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Pool config: mounts and health checks (docs/ops.md).",
+)
 @_log_format
 @_verbose
 def start_task_cmd(pool_config: Path | None, log_format: str, verbose: bool) -> None:

@@ -17,7 +17,7 @@ from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
 
 TOKEN = "entitlement-token-3f9a2b7c1d"  # what conftest.node_env gives the task
-ODD = 'shots/my "best" shot; rm -rf $HOME `x` \'q\'.blend'
+ODD = "shots/my \"best\" shot; rm -rf $HOME `x` 'q'.blend"
 
 
 def _doc(url: str, **render: object) -> dict[str, object]:
@@ -30,12 +30,18 @@ def test_entitlement_vars_reach_the_renderer_unchanged_and_never_a_log(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
     t = make_task(
-        tmp_path, azurite.account_url, renderer="custom", frames="1",
-        command=[standin("envdump.py"), "{output_dir}", "{frame}"], env={"STUDIO": "blue"},
+        tmp_path,
+        azurite.account_url,
+        renderer="custom",
+        frames="1",
+        command=[standin("envdump.py"), "{output_dir}", "{frame}"],
+        env={"STUDIO": "blue"},
     )
     assert t.run("1") == 0, t.stderr()
     seen = json.loads((t.out_dir.parent / "standin.json").read_text())["env"]
-    assert seen["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"] == t.env["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"]
+    assert (
+        seen["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"] == t.env["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"]
+    )
     assert seen["AZ_BATCH_ACCOUNT_URL"] == t.env["AZ_BATCH_ACCOUNT_URL"]
     assert seen["STUDIO"] == "blue"
     # the renderer printed it: redacted in its log; in no file node-agent wrote, no blob
@@ -83,7 +89,11 @@ def test_odd_placeholder_value_reaches_the_renderer_as_one_argument(
     tmp_path: Path, azurite: AzuriteServer
 ) -> None:
     t = make_task(
-        tmp_path, azurite.account_url, renderer="custom", frames="1", scene=ODD,
+        tmp_path,
+        azurite.account_url,
+        renderer="custom",
+        frames="1",
+        scene=ODD,
         command=[standin("envdump.py"), "{output_dir}", "{frame}", "--", "{scene}", "x{scene}y"],
     )
     assert t.run("1") == 0, t.stderr()
@@ -97,7 +107,11 @@ def test_dry_run_prints_command_and_env_with_token_redacted(
     tmp_path: Path, azurite: AzuriteServer
 ) -> None:
     t = make_task(
-        tmp_path, azurite.account_url, renderer="custom", frames="1-3", scene="a b.blend",
+        tmp_path,
+        azurite.account_url,
+        renderer="custom",
+        frames="1-3",
+        scene="a b.blend",
         command=[standin("envdump.py"), "{output_dir}", "{start}", "{end}"],
         env={"STUDIO_API_KEY": "hunter2-secret-value", "STUDIO": "blue"},
     )

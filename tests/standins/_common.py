@@ -34,8 +34,11 @@ def png(width: int = 8, height: int = 8, shade: int = 128) -> bytes:
 
     raw = b"".join(b"\x00" + bytes([shade, 64, 200]) * width for _ in range(height))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + (
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + (chunk(b"IEND", b""))
     )
 
 
@@ -83,8 +86,12 @@ def run(
 def _hang() -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     grandchild = subprocess.Popen(
-        [sys.executable, "-c", "import os,signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-         " time.sleep(3600)"],
+        [
+            sys.executable,
+            "-c",
+            "import os,signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+            " time.sleep(3600)",
+        ],
         start_new_session=True,  # leaves our process group, like a renderer's license daemon
     )
     pids = os.environ.get("STANDIN_PIDS")

@@ -15,13 +15,15 @@ argv = sys.argv[1:]
 out = Path(colon(argv, "-outputName") or "frame_.png")
 start, end = int(colon(argv, "-start") or 1), int(colon(argv, "-end") or 1)
 step = int(colon(argv, "-nthFrame") or 1)
-sys.exit(run(
-    [(f, out.with_name(f"{out.stem}{f:04d}{out.suffix}")) for f in range(start, end + 1, step)],
-    lambda f, p: f"[V-Ray] frame {f}: Rendering image...: {p}.0%",  # 3ds Max + V-Ray
-    {
-        "license": "ERROR: 3ds Max license error: license not available",
-        "missing": "WARNING: Missing external file: C:\\proj\\maps\\wood.jpg",
-        "oom": "ERROR: Out of memory",
-        "saved": "Frame saved: {path}",
-    },
-))
+sys.exit(
+    run(
+        [(f, out.with_name(f"{out.stem}{f:04d}{out.suffix}")) for f in range(start, end + 1, step)],
+        lambda f, p: f"[V-Ray] frame {f}: Rendering image...: {p}.0%",  # 3ds Max + V-Ray
+        {
+            "license": "ERROR: 3ds Max license error: license not available",
+            "missing": "WARNING: Missing external file: C:\\proj\\maps\\wood.jpg",
+            "oom": "ERROR: Out of memory",
+            "saved": "Frame saved: {path}",
+        },
+    )
+)

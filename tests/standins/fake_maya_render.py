@@ -21,13 +21,15 @@ start, end, step = (int(flag(argv, f, "1")) for f in ("-s", "-e", "-b"))
 if not Path(argv[-1]).suffix:
     sys.exit("Render: no scene given")
 frames = [(f, rd / f"{prefix}{f:0{pad}d}.{ext}") for f in range(start, end + 1, step)]
-sys.exit(run(
-    frames,
-    lambda f, p: f"00:00:0{p // 50} 1024MB | [mtoa] frame {f}: {p}% done - 12 rays/pixel",
-    {
-        "license": "// Error: [mtoa] License was not obtained: No valid license found",
-        "missing": "// Error: [mtoa] texture C:/proj/tex/wood.tif not found",
-        "oom": "// Error: Out of memory while allocating 2048 MB",
-        "saved": "Result: {path}",
-    },
-))
+sys.exit(
+    run(
+        frames,
+        lambda f, p: f"00:00:0{p // 50} 1024MB | [mtoa] frame {f}: {p}% done - 12 rays/pixel",
+        {
+            "license": "// Error: [mtoa] License was not obtained: No valid license found",
+            "missing": "// Error: [mtoa] texture C:/proj/tex/wood.tif not found",
+            "oom": "// Error: Out of memory while allocating 2048 MB",
+            "saved": "Result: {path}",
+        },
+    )
+)

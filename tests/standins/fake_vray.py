@@ -18,14 +18,16 @@ frames: list[int] = []
 for part in text.replace(";", ",").split(","):
     a, _, b = part.partition("-")
     frames += list(range(int(a), int(b or a) + 1))
-sys.exit(run(
-    [(f, img.with_name(f"{img.stem}.{f:04d}{img.suffix}")) for f in frames],
-    lambda f, p: f"[2026/Nov/22|04:00:00] Rendering image...: {p}.00% [ 0h  0m  1.0s]",
-    {
-        "license": "[2026/Nov/22|04:00:00] error: Could not obtain a license (-100). "
-        "Failed to connect to license server",
-        "missing": "[2026/Nov/22|04:00:00] error: Cannot find file C:\\proj\\tex\\wood.tif",
-        "oom": "[2026/Nov/22|04:00:00] error: Not enough memory to render the frame",
-        "saved": "[2026/Nov/22|04:00:01] Successfully written image file \"{path}\"",
-    },
-))
+sys.exit(
+    run(
+        [(f, img.with_name(f"{img.stem}.{f:04d}{img.suffix}")) for f in frames],
+        lambda f, p: f"[2026/Nov/22|04:00:00] Rendering image...: {p}.00% [ 0h  0m  1.0s]",
+        {
+            "license": "[2026/Nov/22|04:00:00] error: Could not obtain a license (-100). "
+            "Failed to connect to license server",
+            "missing": "[2026/Nov/22|04:00:00] error: Cannot find file C:\\proj\\tex\\wood.tif",
+            "oom": "[2026/Nov/22|04:00:00] error: Not enough memory to render the frame",
+            "saved": '[2026/Nov/22|04:00:01] Successfully written image file "{path}"',
+        },
+    )
+)
