@@ -63,6 +63,40 @@ def _check_relpath(v: str) -> str:
     return v
 
 
+def _check_blob_prefix(v: str) -> str:
+    """A blob name prefix: '/'-separated, relative, no '.' or '..' segment (storage resolves
+    them in URLs, so 'a/../b' would land somewhere else than it says)."""
+    if not v:
+        return v
+    if "\x00" in v or "\\" in v or v.startswith("/"):
+        raise ValueError(f"'{v}' must be a relative blob prefix with '/' separators")
+    if any(seg in (".", "..") for seg in v.split("/")):
+        raise ValueError(f"'{v}' must not contain '.' or '..' segments")
+    return v
+
+
+# Programs whose inline-code argument (`sh -c CODE`) would interpret a placeholder's value
+# as code, and the flags that introduce such code.
+_INTERPRETERS = re.compile(
+    r"^(?:sh|bash|dash|zsh|ksh|fish|cmd|powershell|pwsh|python[0-9.]*|perl|ruby|node|mayapy)$"
+)
+_INLINE_CODE_FLAGS = frozenset({"-c", "/c", "/k", "-command", "--command", "-e", "--eval"})
+
+
+def _check_no_code_placeholder(argv: list[str]) -> None:
+    program = re.split(r"[\\/]", argv[0])[-1].lower().removesuffix(".exe")
+    if not _INTERPRETERS.match(program):
+        return
+    for flag, arg in zip(argv[1:], argv[2:]):
+        if flag.lower() in _INLINE_CODE_FLAGS and "{" in arg:
+            if any(name for _, name, _, _ in string.Formatter().parse(arg)):
+                raise ValueError(
+                    f"a placeholder in the code that '{program} {flag}' runs would be "
+                    "interpreted, not passed: put placeholders in their own arguments after "
+                    "the code (sys.argv / $1)"
+                )
+
+
 class StorageAuth(_Model):
     """How to authenticate. Secrets are never in the spec: `env` names the variable holding it."""
 
@@ -107,6 +141,7 @@ class AssetSource(_Model):
     )
 
     _container = field_validator("container")(_check_container)
+    _prefix = field_validator("prefix")(_check_blob_prefix)
 
     @field_validator("dest")
     @classmethod
@@ -117,10 +152,21 @@ class AssetSource(_Model):
 class Output(_Model):
     container: str | None = Field(None, description="default: the job's File Conventions container")
     prefix: str = ""
-    pattern: str = Field("frame_####", pattern=r"^[A-Za-z0-9_.#-]{1,100}$")
+    pattern: str = "frame_####"
     format: Literal["PNG", "JPEG", "OPEN_EXR", "TIFF"] = "PNG"
 
     _container = field_validator("container")(_check_container)
+    _prefix = field_validator("prefix")(_check_blob_prefix)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.#-]{1,100}", v) or "#" not in v:
+            raise ValueError(
+                f"'{v}' is not a frame file name pattern: 1-100 of letters, digits, '_', '.', "
+                "'-' with '#' for the frame number (frame_####)"
+            )
+        return v
 
 
 class Render(_Model):
@@ -188,6 +234,7 @@ class Render(_Model):
                     )
                 if spec or conv:
                     raise ValueError(f"placeholder '{{{name}}}' takes no format spec or conversion")
+        _check_no_code_placeholder(v)
         return v
 
     @model_validator(mode="after")
@@ -216,7 +263,15 @@ class Policies(_Model):
 
 
 class JobSpec(_Model):
-    job_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    job_id: str
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v):
+            raise ValueError(f"'{v}' is not a Batch job id: 1-64 of letters, digits, '-', '_'")
+        return v
+
     storage: Storage
     assets: list[AssetSource] = Field(min_length=1)
     render: Render

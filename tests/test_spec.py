@@ -73,6 +73,24 @@ def _validate_cli(tmp_path: Path, doc: object) -> subprocess.CompletedProcess[st
             "cannot be overridden",
         ),
         ("render.frames", "1-1000000000", "render.frames", "more than"),
+        # hostile templates and paths
+        ("render.command", ["x", "{scene.__class__}"], "render.command", "unknown placeholder"),
+        ("render.command", ["x", "{0}"], "render.command", "unknown placeholder"),
+        ("render.command", ["x", "{frame!r}"], "render.command", "no format spec"),
+        ("render.command", ["/bin/sh", "-c", "render {scene}"], "render.command", "'sh -c'"),
+        ("render.command", ["cmd.exe", "/c", "r.bat {frame}"], "render.command", "'cmd /c'"),
+        ("render.command", ["python3", "-c", "f('{scene}')"], "render.command", "interpreted"),
+        ("render.output", {"prefix": "../other-job"}, "render.output.prefix", "'..'"),
+        ("render.output", {"prefix": "/abs"}, "render.output.prefix", "relative blob prefix"),
+        ("render.output", {"pattern": "../../x_####"}, "render.output.pattern", "not a frame"),
+        (
+            "assets",
+            [{"name": "s", "container": "assets", "prefix": "a/../b/"}],
+            "assets[0].prefix",
+            "'..'",
+        ),
+        ("render.path_map", {"C:\\proj\\": "../../etc"}, "render.path_map", "must stay inside"),
+        ("job_id", "../x", "job_id", "not a Batch job id"),
     ],
 )
 def test_bad_spec_one_line_exit_2(
