@@ -81,3 +81,21 @@ class HealthError(NodeAgentError):
 
 class MountError(NodeAgentError):
     exit_code = ExitCode.MOUNT
+
+
+_NETWORK_REASONS = (
+    ("refused", "connection refused"),
+    ("name or service not known", "host name not found"),
+    ("nodename nor servname", "host name not found"),
+    ("getaddrinfo failed", "host name not found"),
+    ("temporary failure in name resolution", "DNS lookup failed"),
+    ("timed out", "connection timed out"),
+    ("certificate", "TLS certificate problem"),
+    ("reset by peer", "connection reset"),
+)
+
+
+def network_reason(text: str) -> str:
+    """A few words on why a connection failed, from the transport's long message."""
+    low = text.lower()
+    return next((say for key, say in _NETWORK_REASONS if key in low), "no connection")

@@ -87,7 +87,7 @@ def _check_no_code_placeholder(argv: list[str]) -> None:
     program = re.split(r"[\\/]", argv[0])[-1].lower().removesuffix(".exe")
     if not _INTERPRETERS.match(program):
         return
-    for flag, arg in zip(argv[1:], argv[2:]):
+    for flag, arg in zip(argv[1:-1], argv[2:], strict=True):
         if flag.lower() in _INLINE_CODE_FLAGS and "{" in arg:
             if any(name for _, name, _, _ in string.Formatter().parse(arg)):
                 raise ValueError(

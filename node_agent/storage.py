@@ -26,7 +26,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from node_agent.azurite import emulator_connection_string
-from node_agent.errors import StorageError
+from node_agent.errors import StorageError, network_reason
 from node_agent.redact import Redactor
 from node_agent.spec import Storage
 
@@ -63,7 +63,7 @@ def _describe(err: Exception, what: str) -> str:
     if isinstance(err, ClientAuthenticationError):
         return f"{what}: authentication failed (check the credentials in storage.auth)"
     if isinstance(err, ServiceRequestError):
-        return f"{what}: storage is unreachable ({type(err).__name__})"
+        return f"{what}: storage is unreachable ({network_reason(str(err))})"
     if isinstance(err, HttpResponseError):
         return f"{what}: storage answered {err.status_code} {err.reason}"
     return f"{what}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -73,9 +73,16 @@ class BlobStore:
     """Blob operations node_agent needs, with errors turned into StorageError."""
 
     def __init__(
-        self, storage: Storage, redactor: Redactor, env: Mapping[str, str] | None = None
+        self,
+        storage: Storage,
+        redactor: Redactor,
+        env: Mapping[str, str] | None = None,
+        *,
+        probe: bool = False,
     ) -> None:
+        """`probe`: one try per request and a short connect timeout (doctor's cheap check)."""
         env = os.environ if env is None else env
+        kw = {**_CLIENT_KW, "retry_total": 0, "connection_timeout": 5} if probe else _CLIENT_KW
         self.account_url = storage.account_url
         self.redactor = redactor
         auth = storage.auth
@@ -86,17 +93,17 @@ class BlobStore:
         self.sas: str | None = None
         if auth.kind == "emulator":
             self.service = BlobServiceClient.from_connection_string(
-                emulator_connection_string(storage.account_url), **_CLIENT_KW
+                emulator_connection_string(storage.account_url), **kw
             )
         elif auth.kind == "connection_string":
-            self.service = BlobServiceClient.from_connection_string(secret, **_CLIENT_KW)
+            self.service = BlobServiceClient.from_connection_string(secret, **kw)
         elif auth.kind == "sas":
             self.sas = secret.lstrip("?")
             redactor.add(self.sas)
-            self.service = BlobServiceClient(storage.account_url, credential=self.sas, **_CLIENT_KW)
+            self.service = BlobServiceClient(storage.account_url, credential=self.sas, **kw)
         elif auth.kind == "account_key":
             cred = {"account_name": _account_name(storage.account_url), "account_key": secret}
-            self.service = BlobServiceClient(storage.account_url, credential=cred, **_CLIENT_KW)
+            self.service = BlobServiceClient(storage.account_url, credential=cred, **kw)
         else:
             from azure.identity import ManagedIdentityCredential
 
@@ -105,7 +112,14 @@ class BlobStore:
                 if auth.client_id
                 else (ManagedIdentityCredential())
             )
-            self.service = BlobServiceClient(storage.account_url, credential=mi, **_CLIENT_KW)
+            self.service = BlobServiceClient(storage.account_url, credential=mi, **kw)
+
+    def probe(self) -> None:
+        """One cheap authenticated request (list one container); StorageError if it fails."""
+        try:
+            next(iter(self.service.list_containers(results_per_page=1).by_page()), None)
+        except AzureError as e:
+            raise self._err(e, self.account_url) from None
 
     def _err(self, err: Exception, what: str) -> StorageError:
         status = getattr(err, "status_code", None)

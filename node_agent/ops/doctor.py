@@ -93,14 +93,16 @@ def _storage_check(spec: JobSpec, redactor: Redactor, env: Mapping[str, str]) ->
     from node_agent.storage import BlobStore
 
     def probe() -> str:
-        store = BlobStore(spec.storage, redactor, env)
+        store = BlobStore(spec.storage, redactor, env, probe=True)
         t0 = time.monotonic()
-        next(iter(store.service.list_containers(results_per_page=1).by_page()), None)
+        store.probe()
         return f"{spec.storage.account_url} answered in {(time.monotonic() - t0) * 1000:.0f} ms"
 
     try:
         return Check("storage", True, with_timeout(probe, 15.0))
-    except (NodeAgentError, TimeoutError, OSError) as e:
+    except NodeAgentError as e:
+        return Check("storage", False, redactor(str(e)))
+    except (TimeoutError, OSError) as e:
         return Check("storage", False, redactor(f"{spec.storage.account_url}: {e}"))
     except Exception as e:  # any SDK failure is the check's answer, not a crash
         return Check(

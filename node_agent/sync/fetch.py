@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 
 import urllib3
 
-from node_agent.errors import StorageError
+from node_agent.errors import StorageError, network_reason
 from node_agent.logs import get_logger
 from node_agent.sync.access import Access
 
@@ -128,7 +128,7 @@ class Fetcher:
                     raise StorageError(f"{what}: storage answered {r.status} {code}".rstrip())
                 problem = f"{r.status}"
             except (urllib3.exceptions.HTTPError, OSError) as e:
-                problem = type(e).__name__
+                problem = network_reason(str(e))
             attempt += 1
             now = time.monotonic()
             first_failure = first_failure if first_failure is not None else now
@@ -209,7 +209,7 @@ class Fetcher:
 
 
 def _said(problem: str) -> str:
-    """'storage answered 503' for a status, 'storage is unreachable (ConnectTimeout)' else."""
+    """'storage answered 503' for a status, 'storage is unreachable (connection refused)' else."""
     if problem.isdigit():
         return f"storage answered {problem}"
     return f"storage is unreachable ({problem})"
