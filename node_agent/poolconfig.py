@@ -43,6 +43,9 @@ class PoolConfig(BaseModel):
     )
     max_clock_skew_s: int = Field(300, ge=1)
     probe_timeout_s: int = Field(30, ge=1, le=600, description="listing a mount to prove it")
+    cache_budget_mb: int | None = Field(
+        None, ge=0, description="shared asset cache budget, kept by job release (LRU)"
+    )
 
     @field_validator("renderers", mode="before")
     @classmethod

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+from conftest import node_env
 from test_sync_helpers import make_spec, node_of, run_job_prep, seed, tree, write_spec
 
 from node_agent.azurite import AzuriteServer
@@ -58,3 +61,63 @@ def test_trim_lru_and_in_use(azurite: AzuriteServer, store: BlobStore, tmp_path:
         tmp_path / "job-b.json", make_spec(azurite.account_url, "sync-trim", "job-b/", "job-b")
     )
     assert run_job_prep(root, "job-b", spec).returncode == 0
+
+
+MB = 1024 * 1024
+
+
+def _release(root: Path, job: str) -> subprocess.CompletedProcess[str]:
+    env = node_env(root, job, "jobrelease")
+    return subprocess.run(
+        [sys.executable, "-m", "node_agent", "job-release"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _objects(root: Path) -> set[str]:
+    objs = root / "shared" / "node_agent" / "cache" / "objects"
+    return {p.name for p in objs.rglob("*") if p.is_file()}
+
+
+def test_job_release_keeps_the_cache_budget(
+    azurite: AzuriteServer, store: BlobStore, tmp_path: Path
+) -> None:
+    """Three jobs of 6 MB each (1 MB shared) fill a 11 MB budget past its limit; job release
+    evicts the least recently used content of jobs no longer on the node, none in use."""
+    common = os.urandom(MB)
+    root = tmp_path / "node"
+    for job in ("rel-a", "rel-b", "rel-c"):  # prepared in this order: a is least recently used
+        files = {f"{job}/scene.blend": common} | {
+            f"{job}/t{i}.bin": os.urandom(MB) for i in range(5)
+        }
+        seed(store, "sync-release-trim", files)
+        doc = make_spec(azurite.account_url, "sync-release-trim", f"{job}/", job)
+        if job != "rel-a":
+            doc["policies"] = {"cache_budget_mb": 11}
+        assert run_job_prep(root, job, write_spec(tmp_path / f"{job}.json", doc)).returncode == 0
+    db = StateDB(db_path(node_of(root, "rel-a").state_dir))
+    hashes = {j: set(db.view(j).values()) for j in ("rel-a", "rel-b", "rel-c")}
+    db.close()
+    assert len(_objects(root)) == 16
+
+    # rel-a ends, its spec sets no budget: nothing is trimmed, its content stays cached
+    res = _release(root, "rel-a")
+    assert res.returncode == 0, res.stderr
+    assert "no budget set" in res.stderr
+    assert len(_objects(root)) == 16
+
+    # rel-b ends with an 11 MB budget while rel-c still renders: of the content no job on the
+    # node uses (a's and b's), a's is least recently used and goes; b's and c's stay
+    res = _release(root, "rel-b")
+    assert res.returncode == 0, res.stderr
+    present = _objects(root)
+    assert hashes["rel-c"] <= present
+    assert hashes["rel-b"] <= present
+    assert not (hashes["rel-a"] - hashes["rel-b"]) & present
+    assert len(present) == 11
+    assert "evicted 5 object(s)" in res.stderr
+    # rel-c's files are whole and readable
+    assert len(tree(node_of(root, "rel-c").job_assets_dir("rel-c"))) == 6

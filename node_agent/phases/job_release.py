@@ -1,5 +1,6 @@
 """Job release: upload this node's job prep and release logs, unmount the job's mounts,
-remove the job's per-job files and working data. The shared asset cache stays.
+remove the job's per-job files and working data, then trim the shared asset cache to its
+budget (least recently used content first, never content of a job still on the node).
 
 It never fails because something is already gone, and every wait is bounded so the
 whole phase ends well within Batch's 15-minute limit for release tasks.
@@ -11,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import stat
 import time
 from collections.abc import Callable
@@ -148,6 +150,52 @@ def _working_dirs(phase: Phase) -> list[Path]:
     return dirs
 
 
+def _cache_budget_mb(phase: Phase, spec: JobSpec | None) -> int | None:
+    """The job spec's policies.cache_budget_mb, else the pool config's."""
+    if spec is not None and spec.policies.cache_budget_mb is not None:
+        return spec.policies.cache_budget_mb
+    path = phase.node.state_dir / "pool-config.json"
+    try:
+        budget = json.loads(path.read_text(encoding="utf-8")).get("cache_budget_mb")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return budget if isinstance(budget, int) and budget >= 0 else None
+
+
+def _keep_cache_budget(phase: Phase, spec: JobSpec | None) -> None:
+    """Trim the shared cache; a cache over budget is logged, never a failed release."""
+    from node_agent.sync.cache import jobs_on_node, trim_when_idle
+
+    budget_mb = _cache_budget_mb(phase, spec)
+    if budget_mb is None:
+        phase.log.info("shared cache: no budget set (policies.cache_budget_mb), nothing trimmed")
+        return
+    node = phase.node
+    in_use = jobs_on_node(node) - {str(node.job_id)}
+    try:
+        s = trim_when_idle(node, budget_mb * 1024 * 1024, in_use)
+    except (OSError, sqlite3.Error) as e:
+        phase.log.warning("shared cache not trimmed: %s", e)
+        return
+    if s is None:
+        phase.log.warning("shared cache not trimmed: a job prep held the cache for 2 minutes")
+        return
+    mb = 1024 * 1024
+    phase.log.info(
+        "shared cache: %.1f MB -> %.1f MB (budget %d MB): evicted %d object(s), %.1f MB freed;"
+        " %d object(s) kept for job(s) still on this node%s",
+        s.bytes_before / mb,
+        s.bytes_after / mb,
+        budget_mb,
+        s.evicted,
+        s.bytes_freed / mb,
+        s.protected,
+        f" ({', '.join(sorted(in_use))})" if in_use else "",
+    )
+    if s.bytes_after > budget_mb * mb:
+        phase.log.warning("shared cache is still over its budget: the rest is in use")
+
+
 def run(phase: Phase) -> int:
     node = phase.node
     t0 = time.monotonic()
@@ -174,6 +222,7 @@ def run(phase: Phase) -> int:
                 phase.log.info("removed %s" if existed else "nothing to remove at %s", d)
             else:
                 phase.log.warning("could not remove all of %s (files in use?)", d)
+    _keep_cache_budget(phase, spec)
     phase.log.info("job release done in %.1fs", time.monotonic() - t0)
     if code:
         raise NodeAgentError(

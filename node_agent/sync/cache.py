@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
+from contextlib import ExitStack
 from dataclasses import dataclass
+
+from filelock import FileLock, Timeout
 
 from node_agent.batchenv import BatchNode
 from node_agent.sync.state import StateDB, db_path
@@ -59,3 +63,27 @@ def trim_cache(node: BatchNode, budget_bytes: int, in_use_jobs: set[str]) -> Tri
         return s
     finally:
         db.close()
+
+
+def jobs_on_node(node: BatchNode) -> set[str]:
+    """Jobs whose per-job folder is on the node: prepared and not yet released."""
+    jobs = node.agent_dir / "jobs"
+    return {p.name for p in jobs.iterdir() if p.is_dir()} if jobs.is_dir() else set()
+
+
+def trim_when_idle(
+    node: BatchNode, budget_bytes: int, in_use_jobs: set[str], wait_s: float = 120.0
+) -> TrimSummary | None:
+    """trim_cache while holding every storage lock of the cache, so no job prep is linking
+    content while it is evicted; None when a job prep kept a lock for `wait_s`."""
+    locks = ContentStore(node.cache_dir).locks
+    deadline = time.monotonic() + wait_s
+    with ExitStack() as held:
+        for path in sorted(locks.glob("*.lock")):
+            try:
+                held.enter_context(
+                    FileLock(str(path), timeout=max(0.0, deadline - time.monotonic()))
+                )
+            except Timeout:
+                return None
+        return trim_cache(node, budget_bytes, in_use_jobs)
