@@ -15,6 +15,7 @@ from node_agent.errors import NodeAgentError
 from node_agent.ops.nodeview import task_records, tree_size
 from node_agent.redact import Redactor
 from node_agent.spec import JobSpec, load_spec
+from node_agent.sync.cache import cache_budget_mb
 
 RENDERER_BINARIES = ("blender", "Render", "kick", "vray", "3dsmaxcmdio")
 MIN_FREE_BYTES = 2 * 1024**3
@@ -144,7 +145,7 @@ def run_checks(
         except NodeAgentError as e:
             checks.append(Check("job spec", False, str(e).splitlines()[0]))
     cache = tree_size(node.cache_dir) if node.cache_dir.is_dir() else 0
-    budget = spec.policies.cache_budget_mb if spec else None
+    budget = cache_budget_mb(node, spec.policies.cache_budget_mb if spec else None)
     checks.append(
         Check(
             "shared cache",

@@ -150,23 +150,11 @@ def _working_dirs(phase: Phase) -> list[Path]:
     return dirs
 
 
-def _cache_budget_mb(phase: Phase, spec: JobSpec | None) -> int | None:
-    """The job spec's policies.cache_budget_mb, else the pool config's."""
-    if spec is not None and spec.policies.cache_budget_mb is not None:
-        return spec.policies.cache_budget_mb
-    path = phase.node.state_dir / "pool-config.json"
-    try:
-        budget = json.loads(path.read_text(encoding="utf-8")).get("cache_budget_mb")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return budget if isinstance(budget, int) and budget >= 0 else None
-
-
 def _keep_cache_budget(phase: Phase, spec: JobSpec | None) -> None:
     """Trim the shared cache; a cache over budget is logged, never a failed release."""
-    from node_agent.sync.cache import jobs_on_node, trim_when_idle
+    from node_agent.sync.cache import cache_budget_mb, jobs_on_node, trim_when_idle
 
-    budget_mb = _cache_budget_mb(phase, spec)
+    budget_mb = cache_budget_mb(phase.node, spec.policies.cache_budget_mb if spec else None)
     if budget_mb is None:
         phase.log.info("shared cache: no budget set (policies.cache_budget_mb), nothing trimmed")
         return

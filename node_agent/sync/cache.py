@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from contextlib import ExitStack
@@ -63,6 +64,19 @@ def trim_cache(node: BatchNode, budget_bytes: int, in_use_jobs: set[str]) -> Tri
         return s
     finally:
         db.close()
+
+
+def cache_budget_mb(node: BatchNode, spec_budget_mb: int | None) -> int | None:
+    """The shared cache budget: the job spec's policies.cache_budget_mb, else the one in the
+    pool config the start task applied (state/pool-config.json), else none."""
+    if spec_budget_mb is not None:
+        return spec_budget_mb
+    try:
+        doc = json.loads((node.state_dir / "pool-config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    budget = doc.get("cache_budget_mb") if isinstance(doc, dict) else None
+    return budget if isinstance(budget, int) and budget >= 0 else None
 
 
 def jobs_on_node(node: BatchNode) -> set[str]:
