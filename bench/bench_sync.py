@@ -402,7 +402,8 @@ def main() -> None:
     path = args.out / f"sync-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
     path.write_text(json.dumps(doc, indent=2))
     print("\n".join(format_row(r) for r in doc["results"]))  # type: ignore[union-attr]
-    print(f"results: {path.relative_to(REPO)}")
+    shown = path.resolve()
+    print(f"results: {shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown}")
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def test_kill_9_mid_sync_then_rerun(
     azurite: AzuriteServer, store: BlobStore, tmp_path: Path
 ) -> None:
     files = _files("p4/", 400, size=20_000)
-    files["p4/big.bin"] = os.urandom(9 * 1024 * 1024)  # ranged download
+    files["p4/big.bin"] = os.urandom(40 * 1024 * 1024)  # ranged download (> PART_SIZE)
     seed(store, "sync-kill", files)
     spec = write_spec(tmp_path / "job.json", make_spec(azurite.account_url, "sync-kill", "p4/"))
     root = tmp_path / "node"
@@ -190,7 +190,7 @@ def test_concurrent_job_preps_download_once(
 def test_block_list_blobs_without_md5(
     azurite: AzuriteServer, store: BlobStore, tmp_path: Path
 ) -> None:
-    files = {"p6/scene.blend": b"s", "p6/big.bin": os.urandom(5 * 1024 * 1024 + 7)}
+    files = {"p6/scene.blend": b"s", "p6/big.bin": os.urandom(33 * 1024 * 1024 + 7)}  # 3 ranges
     seed(store, "sync-nomd5", files, md5=False)
     spec = write_spec(tmp_path / "job.json", make_spec(azurite.account_url, "sync-nomd5", "p6/"))
     root = tmp_path / "node"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +33,12 @@ ATTEMPTS = 6  # at least this many tries...
 RETRY_S = (
     60.0  # ...and more while the first failure is younger than this (policies.storage_retry_s)
 )
-PART_SIZE = 4 * 1024 * 1024
-WINDOW = 8  # parts in flight per big blob
+# Big blobs come in 16 MB ranges, 4 in flight per blob and at most 16 (256 MB) per source.
+# Measured on Azurite here (8 x 64 MB, 16 threads): 4 MB ranges took 2.7 s, 16 MB 1.2 s;
+# the per-request cost is the server's as much as ours (AzCopy also uses 8 MB or more).
+PART_SIZE = 16 * 1024 * 1024
+WINDOW = 4  # parts in flight per big blob
+PARTS_IN_MEMORY = 16  # parts fetched but not yet written, over all blobs of a Fetcher
 _CHUNK = 1024 * 1024
 
 log = get_logger("sync")
@@ -74,6 +79,7 @@ class Fetcher:
             timeout=urllib3.Timeout(connect=10, read=300),
         )
         self.ranges = ThreadPoolExecutor(max(4, connections // 2), thread_name_prefix="range")
+        self.parts = threading.BoundedSemaphore(PARTS_IN_MEMORY)
 
     def close(self) -> None:
         self.ranges.shutdown(wait=True)
@@ -168,7 +174,8 @@ class Fetcher:
                 return
 
     def _ranged(self, name: str, size: int, tmp: Path, what: str, *, want_md5: bool) -> Fetched:
-        """Parallel ranges, hashed in order as they arrive (a window of WINDOW parts ahead)."""
+        """Parallel ranges, hashed and written in order as they arrive (WINDOW parts ahead per
+        blob; a semaphore keeps the parts held in memory bounded over all blobs)."""
         sha, md5 = hashlib.sha256(), hashlib.md5() if want_md5 else None
         starts = list(range(0, size, PART_SIZE))
 
@@ -179,20 +186,35 @@ class Fetcher:
                 raise StorageError(f"{what}: short range {start}-{end}")
             return data
 
-        futures = [self.ranges.submit(part, s) for s in starts[:WINDOW]]
+        futures = []
+        held = 0  # permits this blob holds: one per submitted, not yet written part
+
+        def submit(start: int) -> None:
+            nonlocal held
+            self.parts.acquire()
+            held += 1
+            futures.append(self.ranges.submit(part, start))
+
+        for s0 in starts[:WINDOW]:
+            submit(s0)
         with open(tmp, "wb") as fh:
             try:
                 for i in range(len(starts)):
                     data = futures[i].result()
-                    if i + WINDOW < len(starts):
-                        futures.append(self.ranges.submit(part, starts[i + WINDOW]))
                     sha.update(data)
                     if md5 is not None:
                         md5.update(data)
                     fh.write(data)
+                    del data
+                    self.parts.release()
+                    held -= 1
+                    if i + WINDOW < len(starts):
+                        submit(starts[i + WINDOW])
             finally:
                 for f in futures:
                     f.cancel()
+                for _ in range(held):
+                    self.parts.release()
         return Fetched(size, sha.hexdigest(), md5.digest() if md5 is not None else b"")
 
     # --- managed identity: the SDK --------------------------------------------
