@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import yaml
@@ -76,3 +77,108 @@ def test_doctor_without_a_node_says_where_it_looked(tmp_path: Path) -> None:
     assert res.stderr.startswith("node-agent: error: no Batch node found: pass --root")
     res = _na("doctor", "--root", str(tmp_path / "nope"), env=env)
     assert res.returncode == 2 and "is not a folder" in res.stderr
+
+
+def _checks(res: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
+    return {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+
+
+def test_doctor_resolves_the_specs_renderer_like_the_render_task(
+    tmp_path: Path, azurite: AzuriteServer
+) -> None:
+    root = tmp_path / "node"
+    env = {k: v for k, v in node_env(root).items() if not k.upper().startswith("MAYA_")}
+    assert _na("start-task", env=env).returncode == 0
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(make_spec_doc(azurite.account_url, renderer="maya")))
+    res = _na("doctor", "--root", str(root), "--spec", str(spec), "--json", env=env)
+    assert res.returncode == 20, res.stdout + res.stderr
+    check = _checks(res)["renderers"]
+    assert not check["ok"] and check["required"]
+    assert "maya" in str(check["detail"]) and "'Render' not found" in str(check["detail"])
+
+    # The image's MAYA_<version>_EXEC variable is what the render task would run.
+    fake = tmp_path / "maya2024" / "Render"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    res = _na("doctor", "--root", str(root), "--spec", str(spec), "--json",
+              env={**env, "MAYA_2024_EXEC": str(fake)})  # fmt: skip
+    assert res.returncode == 0, res.stdout
+    assert _checks(res)["renderers"]["detail"] == f"maya ({fake})"
+
+    # render.executable that is not on the node: named in the failure.
+    spec.write_text(
+        yaml.safe_dump(
+            make_spec_doc(azurite.account_url, renderer="arnold", executable="/opt/nope/kick")
+        )
+    )
+    res = _na("doctor", "--root", str(root), "--spec", str(spec), "--json", env=env)
+    assert res.returncode == 20
+    detail = str(_checks(res)["renderers"]["detail"])
+    assert detail.startswith("arnold: render.executable '/opt/nope/kick' does not exist")
+
+
+def test_doctor_free_disk_minimum_comes_from_the_pool_config(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    env = node_env(root)
+    assert _na("start-task", env=env).returncode == 0
+    res = _na("doctor", "--root", str(root), "--json", env=env)
+    disk = _checks(res)["free disk"]
+    assert disk["ok"] and "minimum 2 GiB, default" in str(disk["detail"])
+
+    cfg = tmp_path / "pool.json"
+    cfg.write_text(json.dumps({"min_free_temp_disk_gb": 1000000}))
+    started = _na("start-task", "--pool-config", str(cfg), env=env)
+    assert started.returncode == 20, "the start task's own health check refuses the node"
+    res = _na("doctor", "--root", str(root), "--json", env=env)
+    assert res.returncode == 20
+    disk = _checks(res)["free disk"]
+    assert not disk["ok"] and disk["required"]
+    detail = str(disk["detail"])
+    free = detail.split(" GiB free")[0]
+    assert float(free.replace(",", "")) > 0
+    assert "(minimum 1,000,000 GiB, from the pool config)" in detail
+
+
+def test_doctor_warns_on_cache_over_budget_and_status_lists_prepared_job(
+    tmp_path: Path, azurite: AzuriteServer
+) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    container = f"ops-{uuid.uuid4().hex[:10]}"
+    svc = BlobServiceClient.from_connection_string(azurite.connection_string)
+    svc.create_container(container)
+    scene = b"s" * 300_000
+    svc.get_blob_client(container, "proj/spin.blend").upload_blob(scene)
+    root = tmp_path / "node"
+    job = "job-cached"
+    doc = make_spec_doc(azurite.account_url)
+    doc.update(
+        job_id=job,
+        assets=[{"name": "scene", "container": container, "prefix": "proj/"}],
+        policies={"cache_budget_mb": 0},
+    )
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    assert _na("start-task", env=node_env(root)).returncode == 0
+    prep = _na("job-prep", "--spec", str(spec), env=node_env(root, job, "jobpreparation"))
+    assert prep.returncode == 0, prep.stderr
+
+    # The spec job prep stored is the one the doctor reads (no --spec).
+    res = _na("doctor", "--root", str(root))
+    assert res.returncode == 0, res.stdout
+    [line] = [ln for ln in res.stdout.splitlines() if "shared cache" in ln]
+    assert line.startswith("warn  shared cache")
+    assert "over its budget of 0 MiB" in line
+
+    status = _na("status", "--root", str(root), "--json")
+    [cached] = json.loads(status.stdout)["jobs"]
+    assert cached["job"] == job and cached["bytes"] >= len(scene)
+    text = _na("status", "--root", str(root)).stdout
+    [row] = [ln for ln in text.splitlines() if ln.strip().startswith(job)]
+    assert "0.3 MiB" in row
+
+    release = _na("job-release", env=node_env(root, job, "jobrelease"))
+    assert release.returncode == 0, release.stderr
+    assert json.loads(_na("status", "--root", str(root), "--json").stdout)["jobs"] == []

@@ -36,9 +36,12 @@ def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool) -> None
     """Say what is wrong with this node. Exit 0 only when every required check passes.
 
     Checks: Batch and entitlement variables (values redacted), node_agent's folders,
-    free disk, shared cache size and budget, renderers on PATH, mounts (each listed with
-    a timeout), storage reachable with the job's credentials (one cheap request), and
-    the last tasks that ran here with their exit class.
+    free disk (minimum from the pool config the start task applied, else 2 GiB), shared
+    cache size and budget (over budget is a warning), the job's renderer found as the
+    render task finds it, every mount node_agent recorded (pool and job-scoped: ok,
+    stale or not mounted; listed in a child process with a timeout), storage reachable
+    with the job's credentials (one cheap request), and the last tasks that ran here
+    with their exit class.
     """
     from node_agent.ops import doctor
     from node_agent.ops.nodeview import locate_node

@@ -9,11 +9,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from node_agent.batchenv import ENTITLEMENT_VARS, BatchNode
 from node_agent.errors import NodeAgentError
-from node_agent.ops.nodeview import task_records, tree_size
+from node_agent.mounts.manager import POOL, read_records
+from node_agent.mounts.platform import Platform, current, probe
+from node_agent.ops.nodeview import pool_config_doc, task_records, tree_size
 from node_agent.redact import Redactor
+from node_agent.renderers import find_executable
 from node_agent.spec import JobSpec, load_spec
 from node_agent.sync.cache import cache_budget_mb
 
@@ -29,9 +33,12 @@ class Check:
     required: bool = True
 
 
-def with_timeout(fn: Callable[[], str], seconds: float) -> str:
+T = TypeVar("T")
+
+
+def with_timeout(fn: Callable[[], T], seconds: float) -> T:
     """Run fn in a daemon thread; a hung mount or network call cannot hang the doctor."""
-    result: list[str] = []
+    result: list[T] = []
     error: list[BaseException] = []
 
     def go() -> None:
@@ -75,18 +82,50 @@ def _env_checks(env: Mapping[str, str]) -> list[Check]:
     return checks
 
 
+MOUNT_PROBE_S = 15.0
+
+
+def _mount_check(platform: Platform, name: str, target: Path, fix: str) -> Check:
+    """ok / stale / not mounted, from the mount table and a listing in a child process."""
+    if not platform.is_mounted(target):
+        return Check(name, False, f"{target}: not mounted ({fix})")
+    try:
+        p = with_timeout(lambda: probe(target, MOUNT_PROBE_S), MOUNT_PROBE_S + 5)
+    except TimeoutError as e:
+        return Check(name, False, f"{target}: stale: listing gave {e} ({fix})")
+    if p.state == "ok":
+        return Check(name, True, f"{target}: ok ({p.entries} entries)")
+    state = "stale" if p.state in ("stale", "timeout") else p.state
+    return Check(name, False, f"{target}: {state}: {p.detail} ({fix})")
+
+
 def _mount_checks(node: BatchNode) -> list[Check]:
+    """Every mount node_agent recorded (state/mounts.json: pool and job-scoped), then any
+    other mount under the mounts folder (e.g. Batch's own mountConfiguration)."""
+    platform = current(node.is_windows)
     checks: list[Check] = []
-    if not node.mounts_dir.is_dir():
-        return checks
-    for d in sorted(p for p in node.mounts_dir.iterdir() if p.is_dir()):
-        if not os.path.ismount(d):
-            continue
-        try:
-            n = with_timeout(lambda d=d: str(len(os.listdir(d))), 5.0)  # type: ignore[misc]
-            checks.append(Check(f"mount {d.name}", True, f"{d} answers ({n} entries)"))
-        except (OSError, TimeoutError) as e:
-            checks.append(Check(f"mount {d.name}", False, f"{d} does not answer: {e}"))
+    recorded: set[str] = set()
+    for rec in read_records(node):
+        name, scope = str(rec.get("name")), str(rec.get("scope", POOL))
+        target = Path(str(rec.get("target")))
+        recorded.add(os.path.realpath(target))
+        fix = (
+            f"recorded by the start task; fix: node-agent mounts unmount --name {name}, "
+            "then re-run the start task"
+            if scope == POOL
+            else f"recorded by job prep of {scope}; fix: re-run job prep, "
+            f"or node-agent mounts unmount --job {scope}"
+        )
+        label = f"mount {name}" if scope == POOL else f"mount {scope}/{name}"
+        checks.append(_mount_check(platform, label, target, fix))
+    if not platform.windows:
+        base = os.path.realpath(node.mounts_dir)
+        for path in sorted(platform.mount_table()):
+            if path.startswith(base + os.sep) and path not in recorded:
+                rel = os.path.relpath(path, base)
+                checks.append(
+                    _mount_check(platform, f"mount {rel}", Path(path), "not made by node_agent")
+                )
     return checks
 
 
@@ -111,6 +150,88 @@ def _storage_check(spec: JobSpec, redactor: Redactor, env: Mapping[str, str]) ->
         )
 
 
+def _gib(n: float) -> str:
+    return f"{n:,.2f}".rstrip("0").rstrip(".")
+
+
+def _disk_check(node: BatchNode) -> Check:
+    """Free space under the node root against the pool config's `min_free_temp_disk_gb`
+    (as the start task applied it), else MIN_FREE_BYTES."""
+    free = shutil.disk_usage(node.root_dir).free
+    minimum = pool_config_doc(node).get("min_free_temp_disk_gb")
+    if isinstance(minimum, int | float) and not isinstance(minimum, bool) and minimum >= 0:
+        min_bytes, source = float(minimum) * 2**30, "from the pool config"
+    else:
+        min_bytes, source = float(MIN_FREE_BYTES), "default; no pool config on this node"
+    return Check(
+        "free disk",
+        free >= min_bytes,
+        f"{_gib(free / 2**30)} GiB free under {node.root_dir} "
+        f"(minimum {_gib(min_bytes / 2**30)} GiB, {source})",
+    )
+
+
+def _cache_check(node: BatchNode, spec: JobSpec | None) -> Check:
+    """Size of the shared cache against its budget; over budget is a warning (job release
+    trims it, and never evicts content of a job still on the node)."""
+    cache = tree_size(node.cache_dir) if node.cache_dir.is_dir() else 0
+    budget = cache_budget_mb(node, spec.policies.cache_budget_mb if spec else None)
+    size = f"{cache / 2**20:.1f} MiB in {node.cache_dir}"
+    if budget is None:
+        return Check("shared cache", True, f"{size} (no budget set)", required=False)
+    if cache <= budget * 2**20:
+        return Check("shared cache", True, f"{size} (budget {budget} MiB)", required=False)
+    return Check(
+        "shared cache",
+        False,
+        f"{size}: over its budget of {budget} MiB (job release trims it; content of jobs "
+        "still on the node is kept)",
+        required=False,
+    )
+
+
+def _exists(exe: str, env: Mapping[str, str]) -> str | None:
+    if Path(exe).is_file():
+        return exe
+    return shutil.which(exe, path=env.get("PATH"))
+
+
+def _renderer_check(node: BatchNode, spec: JobSpec | None, env: Mapping[str, str]) -> Check:
+    """The spec's renderer resolved as the render task does (render.executable, the image's
+    <NAME>_<version>_EXEC variable, then PATH); required whenever a spec names one. Without
+    a spec: which known renderers are on PATH (information only)."""
+    if spec is None:
+        found = {n: p for n in RENDERER_BINARIES if (p := shutil.which(n, path=env.get("PATH")))}
+        return Check(
+            "renderers",
+            bool(found),
+            (", ".join(f"{k} ({v})" for k, v in found.items()) or "none on PATH")
+            + " (no job spec on this node)",
+            required=False,
+        )
+    render = spec.render
+    name = render.renderer
+    task_env = {**env, **render.env}
+    try:
+        exe = find_executable(render, task_env, node.is_windows)
+    except NodeAgentError as e:
+        return Check("renderers", False, f"{name}: {str(e).splitlines()[0]}")
+    if not exe and render.command and "{" not in render.command[0]:
+        exe = render.command[0]  # a custom template that names its program
+    if not exe:
+        return Check(
+            "renderers", True, f"{name}: the command template names no fixed program", False
+        )
+    path = _exists(exe, task_env)
+    if path is None:
+        source = "render.executable" if render.executable else "the program"
+        var = next((v for v in task_env if v.upper().endswith("_EXEC") and task_env[v] == exe), "")
+        if not render.executable and var:
+            source = f"{var}"
+        return Check("renderers", False, f"{name}: {source} '{exe}' does not exist on this node")
+    return Check("renderers", True, f"{name} ({path})")
+
+
 def latest_spec(node: BatchNode) -> Path | None:
     specs = sorted((node.agent_dir / "jobs").glob("*/spec.json"), key=lambda p: p.stat().st_mtime)
     return specs[-1] if specs else None
@@ -129,14 +250,7 @@ def run_checks(
             else f"{node.agent_dir} missing: the start task has not run",
         )
     )
-    free = shutil.disk_usage(node.root_dir).free
-    checks.append(
-        Check(
-            "free disk",
-            free >= MIN_FREE_BYTES,
-            f"{free / 2**30:.1f} GiB free under {node.root_dir} (minimum {MIN_FREE_BYTES / 2**30:.0f} GiB)",
-        )
-    )
+    checks.append(_disk_check(node))
     spec_path = spec_path or latest_spec(node)
     spec = None
     if spec_path is not None:
@@ -144,27 +258,8 @@ def run_checks(
             spec = load_spec(spec_path)
         except NodeAgentError as e:
             checks.append(Check("job spec", False, str(e).splitlines()[0]))
-    cache = tree_size(node.cache_dir) if node.cache_dir.is_dir() else 0
-    budget = cache_budget_mb(node, spec.policies.cache_budget_mb if spec else None)
-    checks.append(
-        Check(
-            "shared cache",
-            budget is None or cache <= budget * 2**20,
-            f"{cache / 2**20:.1f} MiB in {node.cache_dir}"
-            + (f" (budget {budget} MiB)" if budget is not None else " (no budget set)"),
-            required=False,
-        )
-    )
-    found = {n: p for n in RENDERER_BINARIES if (p := shutil.which(n, path=env.get("PATH")))}
-    wanted = spec.render.renderer if spec else None
-    checks.append(
-        Check(
-            "renderers",
-            bool(found),
-            ", ".join(f"{k} ({v})" for k, v in found.items()) or "none on PATH",
-            required=wanted == "blender",
-        )
-    )
+    checks.append(_cache_check(node, spec))
+    checks.append(_renderer_check(node, spec, env))
     checks += _mount_checks(node)
     if spec is not None:
         checks.append(_storage_check(spec, redactor, env))
