@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,14 @@ def test_start_task_mounts_reads_is_idempotent_and_recovers_stale(
     assert stale.state == "stale", stale
     assert "Transport endpoint is not connected" in stale.detail
 
+    # The doctor sees it (os.path.ismount does not: a stale FUSE mount is not "a mount").
+    doctor = run_agent(["doctor", "--root", str(root), "--json"], env)
+    assert doctor.returncode == 20, doctor.stdout + doctor.stderr
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    bad = checks["mount assets"]
+    assert not bad["ok"] and bad["required"]
+    assert bad["detail"].startswith(f"{target}: stale: Transport endpoint is not connected")
+
     third = run_agent(["start-task", "--pool-config", str(cfg)], env)
     assert third.returncode == 0, third.stderr
     assert "stale mount" in third.stdout and "remounted" in third.stdout
@@ -169,3 +178,81 @@ def test_job_release_unmounts_job_scoped_mount(
     again = run_agent(["job-release"], release_env)
     assert again.returncode == 0, again.stderr
     assert os.listdir(root / "fsmounts") == []
+
+
+def _job_spec(root: Path, azurite: AzuriteServer, container: str, job: str) -> Path:
+    from conftest import make_spec_doc
+
+    doc = make_spec_doc(azurite.account_url, scene="shot1.blend")
+    doc["job_id"] = job
+    doc["assets"] = [{"name": "scenes", "container": container, "prefix": "scenes/"}]
+    doc["mounts"] = [
+        {
+            "name": "refs",
+            "driver": "rclone",
+            "account_url": azurite.account_url,
+            "container": container,
+            "prefix": "textures",
+            "auth": {"mode": "emulator"},
+        }
+    ]
+    path = root / "job.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_job_prep_mounts_the_specs_mounts_and_job_release_unmounts_them(
+    root: Path, azurite: AzuriteServer, container: str
+) -> None:
+    job = "job-mnt"
+    spec = _job_spec(root, azurite, container, job)
+    prep_env = node_env(root, job, "jobpreparation")
+    target = root / "fsmounts" / "jobs" / job / "refs"
+
+    first = run_agent(["job-prep", "--spec", str(spec)], prep_env)
+    assert first.returncode == 0, first.stderr
+    assert mounts_under(root) == [str(target)]
+    assert (target / "wood.png").read_bytes() == FILES["textures/wood.png"]
+    [rec] = read_records(BatchNode.from_env(prep_env))
+    assert (rec["name"], rec["scope"], rec["target"]) == ("refs", job, str(target))
+
+    again = run_agent(["job-prep", "--spec", str(spec)], prep_env)
+    assert again.returncode == 0, again.stderr
+    assert "already mounted" in again.stderr
+    assert mounts_under(root) == [str(target)] and len(rclone_daemons_under(root)) == 1
+
+    # The doctor checks job mounts too (two levels below fsmounts/).
+    doctor = run_agent(["doctor", "--root", str(root), "--json"], prep_env)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks[f"mount {job}/refs"]["ok"], checks
+    # Unmounted behind node_agent's back: recorded but not mounted is a failure.
+    subprocess.run(["fusermount3", "-uz", str(target)], check=True, timeout=60)
+    doctor = run_agent(["doctor", "--root", str(root), "--json"], prep_env)
+    assert doctor.returncode == 20
+    check = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}[f"mount {job}/refs"]
+    assert not check["ok"] and check["detail"].startswith(f"{target}: not mounted")
+
+    release = run_agent(["job-release"], node_env(root, job, "jobrelease"))
+    assert release.returncode == 0, release.stderr
+    assert mounts_under(root) == []
+    assert rclone_daemons_under(root) == []
+    assert read_records(BatchNode.from_env(prep_env)) == []
+    assert not (root / "fsmounts" / "jobs" / job).exists()
+
+
+def test_job_prep_mount_failure_is_one_line_exit_21(
+    root: Path, azurite: AzuriteServer, container: str
+) -> None:
+    job = "job-badmnt"
+    spec = _job_spec(root, azurite, container, job)
+    doc = json.loads(spec.read_text())
+    doc["mounts"][0]["auth"] = {"mode": "key", "env": "NOT_SET_KEY"}
+    spec.write_text(json.dumps(doc))
+    env = {k: v for k, v in node_env(root, job, "jobpreparation").items() if k != "NOT_SET_KEY"}
+    res = run_agent(["job-prep", "--spec", str(spec)], env)
+    assert res.returncode == 21
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("node-agent: error:")]
+    assert errors == [
+        "node-agent: error: mount 'refs': auth.env: environment variable NOT_SET_KEY is not set"
+    ]
+    assert mounts_under(root) == []

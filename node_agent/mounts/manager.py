@@ -286,6 +286,16 @@ def results_json(results: list[MountResult]) -> list[dict[str, object]]:
     return [asdict(r) for r in results]
 
 
+def pool_probe_timeout(node: BatchNode, default: float = 30.0) -> float:
+    """`probe_timeout_s` of the pool config the start task kept, else `default`."""
+    try:
+        doc = json.loads((node.state_dir / "pool-config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+    value = doc.get("probe_timeout_s") if isinstance(doc, dict) else None
+    return float(value) if isinstance(value, int | float) and value > 0 else default
+
+
 def task_drive_commands(node: BatchNode) -> list[Command]:
     """Windows: `net use` for each Azure Files mount of the pool, to run before every task
     (a mapping does not survive between tasks). Reads the pool config the start task kept."""
@@ -308,4 +318,17 @@ def map_task_drives(ctx: MountContext) -> list[str]:
         if not ctx.platform.is_mounted(Path(drive)):
             run(cmd, f"map drive {drive}", ctx.redactor, ctx.env)
         mapped.append(drive)
+    return mapped
+
+
+def map_drives_before_task(
+    node: BatchNode, env: Mapping[str, str], redactor: Redactor, log: logging.Logger
+) -> list[str]:
+    """What the render phase calls first: map the pool's Azure Files drives on a Windows
+    node (`map_task_drives`); nothing on Linux, where the start task's mounts persist."""
+    if not node.is_windows:
+        return []
+    mapped = map_task_drives(MountContext.create(node, env, redactor, log))
+    if mapped:
+        log.info("mapped drive(s) for this task: %s", ", ".join(mapped))
     return mapped

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
 from node_agent.mounts.model import RcloneMount
 from node_agent.mounts.plan import MountPaths, MountPlan, SecretFile
 from node_agent.mounts.platform import Command
@@ -20,6 +18,10 @@ REMOTE = "blob"
 
 
 def _container_sas(m: RcloneMount, key: str) -> str:
+    # Imported here: the render phase imports the mount manager (Windows drive mapping)
+    # and must not pay for the storage SDK on every task.
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
     return generate_container_sas(
         m.account_name,
         m.container,

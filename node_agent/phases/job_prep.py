@@ -1,4 +1,5 @@
-"""Job preparation: keep the job's spec on the node and bring its assets (incremental sync)."""
+"""Job preparation: keep the job's spec on the node, make the job's own mounts (scope = the
+job id, undone by job release) and bring its assets (incremental sync)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,32 @@ import json
 from pathlib import Path
 
 from node_agent.assets import sync_job_assets
-from node_agent.errors import AssetError, SpecError
+from node_agent.errors import AssetError, MountError, NodeAgentError, SpecError
+from node_agent.mounts.manager import MountContext, ensure_mount, pool_probe_timeout
 from node_agent.runtime import Phase, write_atomic
-from node_agent.spec import load_spec
+from node_agent.spec import JobSpec, load_spec
 from node_agent.sync.access import Access
+
+
+def make_job_mounts(phase: Phase, spec: JobSpec) -> None:
+    """Mount `spec.mounts` under fsmounts/jobs/<job id>/ (idempotent: a readable mount is
+    left alone, a stale one remounted). Any failure is one MountError line (exit 21)."""
+    if not spec.mounts:
+        return
+    node = phase.node
+    scope = str(node.job_id)  # what job release unmounts (AZ_BATCH_JOB_ID, the spec's job_id)
+    ctx = MountContext.create(node, phase.env, phase.redactor, phase.log)
+    ctx.probe_timeout = pool_probe_timeout(node, ctx.probe_timeout)
+    for m in spec.mounts:
+        try:
+            ensure_mount(ctx, m, scope=scope)
+        except MountError:
+            raise
+        except NodeAgentError as e:
+            raise MountError(f"job mount '{m.name}': {str(e).splitlines()[0]}") from None
+        except (OSError, ValueError) as e:
+            raise MountError(f"job mount '{m.name}': {type(e).__name__}: {e}") from None
+    phase.log.info("job mounts ready: %s", ", ".join(m.name for m in spec.mounts))
 
 
 def run(phase: Phase, spec_path: Path) -> int:
@@ -17,6 +40,7 @@ def run(phase: Phase, spec_path: Path) -> int:
     spec = load_spec(spec_path)
     job_dir = node.job_dir()
     write_atomic(node.job_spec_path(), spec.model_dump_json(indent=2).encode())
+    make_job_mounts(phase, spec)
     access = Access(spec.storage, phase.redactor, phase.env)
     assets = node.job_assets_dir()
     phase.log.info("syncing %d asset source(s) into %s", len(spec.assets), assets)
