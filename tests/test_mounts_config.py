@@ -374,3 +374,55 @@ def test_mount_table_unescapes_and_resolves_symlinks(tmp_path: Path) -> None:
         str(real / "m"),
     ]
     assert plat.unmount_command(real / "m", "cifs").argv == ["umount", "-l", str(real / "m")]
+
+
+@pytest.mark.parametrize("windows", [True, False])
+def test_render_task_maps_the_pool_drives_first_on_windows(
+    tmp_path: Path, windows: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The render phase calls map_task_drives for the kept pool config (Windows only).
+    `net` is a stand-in that records its arguments: command generation, no real Windows."""
+    from conftest import make_spec_doc
+
+    from node_agent.phases import render
+    from node_agent.runtime import Phase
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "net-calls.txt"
+    net = bin_dir / "net"
+    net.write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> "{calls}"\necho >> "{calls}"\n')
+    net.chmod(0o755)
+    root = tmp_path / "node"
+    env = {**node_env(root, "job-a", "frames-00001-00002"), **ENV}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    node = BatchNode.from_env(env, need_job=True).model_copy(update={"is_windows": windows})
+    config = PoolConfig.model_validate(
+        {
+            "mounts": [
+                _files_mount(drive="t:").model_dump(),
+                _files_mount(name="b", drive="U:").model_dump(),
+            ]
+        }
+    )
+    node.state_dir.mkdir(parents=True)
+    (node.state_dir / "pool-config.json").write_text(config.model_dump_json())
+    spec = tmp_path / "job.json"
+    exe = "C:\\Blender\\blender.exe" if windows else "/usr/bin/blender"
+    spec.write_text(json.dumps(make_spec_doc("http://127.0.0.1:9/acct", executable=exe)))
+    phase = Phase("render", node, Redactor(), get_logger("test"), env)
+
+    assert render.run(phase, "1-2", spec, dry=True) == 0
+    assert capsys.readouterr().out.startswith("command: ")
+    if not windows:
+        assert not calls.exists(), "no drive mapping on Linux"
+        return
+    unc = "\\\\renderfiles.file.core.windows.net\\projects"
+    assert calls.read_text().splitlines() == [
+        f"use|T:|{unc}|/persistent:no|",
+        f"use|U:|{unc}|/persistent:no|",
+    ]
+    # A mapping that fails stops the task before the renderer: one line, exit 21.
+    net.write_text("#!/bin/sh\necho 'System error 53 has occurred.'\nexit 2\n")
+    with pytest.raises(MountError, match=r"^map drive T:: 'net' exited 2: System error 53"):
+        render.run(phase, "1-2", spec, dry=True)

@@ -24,6 +24,7 @@ from node_agent.classify import OutputMonitor
 from node_agent.conventions import job_container
 from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError
 from node_agent.frames import parse_frames
+from node_agent.mounts.manager import map_drives_before_task
 from node_agent.outputs import Layout, Retry, upload_logs, upload_preview
 from node_agent.phases.render_result import classify, missing_frames, summary_doc
 from node_agent.renderers import CommandContext, Launch, build_launch
@@ -107,6 +108,8 @@ def process_started_at() -> float:
 def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> int:
     agent_started = process_started_at()
     node = phase.node
+    # Windows: drive mappings do not survive between tasks; map the pool's Azure Files again.
+    map_drives_before_task(node, phase.env, phase.redactor, phase.log)
     spec = load_spec(spec_path or node.job_spec_path())
     if spec.storage.auth.env:
         phase.redactor.add(phase.env.get(spec.storage.auth.env))
