@@ -12,14 +12,21 @@ from node_agent.frames import chunk_frames, format_frames
 from node_agent.spec import JobSpec
 
 SPEC_FILE = "job.json"
+POOL_CONFIG_FILE = "pool-config.json"  # the start task's resource file (the node pool config)
 
 
 def _bash(cmd: str) -> str:
     return f"/bin/bash -c '{cmd}'"
 
 
-def start_task_command() -> str:
-    return _bash('"$NODE_AGENT_HOME/start_task/run.sh"')
+def start_task_script(pool_config: str | None = None) -> str:
+    """The start task proper (after any install), given the pool config when the pool has one."""
+    args = f" --pool-config {pool_config}" if pool_config else ""
+    return f'"$NODE_AGENT_HOME/start_task/run.sh"{args}'
+
+
+def start_task_command(pool_config: str | None = None) -> str:
+    return _bash(start_task_script(pool_config))
 
 
 def task_id_for(frames: list[int]) -> str:
@@ -56,6 +63,9 @@ def plan_job(spec: JobSpec) -> dict[str, Any]:
         )
     return {
         "id": spec.job_id,
+        # a task's exitConditions jobAction only applies (and Batch only accepts a task carrying
+        # one: HTTP 400 otherwise) when the job says so; the local pool reads it the same way
+        "onTaskFailure": "performexitoptionsjobaction",
         "jobPreparationTask": {
             "id": "jobpreparation",
             "commandLine": _bash(f'"$NODE_AGENT_HOME/job_prep/run.sh" --spec {SPEC_FILE}'),

@@ -18,6 +18,8 @@ from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob
 from node_agent.batch.pooljson import PackageSource, load_pool_config, pool_json
 from node_agent.cli import main
 from node_agent.errors import ExitCode
+from node_agent.poolconfig import PoolConfig as NodeConfig
+from node_agent.poolconfig import load_pool_config as load_node_config
 from node_agent.spec import load_spec
 from node_agent.storage import BlobStore
 
@@ -334,3 +336,80 @@ def test_auto_storage_submit_puts_package_and_spec_where_batch_downloads_them(
     assert json.loads(store.read_blob("job-job-a", "job.json"))["job_id"] == "job-a"
     # without --account, the account name comes from $AZURE_BATCH_ACCOUNT (as for the Azure CLI)
     assert batch.requests[0]["headers"]["authorization"].startswith("SharedKey farmacct:")
+
+
+def test_submit_uploads_the_pool_config_the_start_task_reads(
+    files: dict[str, Path],
+    recording: list[dict[str, Any]],
+    store: BlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
+    secret = "bGlicmFyeS1rZXktdGhhdC1tdXN0LW5vdC1sZWFr"
+    monkeypatch.setenv("LIBRARY_KEY", secret)  # as if the submitting shell had it
+    node_config = {
+        "renderers": [{"name": "arnold", "executable": "/opt/arnold/bin/kick"}],
+        "min_free_temp_disk_gb": 50,
+        "mounts": [
+            {
+                "name": "library",
+                "driver": "blobfuse2",
+                "account_url": "https://myassets.blob.core.windows.net",
+                "container": "library",
+                "auth": {"mode": "key", "env": "LIBRARY_KEY"},
+            }
+        ],
+    }
+    files["pool"].write_text(
+        yaml.safe_dump({"identity_resource_id": IDENTITY, "node_config": node_config})
+    )
+    with Replay(recording) as batch:
+        code = main(
+            [
+                "batch",
+                "submit",
+                str(files["spec"]),
+                "--pool-config",
+                str(files["pool"]),
+                "--endpoint",
+                batch.url,
+                "--account",
+                "acct",
+                "--create-pool",
+            ]
+        )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert batch.mismatches == [] and batch.exchanges == []
+    spec = load_spec(files["spec"])
+    blob = "pools/render-pool/pool-config.json"
+    url = f"{spec.storage.account_url}/{SPEC_CONTAINER}/{blob}"
+    pool_body = batch.requests[1]["body"]
+    assert batch.requests[1]["path"] == "/pools"
+    start = pool_body["startTask"]
+    assert start["resourceFiles"] == [
+        {
+            "httpUrl": url,
+            "filePath": "pool-config.json",
+            "identityReference": {"resourceId": IDENTITY},
+        }
+    ]
+    assert start["commandLine"].endswith(
+        '"$NODE_AGENT_HOME/start_task/run.sh" --pool-config pool-config.json\''
+    )
+    cfg = load_pool_config(files["pool"])
+    assert pool_body == pool_json(cfg, spec)  # what pool-json prints
+    # the start task's environment names no secret, and no secret went anywhere
+    assert start["environmentSettings"] == [{"name": "NODE_AGENT_HOME", "value": cfg.home()}]
+    for r in batch.requests:
+        assert secret not in json.dumps(r["body"])
+    uploaded = store.read_blob(SPEC_CONTAINER, blob)
+    assert secret.encode() not in uploaded
+    # the blob is the node config the start task loads with --pool-config
+    kept = files["spec"].parent / "pool-config.json"
+    kept.write_bytes(uploaded)
+    assert load_node_config(kept) == NodeConfig.model_validate(node_config)
+    assert f"submit: pool config uploaded to {url}" in out.out
+    assert "submit: warning: node_config reads mount secrets from $LIBRARY_KEY" in out.out
+    assert secret not in out.out + out.err

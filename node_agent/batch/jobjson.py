@@ -54,9 +54,6 @@ def job_json(spec: JobSpec, pool: PoolConfig, spec_source: str | None = None) ->
     # Batch counts a job without tasks as complete: `submit` switches this to terminatejob
     # only after the last task is added.
     job["onAllTasksComplete"] = "noaction"
-    # exitConditions' jobAction only applies (and a task carrying one is only accepted: 400
-    # otherwise) when the job says so; the default for an unlisted non-zero exit stays "none"
-    job["onTaskFailure"] = "performexitoptionsjobaction"
     job["usesTaskDependencies"] = False
     job["metadata"] = [{"name": "created-by", "value": "node-agent"}]
     for t in (job["jobPreparationTask"], job["jobReleaseTask"], *tasks):
@@ -84,7 +81,6 @@ def local_plan(doc: dict[str, Any]) -> dict[str, Any]:
         "poolInfo",
         "commonEnvironmentSettings",
         "onAllTasksComplete",
-        "onTaskFailure",
         "usesTaskDependencies",
         "metadata",
     ):

@@ -18,11 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from node_agent.batch.restcheck import unknown_fields
 from node_agent.errors import SpecError
+from node_agent.jobplan import POOL_CONFIG_FILE, start_task_script
+from node_agent.mounts.model import AzureFilesMount
+from node_agent.poolconfig import PoolConfig as NodeConfig
 from node_agent.spec import JobSpec, format_validation_error
 
 OS = Literal["linux", "windows"]
 PACKAGE_FILE = "node-agent-package.zip"
-AGENT_CONTAINER = "node-agent"  # package (packages/) and specs (jobs/<job_id>/job.json)
+# package (packages/), specs (jobs/<job_id>/job.json), pool configs (pools/<pool_id>/...)
+AGENT_CONTAINER = "node-agent"
 # Renderers whose pay-per-use license Batch granted through the pool's applicationLicenses.
 LICENSED_RENDERERS = ("maya", "arnold", "vray", "3dsmax")
 
@@ -110,11 +114,21 @@ class PoolConfig(_Model):
         default=False,
         description="emit applicationLicenses (pay-per-use, retired by Azure in 2024)",
     )
+    node_config: NodeConfig | None = Field(
+        default=None,
+        description="the pool config the start task applies on every node (docs/ops.md): "
+        "node_agent mounts, renderer checks, free temp disk, licenses, cache budget",
+    )
 
     @field_validator("mounts")
     @classmethod
     def _mounts(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for i, entry in enumerate(v):
+            if isinstance(entry, dict) and "driver" in entry:
+                raise ValueError(
+                    f"[{i}] is a node_agent mount (driver '{entry['driver']}'): put it under "
+                    "node_config.mounts; this list holds Batch mountConfiguration entries"
+                )
             if not isinstance(entry, dict) or len(entry) != 1:
                 raise ValueError(f"[{i}] must hold exactly one of the Batch mount configurations")
             bad = unknown_fields(bm.MountConfiguration, entry)
@@ -150,10 +164,51 @@ def load_pool_config(path: Path | None) -> PoolConfig:
         raise SpecError(f"{path}: cannot read pool config: {first}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: the pool config must be a mapping of fields")
+    for key in data:
+        if key in NodeConfig.model_fields and key not in PoolConfig.model_fields:
+            raise SpecError(
+                f"{path}: {key}: is a setting of the start task's pool config: "
+                "put it under node_config"
+            )
     try:
         return PoolConfig.model_validate(data)
     except ValidationError as err:
         raise SpecError(format_validation_error(str(path), err)) from None
+
+
+def pool_config_blob(pool_id: str) -> str:
+    """Where `submit` uploads a pool's node config in the node-agent container."""
+    return f"pools/{pool_id}/{POOL_CONFIG_FILE}"
+
+
+def pool_config_url(account_url: str, pool_id: str) -> str:
+    return f"{account_url.rstrip('/')}/{AGENT_CONTAINER}/{pool_config_blob(pool_id)}"
+
+
+def node_config_json(node: NodeConfig) -> bytes:
+    """The file the start task gets (`--pool-config`): the node config, which names
+    environment variables and never holds a secret."""
+    return node.model_dump_json(indent=2).encode()
+
+
+def secret_env_names(node: NodeConfig | None) -> list[str]:
+    """The variables a node config reads secrets from (mount keys, SAS, client secrets)."""
+    if node is None:
+        return []
+    names = {m.key_env if isinstance(m, AzureFilesMount) else m.auth.env for m in node.mounts}
+    return sorted(n for n in names if n)
+
+
+def secret_warnings(cfg: PoolConfig) -> list[str]:
+    names = secret_env_names(cfg.node_config)
+    if not names:
+        return []
+    return [
+        f"node_config reads mount secrets from ${', $'.join(names)} on the nodes; node_agent "
+        "never writes a secret into the pool (Batch keeps a start task's environment settings "
+        "in plain text), so the start task's environment must provide them, or it fails with "
+        "exit 21: prefer auth mode 'msi' with the pool's managed identity"
+    ]
 
 
 def app_package_var(application_id: str, pkg_version: str, os_name: OS) -> str:
@@ -176,10 +231,36 @@ def auto_user(elevation: str) -> dict[str, Any]:
     return {"autoUser": {"scope": "pool", "elevationLevel": elevation}}
 
 
-def start_task(cfg: PoolConfig) -> dict[str, Any]:
-    """Install node_agent (idempotent), then the same start task script the local pool runs."""
+def _pool_config_file(
+    cfg: PoolConfig, account_url: str | None, url: str | None
+) -> tuple[dict[str, Any], str] | None:
+    """The node config's resource file and its path in the start task's working folder."""
+    if cfg.node_config is None:
+        return None
+    blob = pool_config_blob(cfg.pool_id)
+    if cfg.blob_access == "auto_storage":
+        # a container source lands at <working dir>/<blob name>
+        rf: dict[str, Any] = {"autoStorageContainerName": AGENT_CONTAINER, "blobPrefix": blob}
+        return rf, blob.replace("/", "\\") if cfg.os == "windows" else blob
+    if url is None:
+        if account_url is None:
+            raise SpecError("node_config: the pool config's URL needs the job spec's storage")
+        url = pool_config_url(account_url, cfg.pool_id)
+    return {"httpUrl": url, "filePath": POOL_CONFIG_FILE, **_identity(cfg)}, POOL_CONFIG_FILE
+
+
+def start_task(
+    cfg: PoolConfig, account_url: str | None = None, config_url: str | None = None
+) -> dict[str, Any]:
+    """Install node_agent (idempotent), then the same start task script the local pool runs,
+    with the pool's node config (a resource file) when it has one."""
     pkg = cfg.package
     resource_files: list[dict[str, Any]] = []
+    node_cfg = _pool_config_file(cfg, account_url, config_url)
+    config_path = None
+    if node_cfg is not None:
+        resource_files.append(node_cfg[0])
+        config_path = node_cfg[1]
     zip_path = PACKAGE_FILE
     if pkg.kind == "resource_file" and cfg.blob_access == "auto_storage":
         if not pkg.blob:
@@ -197,9 +278,10 @@ def start_task(cfg: PoolConfig) -> dict[str, Any]:
         else:
             src = "pkg"
             pre = f'powershell -NoProfile -Command "Expand-Archive -Force {zip_path} pkg" && '
+        args = f" --pool-config {config_path}" if config_path else ""
         cmd = (
             f'cmd /c "{pre}"{src}\\bootstrap\\install.cmd" && '
-            f'"%NODE_AGENT_HOME%\\start_task\\run.cmd""'
+            f'"%NODE_AGENT_HOME%\\start_task\\run.cmd"{args}"'
         )
     else:
         if pkg.kind == "application":
@@ -208,7 +290,7 @@ def start_task(cfg: PoolConfig) -> dict[str, Any]:
             src, pre = "pkg", f"python3 -m zipfile -e {zip_path} pkg && "
         cmd = (
             f'/bin/bash -c \'{pre}bash "{src}/bootstrap/install.sh" && '
-            f'"$NODE_AGENT_HOME/start_task/run.sh"\''
+            f"{start_task_script(config_path)}'"
         )
     body: dict[str, Any] = {
         "commandLine": cmd,
@@ -232,8 +314,11 @@ def licenses_for(spec: JobSpec | None) -> list[str]:
     return sorted(names)
 
 
-def pool_json(cfg: PoolConfig, spec: JobSpec | None = None) -> dict[str, Any]:
-    """The `POST /pools` body for a render pool."""
+def pool_json(
+    cfg: PoolConfig, spec: JobSpec | None = None, config_url: str | None = None
+) -> dict[str, Any]:
+    """The `POST /pools` body for a render pool. The node config, if any, is read from
+    `config_url`, else from where `submit` uploads it in the spec's storage account."""
     image, sku = _IMAGES[cfg.os]
     image_ref = dict(image)
     if cfg.image is not None:
@@ -247,7 +332,7 @@ def pool_json(cfg: PoolConfig, spec: JobSpec | None = None) -> dict[str, Any]:
         "targetLowPriorityNodes": cfg.low_priority_nodes,
         "taskSlotsPerNode": cfg.task_slots_per_node,
         "taskSchedulingPolicy": {"nodeFillType": "spread"},
-        "startTask": start_task(cfg),
+        "startTask": start_task(cfg, spec.storage.account_url if spec else None, config_url),
     }
     if cfg.package.kind == "application":
         body["applicationPackageReferences"] = [

@@ -27,10 +27,18 @@ from azure.core.exceptions import (
 
 from node_agent.azurite import is_local_url
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob, task_chunks
-from node_agent.batch.pooljson import PoolConfig, pool_json
+from node_agent.batch.pooljson import (
+    AGENT_CONTAINER,
+    PoolConfig,
+    node_config_json,
+    pool_config_blob,
+    pool_config_url,
+    pool_json,
+    secret_warnings,
+)
 from node_agent.conventions import job_container
 from node_agent.errors import ExitCode, NodeAgentError
-from node_agent.jobplan import SPEC_FILE
+from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE
 from node_agent.redact import Redactor
 from node_agent.spec import JobSpec
 from node_agent.storage import BlobStore
@@ -56,6 +64,7 @@ class SubmitResult:
     tasks: int
     requests: int  # add-task-collection requests
     package_url: str | None
+    pool_config_url: str | None = None
 
 
 def _account_from_endpoint(endpoint: str) -> str:
@@ -168,9 +177,25 @@ def submit(
             "(or use blob_access 'auto_storage')",
             ExitCode.USAGE,
         )
-    for line in storage_warnings(spec):
+    for line in storage_warnings(spec) + secret_warnings(pool):
         say(f"submit: warning: {line}")
     store = BlobStore(spec.storage, redactor)
+    config_url = None
+    if pool.node_config is not None:
+        # the start task's resource file: where pool-json's start task reads it (a pool made
+        # from pool-json elsewhere reads the same blob), uploaded on every submit
+        store.ensure_container(AGENT_CONTAINER)
+        config_url = pool_config_url(spec.storage.account_url, pool.pool_id)
+        with tempfile.TemporaryDirectory(prefix="node-agent-submit-") as tmp:
+            cfg_file = Path(tmp) / POOL_CONFIG_FILE
+            cfg_file.write_bytes(node_config_json(pool.node_config))
+            store.upload_file(
+                cfg_file,
+                AGENT_CONTAINER,
+                pool_config_blob(pool.pool_id),
+                content_type="application/json",
+            )
+        say(f"submit: pool config uploaded to {config_url}")
     package_url = None
     if opts.package is not None:
         if not opts.package.is_file():
@@ -204,7 +229,8 @@ def submit(
                 if _pool_exists(client, pool.pool_id):
                     say(f"submit: pool {pool.pool_id} exists; using it")
                 else:
-                    client.create_pool(bm.BatchPoolCreateOptions(pool_json(pool, spec)))
+                    body = pool_json(pool, spec, config_url)
+                    client.create_pool(bm.BatchPoolCreateOptions(body))
                     created = True
                     say(
                         f"submit: pool {pool.pool_id} created ({pool.vm_size}, "
@@ -228,4 +254,4 @@ def submit(
         f"submit: job {spec.job_id} on pool {pool.pool_id}: {len(doc['tasks'])} task(s) "
         f"in {len(chunks)} request(s)"
     )
-    return SubmitResult(created, len(doc["tasks"]), len(chunks), package_url)
+    return SubmitResult(created, len(doc["tasks"]), len(chunks), package_url, config_url)

@@ -17,7 +17,8 @@ _pool_config = click.option(
     "pool_config",
     type=click.Path(path_type=Path),
     default=None,
-    help="Pool settings (YAML/JSON): pool_id, vm_size, image, nodes, slots, package, mounts.",
+    help="Pool settings (YAML/JSON): pool_id, vm_size, image, nodes, slots, package, mounts, "
+    "node_config (what the start task applies and checks on every node).",
 )
 _os = click.option(
     "--os",
@@ -58,12 +59,14 @@ def register(cli: click.Group) -> None:
         spec_path: Path, pool_config: Path | None, os_name: str | None, out: Path | None
     ) -> None:
         """The POST /pools body of a render pool for SPEC."""
-        from node_agent.batch.pooljson import load_pool_config, pool_json
+        from node_agent.batch.pooljson import load_pool_config, pool_json, secret_warnings
         from node_agent.spec import load_spec
 
         def go(r: Redactor) -> int:
             spec = load_spec(spec_path)
             cfg = load_pool_config(pool_config).with_os(os_name)  # type: ignore[arg-type]
+            for line in secret_warnings(cfg):
+                click.echo(f"pool-json: warning: {line}", err=True)
             _emit(pool_json(cfg, spec), out)
             return 0
 
