@@ -165,12 +165,31 @@ def local_group() -> None:
     help="Where the nodes' folders live.",
 )
 @click.option("--fresh", is_flag=True, help="Delete the pool's folders first (new nodes).")
-def local_run_cmd(spec_path: Path, nodes: int, slots: int, workdir: Path, fresh: bool) -> None:
-    """Run a job on a local pool of NODES nodes with SLOTS task slots each."""
+@click.option(
+    "--pool-config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The pool settings `batch pool-json|submit` take; each node's start task gets "
+    "its node_config (mounts, health checks) with --pool-config, as on Batch.",
+)
+def local_run_cmd(
+    spec_path: Path, nodes: int, slots: int, workdir: Path, fresh: bool, pool_config: Path | None
+) -> None:
+    """Run a job on a local pool of NODES nodes with SLOTS task slots each.
+
+    The job is the one `batch job-json` prints: its tasks, command lines, retries and
+    exitConditions (a jobAction terminate ends the job)."""
     from node_agent.localpool.pool import run_local_job
 
     def go(r: Redactor) -> int:
-        return run_local_job(spec_path, nodes=nodes, slots=slots, workdir=workdir, fresh=fresh)
+        return run_local_job(
+            spec_path,
+            nodes=nodes,
+            slots=slots,
+            workdir=workdir,
+            fresh=fresh,
+            pool_config=pool_config,
+        )
 
     _exit(run_edge(go))
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from node_agent.batch.pooljson import PackageSource, PoolConfig, pool_json
 from node_agent.batch.restcheck import unknown_fields
 from node_agent.cli import main
 from node_agent.errors import ExitCode
-from node_agent.jobplan import exit_conditions, plan_job
+from node_agent.jobplan import exit_conditions, plan_job, start_task_script
 from node_agent.localpool.node import LocalNode, TaskRun
 from node_agent.localpool.pool import make_nodes, run_job_on_nodes
 from node_agent.spec import JobSpec, spec_from_data
@@ -102,6 +102,90 @@ def test_auto_storage_downloads_need_no_identity() -> None:
         "job.json",
         None,
     )
+
+
+NODE_CONFIG = {
+    "renderers": ["blender"],
+    "min_free_temp_disk_gb": 20,
+    "cache_budget_mb": 5000,
+    "mounts": [
+        {
+            "name": "library",
+            "driver": "rclone",
+            "account_url": URL,
+            "container": "library",
+            "auth": {"mode": "key", "env": "LIBRARY_KEY"},
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize("os_name", ["linux", "windows"])
+@pytest.mark.parametrize("access", ["identity", "auto_storage"])
+def test_pool_json_gives_the_start_task_its_pool_config(os_name: str, access: str) -> None:
+    identity = "/subscriptions/s/resourceGroups/g/providers/x/userAssignedIdentities/render"
+    cfg = PoolConfig.model_validate(
+        {
+            "os": os_name,
+            "blob_access": access,
+            "identity_resource_id": identity if access == "identity" else None,
+            "node_config": NODE_CONFIG,
+        }
+    )
+    body = pool_json(cfg, _spec())
+    assert unknown_fields(bm.BatchPoolCreateOptions, body) == []
+    assert round_trip(bm.BatchPoolCreateOptions, body) == body
+    st = bm.BatchPoolCreateOptions(body).start_task
+    [rf] = st.resource_files  # the application package needs no resource file
+    blob = "pools/render-pool/pool-config.json"
+    if access == "identity":
+        assert rf.http_url == f"{URL}/node-agent/{blob}"
+        assert rf.file_path == "pool-config.json"
+        assert rf.identity_reference.resource_id == identity
+        path = "pool-config.json"
+    else:
+        assert (rf.auto_storage_container_name, rf.blob_prefix) == ("node-agent", blob)
+        assert rf.file_path is None and rf.identity_reference is None
+        path = blob if os_name == "linux" else blob.replace("/", "\\")  # <wd>/<blob name>
+    if os_name == "linux":
+        assert st.command_line.endswith(f" && {start_task_script(path)}'")
+    else:
+        assert st.command_line.endswith(f'start_task\\run.cmd" --pool-config {path}"')
+    # the secret's variable is named in the node config, never given a value in the pool
+    assert [(e.name, e.value) for e in st.environment_settings] == [("NODE_AGENT_HOME", cfg.home())]
+    # without a node config the start task runs as before: no flag, no extra resource file
+    plain = pool_json(cfg.model_copy(update={"node_config": None}), _spec())["startTask"]
+    assert "--pool-config" not in plain["commandLine"] and "resourceFiles" not in plain
+
+
+def test_pool_json_cli_warns_about_secrets_and_places_node_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIBRARY_KEY", "c2VjcmV0LWxpYnJhcnkta2V5")
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
+    cfg = tmp_path / "pool.yaml"
+    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "node_config": NODE_CONFIG}))
+    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == 0
+    out = capsys.readouterr()
+    st = json.loads(out.out)["startTask"]
+    assert "--pool-config pool-config.json" in st["commandLine"]
+    assert st["resourceFiles"][0]["httpUrl"] == f"{URL}/node-agent/pools/farm/pool-config.json"
+    assert "$LIBRARY_KEY" in out.err and "c2VjcmV0" not in out.out + out.err
+    # the start task's settings at the top level are pointed to node_config
+    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "renderers": ["maya"]}))
+    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert capsys.readouterr().err.strip() == (
+        f"node-agent: error: {cfg}: renderers: is a setting of the start task's pool config: "
+        "put it under node_config"
+    )
+    cfg.write_text(yaml.safe_dump({"mounts": NODE_CONFIG["mounts"]}))
+    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert "put it under node_config.mounts" in capsys.readouterr().err
+    # a node config the start task would refuse is refused here, before any node starts
+    cfg.write_text(yaml.safe_dump({"node_config": {"renderers": ["houdini"]}}))
+    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert "node_config.renderers" in capsys.readouterr().err
 
 
 def test_application_licenses_only_when_asked_and_only_for_licensed_renderers() -> None:
@@ -219,9 +303,10 @@ class RecordingNode(LocalNode):
         extra_env: dict[str, str],  # type: ignore[override]
         attempt: int = 0,
         resource_files: dict[str, bytes] | None = None,
+        cancel: threading.Event | None = None,
     ) -> TaskRun:
         self.commands.append((kind, task_dir.name, command_line))
-        return super().run(kind, command_line, task_dir, extra_env, attempt, resource_files)
+        return super().run(kind, command_line, task_dir, extra_env, attempt, resource_files, cancel)
 
 
 def test_local_pool_runs_the_generated_job_json_unchanged(
@@ -265,70 +350,3 @@ def test_local_pool_runs_the_generated_job_json_unchanged(
     assert releases == {batch_doc["job"]["jobReleaseTask"]["commandLine"]}
     rendered = sorted(int(x.split()[0]) for x in (state / "rendered.txt").read_text().splitlines())
     assert rendered == [1, 2, 3, 4, 5, 6]
-
-
-def test_local_run_executes_the_tasks_job_json_prints(
-    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
-) -> None:
-    """`node-agent local run` and `node-agent batch job-json` agree on every task of a spec."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "spin.blend").write_bytes(b"x")
-    upload_tree(store, src, "assets", "localrun/")
-    state = tmp_path / "state"
-    state.mkdir()
-    doc = make_spec_doc(
-        azurite.account_url,
-        renderer="custom",
-        frames="1-5",
-        frames_per_task=2,
-        command=[
-            sys.executable,
-            str(STANDINS / "pool_test_renderer.py"),
-            "{output_dir}",
-            "{frames}",
-            str(state),
-            "frames-00003-00004",
-            "{task_id}",
-        ],
-    )
-    doc["job_id"] = "batch-json-run"
-    doc["assets"][0]["prefix"] = "localrun/"  # type: ignore[index]
-    spec = tmp_path / "job.yaml"
-    spec.write_text(yaml.safe_dump(doc))
-    printed = subprocess.run(
-        [sys.executable, "-m", "node_agent", "batch", "job-json", str(spec)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    batch_doc = json.loads(printed.stdout)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node_agent",
-            "local",
-            "run",
-            str(spec),
-            "--nodes",
-            "1",
-            "--workdir",
-            str(tmp_path / "pool"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    record = json.loads((tmp_path / "pool/localpool/run-batch-json-run.json").read_text())
-    attempts: dict[str, int] = {}
-    for r in record["runs"]:
-        if r["kind"] == "task":
-            attempts[r["task_id"]] = attempts.get(r["task_id"], 0) + 1
-    tasks = {t["id"]: t for t in batch_doc["tasks"]}
-    assert set(attempts) == set(tasks)  # the same tasks, no more, no fewer
-    flaky = tasks["frames-00003-00004"]["constraints"]["maxTaskRetryCount"]
-    assert attempts["frames-00003-00004"] == 2 and flaky >= 1  # retried as the JSON allows
-    assert all(n == 1 for tid, n in attempts.items() if tid != "frames-00003-00004")

@@ -13,11 +13,15 @@ import yaml
 from conftest import STANDINS, make_spec_doc, upload_tree
 
 from node_agent.azurite import AzuriteServer
+from node_agent.cli import main
 from node_agent.conventions import job_container
+from node_agent.jobplan import start_task_command
 from node_agent.storage import BlobStore
 
 
-def _run_pool(tmp_path: Path, doc: dict, nodes: int = 2, slots: int = 1) -> tuple[int, dict, str]:
+def _run_pool(
+    tmp_path: Path, doc: dict, nodes: int = 2, slots: int = 1, extra: tuple[str, ...] = ()
+) -> tuple[int, dict, str]:
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
     res = subprocess.run(
@@ -34,6 +38,7 @@ def _run_pool(tmp_path: Path, doc: dict, nodes: int = 2, slots: int = 1) -> tupl
             str(slots),
             "--workdir",
             str(tmp_path / "pool"),
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -145,3 +150,184 @@ def test_real_blender_job_on_two_nodes(
         assert store.read_blob(container, name)[:8] == b"\x89PNG\r\n\x1a\n"
     log = store.read_blob(container, "frames-00001-00002/$TaskLog/renderer.log").decode()
     assert "Saved:" in log
+
+
+def _job_doc(
+    azurite: AzuriteServer, store: BlobStore, tmp_path: Path, job_id: str, **kw: object
+) -> dict:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "spin.blend").write_bytes(b"x")
+    upload_tree(store, src, "assets", f"{job_id}/")
+    doc = make_spec_doc(azurite.account_url, renderer="custom", **kw)
+    doc["job_id"] = job_id
+    doc["assets"][0]["prefix"] = f"{job_id}/"  # type: ignore[index]
+    return doc
+
+
+def _stand_in(state: Path) -> list[str]:
+    """The stand-in renderer's command; it records what it rendered in state/."""
+    return [
+        sys.executable,
+        str(STANDINS / "pool_test_renderer.py"),
+        "{output_dir}",
+        "{frames}",
+        str(state),
+        "none",
+        "{task_id}",
+    ]
+
+
+def _pool_config(tmp_path: Path, node_config: dict) -> tuple[str, ...]:
+    cfg = tmp_path / "pool.yaml"
+    cfg.write_text(yaml.safe_dump({"node_config": node_config}))
+    return ("--pool-config", str(cfg))
+
+
+def test_unfit_node_is_unusable_and_runs_no_task(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """The start task gets the pool config; a node that fails its health check is left alone."""
+    state = tmp_path / "state"
+    state.mkdir()
+    doc = _job_doc(azurite, store, tmp_path, "pool-unfit", frames="1-4", command=_stand_in(state))
+    # a renderer that answers its version check on node 1 only
+    check = {
+        "name": "blender",
+        "executable": sys.executable,
+        "version_args": [
+            "-c",
+            "import os, sys; sys.exit(os.environ['AZ_BATCH_NODE_ID'] != 'tvmps_local_001')",
+        ],
+    }
+    extra = _pool_config(tmp_path, {"renderers": [check], "cache_budget_mb": 100})
+    code, record, out = _run_pool(tmp_path, doc, nodes=2, extra=extra)
+    assert code == 0, out
+    starts = {r["node"]: r for r in record["runs"] if r["kind"] == "starttask"}
+    assert {r["command_line"] for r in starts.values()} == {start_task_command("pool-config.json")}
+    assert starts["tvmps_local_001"]["exit_code"] == 0
+    assert starts["tvmps_local_002"]["exit_code"] == 20  # health
+    [bad] = record["unusable_nodes"]
+    assert bad["node"] == "tvmps_local_002" and bad["exit_code"] == 20
+    assert bad["reason"].startswith("node unhealthy: renderer-blender:")
+    # nothing of the job ran on the unusable node; everything ran on the other one
+    assert {r["node"] for r in record["runs"] if r["kind"] != "starttask"} == {"tvmps_local_001"}
+    tasks = [r["task_id"] for r in record["runs"] if r["kind"] == "task"]
+    assert sorted(tasks) == [f"frames-{f:05d}-{f:05d}" for f in range(1, 5)]
+    # the start task applied the pool config it was given (the copy it keeps names no secret)
+    node1 = tmp_path / "pool" / "localpool" / "nodes" / "node-1" / "shared" / "node_agent"
+    kept = json.loads((node1 / "state" / "pool-config.json").read_text())
+    assert kept["cache_budget_mb"] == 100 and kept["renderers"][0]["executable"] == sys.executable
+    assert "unusable nodes          tvmps_local_002 (exit 20)" in out
+
+
+def test_start_task_failing_everywhere_leaves_no_usable_node(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    doc = _job_doc(azurite, store, tmp_path, "pool-nomaya", frames="1-2", command=_stand_in(state))
+    extra = _pool_config(tmp_path, {"renderers": ["maya"]})  # no `Render` on this machine
+    code, record, out = _run_pool(tmp_path, doc, nodes=1, extra=extra)
+    assert code == 20, out
+    assert [(r["kind"], r["exit_code"]) for r in record["runs"]] == [("starttask", 20)]
+    assert record["unusable_nodes"][0]["reason"].startswith(
+        "node unhealthy: renderer-maya: renderer 'maya' not found"
+    )
+    assert record["tasks_not_run"] == ["frames-00001-00001", "frames-00002-00002"]
+    assert "node-agent: error: no usable node: the start task failed on every node" in out
+    assert not (state / "rendered.txt").exists()
+
+
+TERMINATING_RENDERER = """
+import os, sys, time
+out, frames, state, task = sys.argv[1:5]
+open(os.path.join(state, "started-" + task), "w").close()
+def wait_for(name):
+    for _ in range(1200):
+        if os.path.exists(os.path.join(state, name)):
+            return True
+        time.sleep(0.1)
+    return False
+if task == "frames-00001-00001":  # runs until its job ends (or 120 s, then renders)
+    wait_for("never")
+elif task == "frames-00002-00002":  # once task 1 runs: a texture is missing (exit 12)
+    wait_for("started-frames-00001-00001")
+    print("Error: missing texture tex/wood.png", file=sys.stderr)
+    sys.exit(1)
+os.makedirs(out, exist_ok=True)
+for n in [int(frames)]:
+    open(os.path.join(out, "frame_%04d.png" % n), "wb").write(b"frame")
+    open(os.path.join(state, "rendered.txt"), "a").write(task + "\\n")
+"""
+
+
+def test_exit_condition_terminate_ends_the_job(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """Exit 12's jobAction terminate (from the job JSON): no task starts after it, the running
+    one is terminated, job release still runs, and the run says which task ended the job."""
+    state = tmp_path / "state"
+    state.mkdir()
+    script = tmp_path / "renderer.py"
+    script.write_text(TERMINATING_RENDERER)
+    command = [sys.executable, str(script), "{output_dir}", "{frames}", str(state), "{task_id}"]
+    doc = _job_doc(azurite, store, tmp_path, "pool-terminate", frames="1-4", command=command)
+    doc["policies"] = {"task_retries": 0}
+    code, record, out = _run_pool(tmp_path, doc, nodes=1, slots=2)
+    assert code == 12, out  # missing_asset
+    assert record["ended_by"] == {
+        "action": "terminate",
+        "task": "frames-00002-00002",
+        "exit_code": 12,
+    }
+    tasks = {r["task_id"]: r for r in record["runs"] if r["kind"] == "task"}
+    assert set(tasks) == {"frames-00001-00001", "frames-00002-00002"}
+    assert tasks["frames-00001-00001"]["cancelled"] is True  # terminated with its job
+    assert record["cancelled_tasks"] == ["frames-00001-00001"]
+    assert record["tasks_not_run"] == ["frames-00003-00003", "frames-00004-00004"]
+    assert not (state / "started-frames-00003-00003").exists()
+    assert not (state / "rendered.txt").exists()
+    kinds = [r["kind"] for r in record["runs"]]
+    assert kinds[0] == "starttask" and kinds[1] == "jobpreparation" and kinds[-1] == "jobrelease"
+    assert (
+        "TERMINATED by task frames-00002-00002 (exit 12 missing_asset: exitConditions jobAction "
+        "terminate)" in out
+    )
+
+
+def test_local_run_executes_the_tasks_job_json_prints(
+    tmp_path: Path,
+    azurite: AzuriteServer,
+    store: BlobStore,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`node-agent local run` runs the document `node-agent batch job-json` prints: the same
+    tasks with the same command lines, retried as its constraints allow."""
+    state = tmp_path / "state"
+    state.mkdir()
+    command = _stand_in(state)
+    command[5] = "frames-00003-00004"  # fails its first attempt
+    doc = _job_doc(
+        azurite, store, tmp_path, "batch-json-run", frames="1-5", frames_per_task=2, command=command
+    )
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    settings = _pool_config(tmp_path, {"cache_budget_mb": 100})
+    assert main(["batch", "job-json", str(spec), *settings]) == 0
+    batch_doc = json.loads(capsys.readouterr().out)
+    code, record, out = _run_pool(tmp_path, doc, nodes=1, extra=settings)
+    assert code == 0, out
+    # the job JSON the run executed is, literally, the printed one
+    assert json.loads(Path(record["job_json"]).read_text()) == batch_doc
+    ran = [(r["task_id"], r["command_line"]) for r in record["runs"] if r["kind"] == "task"]
+    printed = [(t["id"], t["commandLine"]) for t in batch_doc["tasks"]]
+    assert set(ran) == set(printed)  # the same tasks and command lines, no more, no fewer
+    attempts = Counter(tid for tid, _ in ran)
+    flaky = {t["id"]: t for t in batch_doc["tasks"]}["frames-00003-00004"]
+    assert flaky["constraints"]["maxTaskRetryCount"] >= 1
+    assert attempts == Counter({tid: 1 for tid, _ in printed}) + Counter(["frames-00003-00004"])
+    job = batch_doc["job"]
+    for kind, key in (("jobpreparation", "jobPreparationTask"), ("jobrelease", "jobReleaseTask")):
+        lines = {r["command_line"] for r in record["runs"] if r["kind"] == kind}
+        assert lines == {job[key]["commandLine"]}

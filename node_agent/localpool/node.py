@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -15,6 +16,7 @@ from node_agent.azurite import REPO_ROOT
 
 LOCAL_ACCOUNT_URL = "https://localpool.eastus.batch.azure.example"
 LOCAL_TOKEN_PREFIX = "local-entitlement-token-"
+CANCEL_GRACE_S = 10.0  # a cancelled task gets SIGTERM, then SIGKILL after this long
 
 
 @dataclass
@@ -25,6 +27,8 @@ class TaskRun:
     exit_code: int
     seconds: float
     attempt: int = 0
+    command_line: str = ""
+    cancelled: bool = False  # ended by the pool (its job was terminated), not by itself
 
 
 @dataclass
@@ -72,8 +76,11 @@ class LocalNode:
         extra_env: dict[str, str],
         attempt: int = 0,
         resource_files: dict[str, bytes] | None = None,
+        cancel: threading.Event | None = None,
     ) -> TaskRun:
-        """Run one task: its own folder, stdout.txt/stderr.txt, Batch's variables."""
+        """Run one task: its own folder, stdout.txt/stderr.txt, Batch's variables. When
+        `cancel` is set while it runs, its process group is terminated (as Batch terminates
+        the running tasks of a job that ends)."""
         wd = task_dir / "wd"
         wd.mkdir(parents=True, exist_ok=True)
         for name, data in (resource_files or {}).items():
@@ -94,13 +101,46 @@ class LocalNode:
                 start_new_session=True,
             )
             try:
-                code = proc.wait()
+                code, cancelled = _wait(proc, cancel)
             except BaseException:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
                 raise
-        run = TaskRun(self.node_id, kind, task_dir.name, code, time.monotonic() - t0, attempt)
+        run = TaskRun(
+            self.node_id,
+            kind,
+            task_dir.name,
+            code,
+            time.monotonic() - t0,
+            attempt,
+            command_line,
+            cancelled,
+        )
         self.events.append(run)
         with open(self.root / "events.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(run.__dict__) + "\n")
         return run
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the task runs in its own session: pgid == pid
+    except ProcessLookupError:
+        pass
+
+
+def _wait(proc: subprocess.Popen[bytes], cancel: threading.Event | None) -> tuple[int, bool]:
+    """The exit code, and whether the task was cancelled (SIGTERM, then SIGKILL)."""
+    if cancel is None:
+        return proc.wait(), False
+    cancelled_at: float | None = None
+    while True:
+        try:
+            return proc.wait(timeout=0.2), cancelled_at is not None
+        except subprocess.TimeoutExpired:
+            pass
+        if cancelled_at is None and cancel.is_set():
+            cancelled_at = time.monotonic()
+            _signal_group(proc, signal.SIGTERM)
+        elif cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S:
+            _signal_group(proc, signal.SIGKILL)

@@ -9,16 +9,18 @@ import shutil
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from node_agent.azurite import AzuriteServer, is_local_url, port_open
+from node_agent.batch.jobjson import job_json, local_plan
+from node_agent.batch.pooljson import PoolConfig, load_pool_config, node_config_json
 from node_agent.errors import ExitCode, NodeAgentError
-from node_agent.jobplan import SPEC_FILE, plan_job, start_task_command
+from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE, start_task_command
 from node_agent.localpool.node import LocalNode, TaskRun
-from node_agent.localpool.report import print_report
+from node_agent.localpool.report import code_name, print_report
 from node_agent.spec import JobSpec, load_spec
 
 
@@ -27,6 +29,34 @@ class JobResult:
     exit_code: int
     runs: list[TaskRun]
     failed_tasks: list[str]
+    # the exitConditions jobAction that ended the job: {"action", "task", "exit_code"}
+    ended_by: dict[str, Any] | None = None
+    cancelled_tasks: list[str] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)  # tasks that never started
+
+
+def exit_options(task: dict[str, Any], exit_code: int) -> dict[str, Any]:
+    """The task's exitOptions for an exit code, looked up as Batch does: exitCodes, then
+    exitCodeRanges, then default."""
+    ec = task.get("exitConditions") or {}
+    for entry in ec.get("exitCodes") or []:
+        if entry.get("code") == exit_code:
+            return dict(entry.get("exitOptions") or {})
+    for entry in ec.get("exitCodeRanges") or []:
+        if entry.get("start", 0) <= exit_code <= entry.get("end", -1):
+            return dict(entry.get("exitOptions") or {})
+    return dict(ec.get("default") or {})
+
+
+def job_action(job: dict[str, Any], task: dict[str, Any], exit_code: int) -> str:
+    """What Batch does to the job when a task fails for good (its retries used up): the
+    task's exitOptions.jobAction, applied only when the job's onTaskFailure says so."""
+    if exit_code == 0:
+        return "none"
+    if str(job.get("onTaskFailure", "noaction")).lower() != "performexitoptionsjobaction":
+        return "none"
+    # Batch's default jobAction: none for exit 0, terminate for any other exit condition
+    return str(exit_options(task, exit_code).get("jobAction", "terminate")).lower()
 
 
 def _maybe_start_azurite(spec: JobSpec, stack: ExitStack, workdir: Path) -> None:
@@ -45,36 +75,46 @@ def _maybe_start_azurite(spec: JobSpec, stack: ExitStack, workdir: Path) -> None
 def run_job_on_nodes(
     spec: JobSpec, job: dict[str, Any], nodes: list[LocalNode], slots: int
 ) -> JobResult:
-    """Job prep before a node's first task, tasks over nodes x slots, retries, then job release."""
+    """Job prep before a node's first task, tasks over nodes x slots, retries, the tasks'
+    exitConditions (a jobAction terminate ends the job: no task starts after it, running
+    ones are terminated), then job release on every node that ran job prep."""
+    job_id = job["id"]
     todo: queue.Queue[tuple[dict[str, Any], int]] = queue.Queue()
     for t in job["tasks"]:
         todo.put((t, 0))
     spec_bytes = spec.model_dump_json(indent=2).encode()
     prep = job["jobPreparationTask"]
+    prep_files = {
+        rf.get("filePath") or SPEC_FILE: spec_bytes for rf in prep.get("resourceFiles", [])
+    } or {SPEC_FILE: spec_bytes}
     failed: list[str] = []
+    cancelled: list[str] = []
+    started: set[str] = set()
+    ended: dict[str, Any] = {}
+    stop = threading.Event()  # the job ended: no task starts, running ones are terminated
     remaining = [len(job["tasks"])]
     lock = threading.Lock()
 
     def prep_env(node: LocalNode) -> dict[str, str]:
-        d = node.job_dir(spec.job_id) / "jobpreparation"
+        d = node.job_dir(job_id) / "jobpreparation"
         return {"AZ_BATCH_JOB_PREP_DIR": str(d), "AZ_BATCH_JOB_PREP_WORKING_DIR": str(d / "wd")}
 
     def ensure_prep(node: LocalNode) -> bool:
         with node.prep_lock:
-            if spec.job_id not in node.prepped:
-                env = {"AZ_BATCH_JOB_ID": spec.job_id, "AZ_BATCH_TASK_ID": prep["id"]}
+            if job_id not in node.prepped:
+                env = {"AZ_BATCH_JOB_ID": job_id, "AZ_BATCH_TASK_ID": prep["id"]}
                 run = node.run(
                     "jobpreparation",
                     prep["commandLine"],
-                    node.job_dir(spec.job_id) / prep["id"],
+                    node.job_dir(job_id) / prep["id"],
                     env,
-                    resource_files={SPEC_FILE: spec_bytes},
+                    resource_files=prep_files,
                 )
-                node.prepped[spec.job_id] = run.exit_code
-            return node.prepped[spec.job_id] == 0
+                node.prepped[job_id] = run.exit_code
+            return node.prepped[job_id] == 0
 
     def worker(node: LocalNode) -> None:
-        while True:
+        while not stop.is_set():
             with lock:
                 if remaining[0] == 0:
                     return
@@ -82,35 +122,66 @@ def run_job_on_nodes(
                 task, attempt = todo.get(timeout=0.2)
             except queue.Empty:
                 continue
+            if stop.is_set():
+                return
             if not ensure_prep(node):
                 todo.put((task, attempt))  # Batch: this node runs no task of the job
                 with lock:
-                    if all(n.prepped.get(spec.job_id, 0) != 0 for n in nodes):
+                    if all(n.prepped.get(job_id, 0) != 0 for n in nodes):
                         failed.append("jobpreparation")
                         remaining[0] = 0
                 return
-            env = {"AZ_BATCH_JOB_ID": spec.job_id, "AZ_BATCH_TASK_ID": task["id"], **prep_env(node)}
+            if stop.is_set():  # the job ended while this node prepared
+                return
+            with lock:
+                started.add(task["id"])
+            env = {"AZ_BATCH_JOB_ID": job_id, "AZ_BATCH_TASK_ID": task["id"], **prep_env(node)}
             run = node.run(
-                "task", task["commandLine"], node.job_dir(spec.job_id) / task["id"], env, attempt
+                "task",
+                task["commandLine"],
+                node.job_dir(job_id) / task["id"],
+                env,
+                attempt,
+                cancel=stop,
             )
+            if run.cancelled:
+                with lock:
+                    cancelled.append(task["id"])
+                print(
+                    f"local pool: task {task['id']} on {node.node_id} terminated with its job",
+                    flush=True,
+                )
+                return
             retries = task["constraints"]["maxTaskRetryCount"]
-            if run.exit_code != 0 and attempt < retries:
+            if run.exit_code != 0 and (retries == -1 or attempt < retries):
                 print(
                     f"local pool: task {task['id']} exited {run.exit_code} on {node.node_id}; "
-                    f"retry {attempt + 1} of {retries}",
+                    f"retry {attempt + 1} of {'unlimited' if retries == -1 else retries}",
                     flush=True,
                 )
                 todo.put((task, attempt + 1))
                 continue
+            action = job_action(job, task, run.exit_code)
             with lock:
                 remaining[0] -= 1
                 if run.exit_code != 0:
                     failed.append(task["id"])
+                ends = action in ("terminate", "disable") and not ended
+                if ends:
+                    ended.update(action=action, task=task["id"], exit_code=run.exit_code)
+                    stop.set()
             print(
                 f"local pool: task {task['id']} on {node.node_id} exited {run.exit_code} "
                 f"after {run.seconds:.1f}s ({len(job['tasks']) - remaining[0]}/{len(job['tasks'])})",
                 flush=True,
             )
+            if ends:
+                print(
+                    f"local pool: job {job_id} ends: task {task['id']} exited {run.exit_code} "
+                    f"({code_name(run.exit_code)}), its exitConditions say jobAction {action}; "
+                    "no further task starts",
+                    flush=True,
+                )
 
     threads = [
         threading.Thread(target=worker, args=(n,), name=f"{n.node_id}-slot{s}")
@@ -123,21 +194,24 @@ def run_job_on_nodes(
         t.join()
     release = job["jobReleaseTask"]
     for node in nodes:
-        if spec.job_id in node.prepped:
+        if job_id in node.prepped:
             env = {
-                "AZ_BATCH_JOB_ID": spec.job_id,
+                "AZ_BATCH_JOB_ID": job_id,
                 "AZ_BATCH_TASK_ID": release["id"],
                 **prep_env(node),
             }
             node.run(
-                "jobrelease", release["commandLine"], node.job_dir(spec.job_id) / release["id"], env
+                "jobrelease", release["commandLine"], node.job_dir(job_id) / release["id"], env
             )
     runs = [r for n in nodes for r in n.events]
     code = 0
-    if failed:
+    if ended:
+        code = int(ended["exit_code"])
+    elif failed:
         last = [r for r in runs if r.task_id in failed]
         code = last[-1].exit_code if last else int(ExitCode.RENDER_FAILED)
-    return JobResult(code, runs, failed)
+    not_run = [t["id"] for t in job["tasks"] if t["id"] not in started]
+    return JobResult(code, runs, failed, ended or None, cancelled, not_run)
 
 
 def make_nodes(workdir: Path, pool_id: str, count: int) -> list[LocalNode]:
@@ -155,45 +229,109 @@ def make_nodes(workdir: Path, pool_id: str, count: int) -> list[LocalNode]:
     return nodes
 
 
+def _first_line(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((ln.strip() for ln in lines if ln.strip()), "")
+
+
+def start_nodes(nodes: list[LocalNode], cfg: PoolConfig) -> list[dict[str, Any]]:
+    """Each node's start task, with the pool's node config as a resource file when it has
+    one. Returns the unusable nodes: with waitForSuccess, Batch schedules nothing on a node
+    whose start task failed."""
+    files = {POOL_CONFIG_FILE: node_config_json(cfg.node_config)} if cfg.node_config else {}
+    command = start_task_command(POOL_CONFIG_FILE if files else None)
+    unusable = []
+    for node in nodes:
+        startup = node.root / "startup"
+        run = node.run("starttask", command, startup, {}, resource_files=files)
+        if run.exit_code != 0:
+            reason = _first_line(startup / "stderr.txt").removeprefix("node-agent: error: ")
+            reason = reason or "no reason on stderr"
+            unusable.append({"node": node.node_id, "exit_code": run.exit_code, "reason": reason})
+            print(
+                f"local pool: node {node.node_id} is unusable (start task exited "
+                f"{run.exit_code}: {reason}); like Batch with waitForSuccess, it runs no task",
+                flush=True,
+            )
+    return unusable
+
+
 def run_local_job(
-    spec_path: Path, *, nodes: int, slots: int, workdir: Path, fresh: bool = False
+    spec_path: Path,
+    *,
+    nodes: int,
+    slots: int,
+    workdir: Path,
+    fresh: bool = False,
+    pool_config: Path | None = None,
 ) -> int:
     spec = load_spec(spec_path)
+    # the pool settings `batch pool-json|job-json|submit` take; the local pool is Linux
+    cfg = load_pool_config(pool_config).with_os("linux")
     workdir = workdir.resolve()
     pool_id = "localpool"
     if fresh and (workdir / pool_id).exists():
         shutil.rmtree(workdir / pool_id)
-    job = plan_job(spec)
+    (workdir / pool_id).mkdir(parents=True, exist_ok=True)
+    # what runs is the document `batch job-json` prints, as JSON, minus Azure-only fields
+    doc = json.loads(json.dumps(job_json(spec, cfg)))
+    job_file = workdir / pool_id / f"job-{spec.job_id}.json"
+    job_file.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    job = local_plan(doc)
     t0 = time.monotonic()
     with ExitStack() as stack:
         _maybe_start_azurite(spec, stack, workdir)
         pool = make_nodes(workdir, pool_id, nodes)
         t_start = time.monotonic()
-        for node in pool:
-            run = node.run("starttask", start_task_command(), node.root / "startup", {})
-            if run.exit_code != 0:
-                raise NodeAgentError(
-                    f"start task failed on {node.node_id} with exit {run.exit_code}; "
-                    f"see {node.root / 'startup' / 'stderr.txt'}",
-                    ExitCode.HEALTH,
-                )
+        unusable = start_nodes(pool, cfg)
         start_s = time.monotonic() - t_start
+        bad = {u["node"] for u in unusable}
+        usable = [n for n in pool if n.node_id not in bad]
         print(
-            f"local pool: {nodes} node(s) x {slots} slot(s) ready; job {spec.job_id}: "
-            f"{len(job['tasks'])} task(s)",
+            f"local pool: {len(usable)} of {nodes} node(s) x {slots} slot(s) ready; "
+            f"job {spec.job_id}: {len(job['tasks'])} task(s) from {job_file}",
             flush=True,
         )
-        result = run_job_on_nodes(spec, job, pool, slots)
+        if usable:
+            result = run_job_on_nodes(spec, job, usable, slots)
+        else:
+            # Batch would keep the job waiting for a usable node; a local run stops here
+            result = JobResult(
+                int(unusable[0]["exit_code"]), [], [], not_run=[t["id"] for t in job["tasks"]]
+            )
+        runs = [r for n in pool for r in n.events]
         record = {
             "job": spec.job_id,
+            "job_json": str(job_file),
             "nodes": [n.node_id for n in pool],
+            "unusable_nodes": unusable,
             "exit_code": result.exit_code,
             "failed_tasks": result.failed_tasks,
-            "runs": [r.__dict__ for r in result.runs],
+            "ended_by": result.ended_by,
+            "cancelled_tasks": result.cancelled_tasks,
+            "tasks_not_run": result.not_run,
+            "runs": [r.__dict__ for r in runs],
             "start_task_s": start_s,
             "total_s": time.monotonic() - t0,
         }
         out = workdir / pool_id / f"run-{spec.job_id}.json"
         out.write_text(json.dumps(record, indent=2))
-        print_report(spec, pool, result.runs, record, out)
+        print_report(spec, pool, runs, record, out)
+    if not usable:
+        first = unusable[0]
+        raise NodeAgentError(
+            f"no usable node: the start task failed on every node (first: {first['node']}, "
+            f"exit {first['exit_code']}: {first['reason']})",
+            _as_exit_code(int(first["exit_code"])),
+        )
     return result.exit_code
+
+
+def _as_exit_code(code: int) -> ExitCode:
+    try:
+        return ExitCode(code)
+    except ValueError:
+        return ExitCode.HEALTH

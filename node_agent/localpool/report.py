@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from node_agent.conventions import job_container
+from node_agent.errors import ExitCode
 from node_agent.localpool.node import LocalNode, TaskRun
 from node_agent.spec import JobSpec
 
@@ -17,6 +18,13 @@ def _read(path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def code_name(code: int) -> str:
+    try:
+        return ExitCode(code).name.lower()
+    except ValueError:
+        return "unknown"
 
 
 def collect(spec: JobSpec, nodes: list[LocalNode]) -> dict[str, Any]:
@@ -45,17 +53,40 @@ def print_report(
     for r in runs:
         phase_s[r.kind] = phase_s.get(r.kind, 0.0) + r.seconds
     container = spec.render.output.container or job_container(spec.job_id)
+    ended = record.get("ended_by")
+    unusable = record.get("unusable_nodes") or []
+    if ended:
+        result = (
+            f"{'TERMINATED' if ended['action'] == 'terminate' else 'DISABLED'} by task "
+            f"{ended['task']} (exit {ended['exit_code']} {code_name(ended['exit_code'])}: "
+            f"exitConditions jobAction {ended['action']})"
+        )
+    elif record["exit_code"] == 0:
+        result = "ok"
+    elif not record["failed_tasks"] and unusable:
+        result = f"FAILED (exit {record['exit_code']}: no usable node)"
+    else:
+        result = f"FAILED (exit {record['exit_code']}: {', '.join(record['failed_tasks'])})"
+    not_run = record.get("tasks_not_run") or []
+    cancelled = record.get("cancelled_tasks") or []
     rows = [
         ("job", spec.job_id),
-        (
-            "result",
-            "ok"
-            if record["exit_code"] == 0
-            else f"FAILED (exit {record['exit_code']}: {', '.join(record['failed_tasks'])})",
-        ),
+        ("result", result),
         ("frames rendered", f"{stats['frames']} of {len(spec.render.frame_list)}"),
         ("tasks per node", ", ".join(f"{n.node_id}={per_node.get(n.node_id, 0)}" for n in nodes)),
         ("retries", str(sum(1 for r in runs if r.kind == "task" and r.attempt > 0))),
+        *(
+            [
+                (
+                    "unusable nodes",
+                    ", ".join(f"{u['node']} (exit {u['exit_code']})" for u in unusable),
+                )
+            ]
+            if unusable
+            else []
+        ),
+        *([("tasks not run", str(len(not_run)))] if not_run else []),
+        *([("tasks cancelled", ", ".join(cancelled))] if cancelled else []),
         *[(f"time in {k}", f"{v:.1f}s (summed over nodes/slots)") for k, v in phase_s.items()],
         ("bytes synced", f"{stats['bytes_synced'] / 1e6:.2f} MB"),
         ("bytes uploaded", f"{stats['bytes_uploaded'] / 1e6:.2f} MB"),
