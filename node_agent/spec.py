@@ -9,7 +9,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from node_agent.batchenv import ENTITLEMENT_VARS
 from node_agent.errors import SpecError
@@ -97,6 +105,51 @@ def _check_no_code_placeholder(argv: list[str]) -> None:
                 )
 
 
+# Built-in renderers' flags whose next argument is code the renderer runs (Blender Python,
+# Maya MEL): a placeholder there would be interpreted, as in `sh -c`.
+_RENDERER_CODE_FLAGS = {
+    "blender": frozenset({"--python-expr"}),
+    "maya": frozenset(
+        {
+            "-prerender",
+            "-postrender",
+            "-prelayer",
+            "-postlayer",
+            "-preframe",
+            "-postframe",
+            "-pre",
+            "-post",
+            "-insertprerendermel",
+            "-insertpostrendermel",
+        }
+    ),
+}
+
+
+def _check_placeholders(args: list[str]) -> None:
+    """Only known placeholders, each without format spec or conversion."""
+    for arg in args:
+        for _, name, spec, conv in string.Formatter().parse(arg):
+            if name is None:
+                continue
+            if name not in PLACEHOLDERS:
+                raise ValueError(
+                    f"unknown placeholder '{{{name}}}' (known: {', '.join(sorted(PLACEHOLDERS))})"
+                )
+            if spec or conv:
+                raise ValueError(f"placeholder '{{{name}}}' takes no format spec or conversion")
+
+
+def _check_no_renderer_code_placeholder(renderer: str, args: list[str]) -> None:
+    flags = _RENDERER_CODE_FLAGS.get(renderer, frozenset())
+    for flag, arg in zip(args[:-1], args[1:], strict=True):
+        if flag.lower() in flags and any(n for _, n, _, _ in string.Formatter().parse(arg)):
+            raise ValueError(
+                f"a placeholder in the code that {renderer} '{flag}' runs would be interpreted, "
+                "not passed: run a script file and give it the value as its own argument"
+            )
+
+
 class StorageAuth(_Model):
     """How to authenticate. Secrets are never in the spec: `env` names the variable holding it."""
 
@@ -179,6 +232,11 @@ class Render(_Model):
     command: list[str] | None = Field(
         None, description="TD template: arguments with {placeholders}"
     )
+    extra_args: list[str] = Field(
+        [],
+        description="arguments with {placeholders} the built-in adapter adds to its command "
+        "(where its renderer takes options); not with 'command' or renderer 'custom'",
+    )
     options: dict[str, str | int | float | bool] = {}
     env: dict[str, str] = {}
     timeout_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
@@ -224,17 +282,30 @@ class Render(_Model):
             return v
         if not v:
             raise ValueError("command template is empty")
-        for arg in v:
-            for _, name, spec, conv in string.Formatter().parse(arg):
-                if name is None:
-                    continue
-                if name not in PLACEHOLDERS:
-                    raise ValueError(
-                        f"unknown placeholder '{{{name}}}' (known: {', '.join(sorted(PLACEHOLDERS))})"
-                    )
-                if spec or conv:
-                    raise ValueError(f"placeholder '{{{name}}}' takes no format spec or conversion")
+        _check_placeholders(v)
         _check_no_code_placeholder(v)
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if not v:
+            return v
+        renderer = info.data.get("renderer")
+        if renderer == "custom":
+            raise ValueError(
+                "renderer 'custom' has no adapter command to extend: put the arguments in 'command'"
+            )
+        if info.data.get("command"):
+            raise ValueError(
+                "use 'command' (replaces the adapter's command) or 'extra_args' (extends it), "
+                "not both: add the arguments to 'command'"
+            )
+        _check_placeholders(v)
+        if renderer:
+            _check_no_renderer_code_placeholder(renderer, v)
+        if info.data.get("executable"):  # a wrapper such as `sh`: its -c code runs too
+            _check_no_code_placeholder([info.data["executable"], *v])
         return v
 
     @model_validator(mode="after")

@@ -124,3 +124,22 @@ def test_dry_run_prints_command_and_env_with_token_redacted(
     assert "env: STUDIO=blue" in out and "env: STUDIO_API_KEY=***" in out
     assert TOKEN not in out + r.stderr and "hunter2-secret-value" not in out
     assert not (t.out_dir.parent / "standin.json").exists()  # nothing ran
+
+
+def test_dry_run_shows_extra_args_where_the_adapter_puts_them(tmp_path: Path) -> None:
+    t = make_task(
+        tmp_path,
+        "http://127.0.0.1:1/devstoreaccount1",  # a dry run touches no storage
+        renderer="blender",
+        executable="/opt/blender/blender",
+        scene="a b.blend",
+        frames="1-3",
+        extra_args=["-E", "CYCLES", "--log-file", "{task_dir}/b log.txt", "--", ODD],
+    )
+    r = subprocess.run(t.argv("1-3", "--dry-run"), env=t.env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    argv = [line.split(": ", 1)[1] for line in r.stdout.splitlines() if line.startswith("argv[")]
+    scene = str(t.node.job_assets_dir() / "a b.blend")
+    assert argv[:4] == ["/opt/blender/blender", "-b", scene, "-noaudio"]
+    log_file = f"{t.node.task_dir}/b log.txt"
+    assert argv[-8:] == ["-E", "CYCLES", "--log-file", log_file, "-f", "1,2,3", "--", ODD]

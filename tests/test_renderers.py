@@ -237,3 +237,68 @@ def test_each_adapter_applies_the_path_map(windows: bool) -> None:
     mx = _launch("3dsmax", windows, path_map=MAP)
     mxp = next(x for x in mx.argv if x.startswith("-pathFile:"))[len("-pathFile:") :]
     assert f"Dir2={c.assets_dir / 'proj'}" in mx.files[mxp] and "[BitmapDirs]" in mx.files[mxp]
+
+
+ODD = "shot cam; rm -rf ~ \"q\" 'x' $HOME"
+EXTRA = ["-x-td", "{task_id}", "--td-path={assets_dir}/lib", ODD]
+
+
+def _insert_at(renderer: str, argv: list[str]) -> int:
+    """Where each adapter puts render.extra_args: where its renderer takes options."""
+    if renderer == "blender":
+        return argv.index("-f")  # after -b scene and the adapter's options, before the frames
+    if renderer in ("maya", "3dsmax"):
+        return len(argv) - 1  # options before the scene file (the last argument)
+    return len(argv)  # kick, vray: order-free options, the TD's last so they win
+
+
+@pytest.mark.parametrize("windows", [False, True])
+@pytest.mark.parametrize(
+    ("renderer", "frames", "scene"),
+    [
+        ("blender", [1, 2, 3], "s.blend"),
+        ("maya", [1, 2, 3], "shots/s1.ma"),
+        ("arnold", [7], "ass/shot.####.ass"),
+        ("vray", [1, 2, 3], "s.vrscene"),
+        ("3dsmax", [1, 2, 3], "s.max"),
+    ],
+)
+@pytest.mark.parametrize("path_map", [{}, MAP])
+def test_extra_args_are_inserted_where_each_renderer_takes_options(
+    windows: bool, renderer: str, frames: list[int], scene: str, path_map: dict[str, str]
+) -> None:
+    kw: dict[str, Any] = {"scene": scene, "threads": 2, "path_map": path_map}
+    base = _launch(renderer, windows, frames, **kw)
+    ln = _launch(renderer, windows, frames, extra_args=EXTRA, **kw)
+    c = _ctx(windows, frames, scene)
+    extra = ["-x-td", "t1", f"--td-path={c.assets_dir}/lib", ODD]  # each item one argument
+    i = _insert_at(renderer, base.argv)
+    assert ln.argv == base.argv[:i] + extra + base.argv[i:]
+    assert (ln.expected, ln.env, ln.files) == (base.expected, base.env, base.files)
+    if renderer == "blender":
+        assert ln.argv.index("-b") == 1 and ln.argv.index("-x-td") > ln.argv.index("-o")
+        if path_map:
+            assert ln.argv.index("-P") < ln.argv.index("-x-td")
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_blender_extra_args_after_double_dash_go_after_the_frames(windows: bool) -> None:
+    ln = _launch(
+        "blender",
+        windows,
+        scene="s.blend",
+        extra_args=["-E", "CYCLES", "-P", "{assets_dir}/post.py", "--", "--shot", "{scene}"],
+    )
+    c = _ctx(windows, scene="s.blend")
+    # Blender ignores everything after '--': the frames must come before it
+    assert ln.argv[-9:] == [
+        "-E",
+        "CYCLES",
+        "-P",
+        f"{c.assets_dir}/post.py",
+        "-f",
+        "1,2,3",
+        "--",
+        "--shot",
+        str(c.scene),
+    ]

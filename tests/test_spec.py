@@ -14,6 +14,7 @@ from node_agent.errors import SpecError
 from node_agent.frames import chunk_frames, format_frames, parse_frames
 from node_agent.spec import load_spec, spec_from_data
 
+_RENDER: dict[str, object] = {"renderer": "blender", "scene": "spin.blend", "frames": "1-10"}
 GOOD = {
     "job_id": "j1",
     "storage": {
@@ -21,7 +22,7 @@ GOOD = {
         "auth": {"kind": "emulator"},
     },
     "assets": [{"name": "scene", "container": "assets", "prefix": "p/"}],
-    "render": {"renderer": "blender", "scene": "spin.blend", "frames": "1-10"},
+    "render": _RENDER,
 }
 
 
@@ -91,6 +92,41 @@ def _validate_cli(tmp_path: Path, doc: object) -> subprocess.CompletedProcess[st
         ),
         ("render.path_map", {"C:\\proj\\": "../../etc"}, "render.path_map", "must stay inside"),
         ("job_id", "../x", "job_id", "not a Batch job id"),
+        # render.extra_args: the same checks as a template, and one or the other
+        ("render.extra_args", ["-t", "{bogus}"], "render.extra_args", "unknown placeholder"),
+        ("render.extra_args", ["{frame:04d}"], "render.extra_args", "no format spec"),
+        ("render.extra_args", ["{scene!r}"], "render.extra_args", "no format spec"),
+        ("render.extra_args", "-t 4", "render.extra_args", "valid list"),
+        (
+            "render.extra_args",
+            ["--python-expr", "load('{scene}')"],
+            "render.extra_args",
+            "blender '--python-expr' runs would be interpreted",
+        ),
+        (
+            "render",
+            {**_RENDER, "renderer": "maya", "extra_args": ["-preRender", 'source "{task_dir}"']},
+            "render.extra_args",
+            "maya '-preRender' runs",
+        ),
+        (
+            "render",
+            {**_RENDER, "executable": "/bin/bash", "extra_args": ["-c", "r {scene}"]},
+            "render.extra_args",
+            "'bash -c'",
+        ),
+        (
+            "render",
+            {**_RENDER, "command": ["r", "{scene}"], "extra_args": ["-t", "4"]},
+            "render.extra_args",
+            "'command' (replaces the adapter's command) or 'extra_args' (extends it), not both",
+        ),
+        (
+            "render",
+            {**_RENDER, "renderer": "custom", "command": ["r"], "extra_args": ["-t"]},
+            "render.extra_args",
+            "renderer 'custom' has no adapter command to extend",
+        ),
     ],
 )
 def test_bad_spec_one_line_exit_2(
@@ -108,6 +144,22 @@ def test_good_spec_validates(tmp_path: Path) -> None:
     res = _validate_cli(tmp_path, GOOD)
     assert res.returncode == 0, res.stderr
     assert "10 frames" in res.stdout
+
+
+def test_extra_args_validate_with_placeholders_in_their_own_arguments(tmp_path: Path) -> None:
+    args = [
+        "-E",
+        "CYCLES",
+        "--python-expr",
+        "import bpy",
+        "-P",
+        "{assets_dir}/x.py",
+        "--",
+        "{scene}",
+    ]
+    res = _validate_cli(tmp_path, _with("render.extra_args", args))
+    assert res.returncode == 0, res.stderr
+    assert load_spec(tmp_path / "job.yaml").render.extra_args == args
 
 
 def test_unreadable_documents(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The one place that builds renderer command lines (argument lists, never shell strings).
 
-One module per built-in adapter; a TD template in the spec (`render.command`) replaces it.
+One module per built-in adapter; a TD template in the spec (`render.command`) replaces it,
+`render.extra_args` adds arguments where the adapter's renderer takes options.
 """
 
 from __future__ import annotations

@@ -10,7 +10,13 @@ import re
 
 from node_agent.errors import ExitCode, RenderError
 from node_agent.remap import arnold_pathmap, resolve_map
-from node_agent.renderers.base import EXTENSIONS, CommandContext, Launch, expected_frame_name
+from node_agent.renderers.base import (
+    EXTENSIONS,
+    CommandContext,
+    Launch,
+    expected_frame_name,
+    extra_args,
+)
 from node_agent.spec import Render
 
 KICK_FORMATS = {"PNG": "png", "JPEG": "jpg", "OPEN_EXR": "exr", "TIFF": "tif"}
@@ -36,6 +42,7 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
     argv += ["-set", "options.procedural_searchpath", assets]
     argv += ["-set", "options.abort_on_license_fail", "true"]  # an error, not a watermark
     argv += ["-set", "options.frame", str(frame)]
+    argv += extra_args(render, ctx, exe)  # last: a TD's -set or -t overrides the adapter's
     env: dict[str, str] = {}
     files: dict[str, str] = {}
     if render.path_map:

@@ -126,3 +126,9 @@ def find_executable(render: Render, env: Mapping[str, str], windows: bool = Fals
 def substitute(template: list[str], values: Mapping[str, str]) -> list[str]:
     """Fill placeholders; each template item stays exactly one argument, nothing reaches a shell."""
     return [arg.format_map(values) for arg in template]
+
+
+def extra_args(render: Render, ctx: CommandContext, executable: str) -> list[str]:
+    """`render.extra_args` with placeholders filled, for the adapter to insert where its
+    renderer takes options (each item one argument)."""
+    return substitute(render.extra_args, ctx.values(render, executable))

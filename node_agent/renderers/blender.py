@@ -1,9 +1,15 @@
-"""Blender: `blender -b <scene> [-P remap.py] -o <out>/<pattern> -F <fmt> -f <frames>`."""
+"""Blender: `blender -b <scene> [-P remap.py] -o <out>/<pattern> -F <fmt> [extra] -f <frames>`."""
 
 from __future__ import annotations
 
 from node_agent.remap import blender_script, resolve_map
-from node_agent.renderers.base import EXTENSIONS, CommandContext, Launch, expected_frame_name
+from node_agent.renderers.base import (
+    EXTENSIONS,
+    CommandContext,
+    Launch,
+    expected_frame_name,
+    extra_args,
+)
 from node_agent.spec import Render
 
 
@@ -21,8 +27,13 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
     engine = render.options.get("engine")
     if engine:
         argv += ["-E", str(engine)]
-    # Blender handles arguments in order: options first, then the frames.
-    argv += ["-f", ",".join(str(f) for f in ctx.frames)]
+    # Blender handles arguments in order: options (the TD's last, so they win), then the
+    # frames. It ignores everything after '--' (left for scripts' sys.argv): that part of
+    # extra_args goes after the frames.
+    extra = extra_args(render, ctx, exe)
+    script_args = extra[extra.index("--") :] if "--" in extra else []
+    argv += extra[: len(extra) - len(script_args)]
+    argv += ["-f", ",".join(str(f) for f in ctx.frames), *script_args]
     ext = EXTENSIONS[fmt]
     expected = {f: expected_frame_name(render.output.pattern, f, ext) for f in ctx.frames}
     return Launch(argv, expected, files=files)

@@ -7,6 +7,7 @@ from node_agent.renderers.base import (
     EXTENSIONS,
     CommandContext,
     Launch,
+    extra_args,
     frame_range,
     output_stem,
 )
@@ -29,6 +30,7 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
             resolve_map(render.path_map, ctx.assets_dir), ctx.assets_dir
         )
         argv.append(f"-pathFile:{mxp}")
+    argv += extra_args(render, ctx, exe)  # options come before the scene file
     argv.append(str(ctx.scene))
     expected = {f: f"{stem}{f:04d}{ext}" for f in ctx.frames}
     return Launch(argv, expected, files=files)

@@ -1,4 +1,4 @@
-"""Maya command-line renderer: `Render -r arnold|vray|sw -proj -rd -im -s -e -b <scene>`."""
+"""Maya command-line renderer: `Render -r arnold|vray|sw -proj -rd -im -s -e -b [extra] <scene>`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from node_agent.renderers.base import (
     CommandContext,
     Launch,
     expected_frame_name,
+    extra_args,
     frame_range,
     output_stem,
 )
@@ -39,6 +40,7 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
         argv += ["-n", str(render.threads)]
     if render.path_map:
         argv += ["-preRender", maya_mel(resolve_map(render.path_map, ctx.assets_dir))]
+    argv += extra_args(render, ctx, exe)  # Render takes its options before the scene file
     argv.append(str(ctx.scene))
     ext = EXTENSIONS[render.output.format]
     expected = {f: expected_frame_name(pattern, f, ext) for f in ctx.frames}

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from node_agent.remap import resolve_map, vray_assets_path
-from node_agent.renderers.base import EXTENSIONS, CommandContext, Launch, frame_range, output_stem
+from node_agent.renderers.base import (
+    EXTENSIONS,
+    CommandContext,
+    Launch,
+    extra_args,
+    frame_range,
+    output_stem,
+)
 from node_agent.spec import Render
 
 
@@ -18,6 +25,7 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
     argv += [f"-verboseLevel={render.options.get('verbosity', 3)}"]
     if render.threads:
         argv.append(f"-numThreads={render.threads}")
+    argv += extra_args(render, ctx, exe)  # last: a TD's -option=value overrides the adapter's
     env = {
         "VRAY_ASSETS_PATH": vray_assets_path(
             resolve_map(render.path_map, ctx.assets_dir), ctx.assets_dir, ctx.windows
