@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +12,11 @@ from pathlib import Path
 from test_sync_helpers import REPO, make_spec, node_of, run_job_prep, summary, tree, write_spec
 
 from node_agent.azurite import AzuriteServer, free_port
-from node_agent.sync.manifest import ManifestFile, canonical
+from node_agent.sync.manifest import ManifestFile, PushSummary, canonical, push
+from node_agent.sync.progress import Progress
 
 
-def _push(azurite: AzuriteServer, folder: Path, home: Path) -> tuple[str, str]:
+def _push(azurite: AzuriteServer, folder: Path, home: Path) -> tuple[str, str, str]:
     env = {**os.environ, "XDG_CACHE_HOME": str(home)}
     r = subprocess.run(
         [
@@ -37,13 +40,55 @@ def _push(azurite: AzuriteServer, folder: Path, home: Path) -> tuple[str, str]:
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    return r.stdout.split("manifest ")[-1].strip(), r.stdout
+    return r.stdout.split("manifest ")[-1].strip(), r.stdout, r.stderr
+
+
+def _push_summary(stderr: str) -> str:
+    """Progress and the summary go to stderr (stdout is the result); the summary is last."""
+    lines = [line for line in stderr.splitlines() if line.startswith("push: ")]
+    assert lines, stderr
+    return re.sub(r"\d+\.\ds$", "<s>s", lines[-1])
 
 
 def test_canonical_manifest_is_stable() -> None:
     a = [ManifestFile("b", 1, "00"), ManifestFile("a", 2, "11")]
     assert canonical(a) == canonical(list(reversed(a)))
     assert canonical(a).startswith(b'{"files":[{"path":"a"')
+
+
+class _Store:
+    """Just what push() needs of a BlobStore, in memory."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def ensure_container(self, container: str) -> None:
+        pass
+
+    def list_blobs(self, container: str, prefix: str) -> list[ManifestFile]:
+        return [ManifestFile(n, len(b), "") for n, b in self.blobs.items() if n.startswith(prefix)]
+
+    def upload_file(self, path: Path, container: str, blob: str, **kw: object) -> str:
+        self.blobs[blob] = path.read_bytes()
+        return blob
+
+
+def test_push_progress_lines_then_summary(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for i in range(3):
+        (ws / f"f{i}.bin").write_bytes(bytes([i]) * 2000)
+    out = io.StringIO()  # not a terminal: plain lines (every 10 s; here every tick)
+    progress = Progress(PushSummary(), out, interval=0)
+    s = push(_Store(), "c", "p", ws, tmp_path / "cache.json", 2, progress)  # type: ignore[arg-type]
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert "push: hashing: 3 files, 3 hashed (6.0 kB), 0 reused from the hash cache" in lines
+    assert any(x.startswith("push: uploading: 3/3 files, 6.0 kB of 6.0 kB, ") for x in lines)
+    assert lines[-1] == (
+        f"push: 3 files, 3 hashed, 0 reused from the hash cache, 3 uploaded (6.0 kB), "
+        f"0 refused, {s.seconds:.1f}s"
+    )
 
 
 def test_push_pin_repush(azurite: AzuriteServer, tmp_path: Path) -> None:
@@ -54,9 +99,17 @@ def test_push_pin_repush(azurite: AzuriteServer, tmp_path: Path) -> None:
         (ws / "tex" / f"t{i}.png").write_bytes(os.urandom(3000))
     (ws / "tex" / "dup.png").write_bytes((ws / "tex" / "t0.png").read_bytes())
     home = tmp_path / "home"
-    m1, out = _push(azurite, ws, home)
+    m1, out, err = _push(azurite, ws, home)
     assert "22 files, 22 hashed, 21 uploaded" in out  # dup content stored once
-    assert _push(azurite, ws, home)[1].startswith("push: 22 files, 0 hashed, 0 uploaded")
+    assert _push_summary(err) == (
+        "push: 22 files, 22 hashed, 0 reused from the hash cache, 21 uploaded (60.0 kB), "
+        "0 refused, <s>s"
+    )
+    _, out, err = _push(azurite, ws, home)
+    assert out.startswith("push: 22 files, 0 hashed, 0 uploaded")
+    assert _push_summary(err) == (
+        "push: 22 files, 0 hashed, 22 reused from the hash cache, 0 uploaded (0 B), 0 refused, <s>s"
+    )
 
     root = tmp_path / "node"
     spec1 = write_spec(
@@ -71,8 +124,9 @@ def test_push_pin_repush(azurite: AzuriteServer, tmp_path: Path) -> None:
 
     # the TD pushes a new version while the job runs
     (ws / "scene.blend").write_bytes(b"scene v2")
-    m2, out = _push(azurite, ws, home)
+    m2, out, err = _push(azurite, ws, home)
     assert m2 != m1 and "1 hashed, 1 uploaded" in out
+    assert "1 hashed, 21 reused from the hash cache, 1 uploaded (8 B)" in _push_summary(err)
 
     # another node joins job-a late: still gets exactly v1 (content by hash stays retrievable)
     root2 = tmp_path / "node2"

@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,7 @@ from node_agent.errors import AssetError
 from node_agent.spec import AssetSource
 from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker
+from node_agent.sync.progress import Progress, format_bytes
 from node_agent.sync.store import ContentStore
 
 if TYPE_CHECKING:
@@ -113,21 +116,60 @@ class ManifestSource:
 class PushSummary:
     files: int = 0
     hashed: int = 0
+    reused: int = 0  # hash taken from the local hash cache (same size and mtime)
+    bytes_hashed: int = 0
     uploaded: int = 0
+    to_upload: int = 0
     bytes_uploaded: int = 0
+    bytes_to_upload: int = 0
     refused: int = 0
+    seconds: float = 0.0
     manifest: str = ""
+    started: float = field(default_factory=time.monotonic)
+    upload_started: float | None = None
+
+    def progress_line(self, seconds: float) -> str:
+        if self.upload_started is None:
+            return (
+                f"push: hashing: {self.files} files, {self.hashed} hashed "
+                f"({format_bytes(self.bytes_hashed)}), {self.reused} reused from the hash cache"
+            )
+        rate = self.bytes_uploaded / 1e6 / max(time.monotonic() - self.upload_started, 1e-6)
+        return (
+            f"push: uploading: {self.uploaded}/{self.to_upload} files, "
+            f"{format_bytes(self.bytes_uploaded)} of {format_bytes(self.bytes_to_upload)}, "
+            f"{rate:.1f} MB/s"
+        )
+
+    def line(self) -> str:
+        return (
+            f"push: {self.files} files, {self.hashed} hashed, {self.reused} reused from the hash "
+            f"cache, {self.uploaded} uploaded ({format_bytes(self.bytes_uploaded)}), "
+            f"{self.refused} refused, {self.seconds:.1f}s"
+        )
 
 
-def _hash(path: Path) -> str:
+def _hash(path: Path, on_chunk: Callable[[int], None] | None = None) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
+            if on_chunk:
+                on_chunk(len(chunk))
     return h.hexdigest()
 
 
-def _scan(root: Path, cache: dict[str, list[object]], summary: PushSummary) -> list[ManifestFile]:
+def _scan(
+    root: Path,
+    cache: dict[str, list[object]],
+    summary: PushSummary,
+    progress: Progress | None = None,
+) -> list[ManifestFile]:
+    def hashed_chunk(n: int) -> None:
+        summary.bytes_hashed += n
+        if progress:
+            progress.tick()
+
     checker = NameChecker(case_insensitive=True)
     files: list[ManifestFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -142,26 +184,62 @@ def _scan(root: Path, cache: dict[str, list[object]], summary: PushSummary) -> l
             hit = cache.get(rel)
             if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
                 digest = str(hit[2])
+                summary.reused += 1
             else:
-                digest = _hash(full)
+                digest = _hash(full, hashed_chunk)
                 summary.hashed += 1
                 cache[rel] = [st.st_size, st.st_mtime_ns, digest]
             files.append(ManifestFile(rel, st.st_size, digest))
+            summary.files += 1
+            if progress:
+                progress.tick()
     return files
 
 
 def push(
-    store: BlobStore, container: str, project: str, root: Path, cache_file: Path, threads: int = 8
+    store: BlobStore,
+    container: str,
+    project: str,
+    root: Path,
+    cache_file: Path,
+    threads: int = 8,
+    progress: Progress | None = None,
 ) -> PushSummary:
-    """Upload `root`'s new content by hash and write its manifest; returns the summary."""
+    """Upload `root`'s new content by hash and write its manifest; returns the summary.
+
+    Progress goes to stderr (stdout is the command's result): a live line on a terminal, a
+    line every 10 s otherwise, and the summary line at the end.
+    """
     if not root.is_dir():
         raise AssetError(f"{root}: not a folder")
     summary = PushSummary()
+    if progress is None:
+        progress = Progress(summary, sys.stderr)
+    progress.summary = summary
     try:
         cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
     except ValueError:
         cache = {}
-    files = _scan(root, cache, summary)
+    try:
+        return _push(store, container, project, root, cache_file, threads, progress, summary, cache)
+    except BaseException:
+        if progress.live:  # end the live line: the error goes on a line of its own
+            progress.out.write("\n")
+        raise
+
+
+def _push(
+    store: BlobStore,
+    container: str,
+    project: str,
+    root: Path,
+    cache_file: Path,
+    threads: int,
+    progress: Progress,
+    summary: PushSummary,
+    cache: dict[str, list[object]],
+) -> PushSummary:
+    files = _scan(root, cache, summary, progress)
     summary.files = len(files)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cache_file.write_text(json.dumps(cache))
@@ -173,13 +251,27 @@ def push(
         if f.sha256 not in present:
             todo.setdefault(f.sha256, f)
 
-    def upload(f: ManifestFile) -> None:
+    def upload(f: ManifestFile) -> int:
         store.upload_file(root / f.path, container, f"{prefix}content/{f.sha256}")
+        return f.size
 
+    summary.to_upload = len(todo)
+    summary.bytes_to_upload = sum(f.size for f in todo.values())
+    summary.upload_started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(upload, todo.values()))
-    summary.uploaded = len(todo)
-    summary.bytes_uploaded = sum(f.size for f in todo.values())
+        pending: set[Future[int]] = {pool.submit(upload, f) for f in todo.values()}
+        try:
+            while pending:
+                # wake up now and then so a long upload still shows progress
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    summary.bytes_uploaded += fut.result()
+                    summary.uploaded += 1
+                progress.tick()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
     data = canonical(files)
     summary.manifest = hashlib.sha256(data).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,4 +285,6 @@ def push(
         )
         mf.write_text(summary.manifest)
         store.upload_file(mf, container, f"{prefix}manifests/latest", content_type="text/plain")
+    summary.seconds = time.monotonic() - summary.started
+    progress.finish()
     return summary

@@ -1,11 +1,28 @@
-"""Sync progress: a live line on a terminal, periodic lines otherwise, and the final summary."""
+"""Progress of long transfers (sync, assets push): a live line on a terminal, periodic lines
+otherwise, and the final summary line."""
 
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import IO
+from typing import IO, Protocol
+
+
+def format_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, like the MB/s figures)."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+class Reportable(Protocol):
+    """What Progress reports: a line while running and the summary line at the end."""
+
+    def progress_line(self, seconds: float) -> str: ...
+
+    def line(self) -> str: ...
 
 
 @dataclass
@@ -36,12 +53,19 @@ class SyncSummary:
             f"{self.seconds:.1f}s, {self.mb_per_s:.1f} MB/s"
         )
 
+    def progress_line(self, seconds: float) -> str:
+        mb = self.bytes_downloaded / 1e6
+        return (
+            f"sync: {self.listed} listed, {self.unchanged} unchanged, {self.downloaded} downloaded, "
+            f"{mb:.1f} MB, {mb / max(seconds, 1e-6):.1f} MB/s"
+        )
+
 
 class Progress:
     """Call `tick()` often; it prints at most every `interval` seconds."""
 
     def __init__(
-        self, summary: SyncSummary, out: IO[str] | None = None, interval: float | None = None
+        self, summary: Reportable, out: IO[str] | None = None, interval: float | None = None
     ) -> None:
         self.summary = summary
         self.out = out if out is not None else sys.stdout
@@ -56,12 +80,7 @@ class Progress:
         if not self.enabled or (not force and now - self.last < self.interval):
             return
         self.last = now
-        s = self.summary
-        dt = max(now - self.t0, 1e-6)
-        text = (
-            f"sync: {s.listed} listed, {s.unchanged} unchanged, {s.downloaded} downloaded, "
-            f"{s.bytes_downloaded / 1e6:.1f} MB, {s.bytes_downloaded / 1e6 / dt:.1f} MB/s"
-        )
+        text = self.summary.progress_line(now - self.t0)
         if self.live:
             self.out.write("\r" + text.ljust(100))
         else:
