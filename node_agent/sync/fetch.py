@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -186,20 +186,26 @@ class Fetcher:
                 raise StorageError(f"{what}: short range {start}-{end}")
             return data
 
-        futures = []
+        futures: list[Future[bytes]] = []
         held = 0  # permits this blob holds: one per submitted, not yet written part
 
-        def submit(start: int) -> None:
+        def submit(block: bool) -> bool:
+            # Blocks only when this blob holds no permit (nothing of it in flight), so blobs
+            # waiting for permits can never hold the permits each other needs.
             nonlocal held
-            self.parts.acquire()
+            if len(futures) >= len(starts) or not self.parts.acquire(blocking=block):
+                return False
             held += 1
-            futures.append(self.ranges.submit(part, start))
+            futures.append(self.ranges.submit(part, starts[len(futures)]))
+            return True
 
-        for s0 in starts[:WINDOW]:
-            submit(s0)
         with open(tmp, "wb") as fh:
             try:
                 for i in range(len(starts)):
+                    if i >= len(futures):
+                        submit(block=True)
+                    while len(futures) < i + WINDOW and submit(block=False):
+                        pass
                     data = futures[i].result()
                     sha.update(data)
                     if md5 is not None:
@@ -208,8 +214,6 @@ class Fetcher:
                     del data
                     self.parts.release()
                     held -= 1
-                    if i + WINDOW < len(starts):
-                        submit(starts[i + WINDOW])
             finally:
                 for f in futures:
                     f.cancel()
