@@ -9,6 +9,9 @@ changed since its upload. Failed uploads are retried there; what still fails is 
 The blob store may be given as a factory: the worker thread makes it, so the renderer
 starts while the storage SDK loads; a store that cannot be set up is reported through
 `on_fatal` and raised by `finish()`.
+
+Each upload logs one INFO line (file, size, seconds); every `summary_every` uploads, and at
+the end when there were that many, a line with the files and bytes uploaded so far.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from node_agent.outputs import (
     inside,
     upload_with_retry,
 )
+from node_agent.sync.progress import format_bytes
 
 if TYPE_CHECKING:
     from node_agent.storage import BlobStore
@@ -90,6 +94,7 @@ class ProgressiveUploader:
         settle_s: float = 0.1,
         retry: Retry = DEFAULT_RETRY,
         on_fatal: Callable[[NodeAgentError], None] | None = None,
+        summary_every: int = 10,
     ) -> None:
         self._factory = store if callable(store) else None
         self._store = None if callable(store) else store
@@ -99,6 +104,11 @@ class ProgressiveUploader:
         self.metadata, self.settle_s, self.retry = metadata, settle_s, retry
         self.uploaded: dict[str, Uploaded] = {}
         self.failed: dict[str, str] = {}
+        self.summary_every = max(summary_every, 1)
+        self.count = 0  # uploads done (a file re-uploaded after a change counts again)
+        self.bytes = 0
+        self.seconds = 0.0  # time spent uploading (not waiting for the renderer)
+        self._summarised = 0
         self._q: queue.Queue[Path | None] = queue.Queue()
         self._lock = threading.Lock()
         self._observer = Observer()
@@ -163,6 +173,7 @@ class ProgressiveUploader:
         frame = frame_number(path.name)
         meta = dict(self.metadata, **({"frame": str(frame)} if frame is not None else {}))
         blob = self.layout.output(rel)
+        t0 = time.monotonic()
         try:
             url = upload_with_retry(self.store, path, self.layout.container, blob, meta, self.retry)
         except UploadError as e:
@@ -170,10 +181,35 @@ class ProgressiveUploader:
             with self._lock:
                 self.failed[rel] = str(e)
             return
+        seconds = time.monotonic() - t0
         with self._lock:
             self.failed.pop(rel, None)
             self.uploaded[rel] = Uploaded(rel, stamp[0], blob, url, frame, stamp, time.time())
-        log.info("uploaded %s -> %s/%s", rel, self.layout.container, blob)
+            self.count += 1
+            self.bytes += stamp[0]
+            self.seconds += seconds
+        log.info(
+            "uploaded %s (%s) in %.2fs -> %s/%s",
+            rel,
+            format_bytes(stamp[0]),
+            seconds,
+            self.layout.container,
+            blob,
+        )
+        if self.count % self.summary_every == 0:
+            self._summary()
+
+    def _summary(self) -> None:
+        with self._lock:
+            count, size, secs = self.count, self.bytes, self.seconds
+            self._summarised = count
+        log.info(
+            "uploads so far: %d file(s), %s, %.1fs uploading (%.1f MB/s)",
+            count,
+            format_bytes(size),
+            secs,
+            size / 1e6 / max(secs, 1e-6),
+        )
 
     def finish(self) -> list[Uploaded]:
         """Stop watching, upload whatever is left; UploadError if any file is still not uploaded."""
@@ -191,6 +227,8 @@ class ProgressiveUploader:
             except OSError:
                 continue
             self._upload(path, stamp)
+        if self.count >= self.summary_every and self._summarised != self.count:
+            self._summary()  # the total, when there were enough uploads for summaries
         if self.failed:
             names = ", ".join(sorted(self.failed))
             raise UploadError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from node_agent.outputs import Layout, Retry
 from node_agent.redact import Redactor
 from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
+from node_agent.sync.progress import format_bytes
 from node_agent.watcher import ProgressiveUploader
 
 
@@ -176,3 +178,31 @@ def test_render_task_exits_17_when_a_frame_cannot_be_uploaded(
     names = {b.name for b in store.list_blobs(t.container, "t-lease/")}
     assert "t-lease/$TaskOutput/frame_0002.png" in names
     assert "t-lease/$TaskLog/summary.json" in names
+
+
+def test_each_upload_logs_a_line_and_many_uploads_a_summary(
+    tmp_path: Path, azurite: AzuriteServer
+) -> None:
+    frames = [str(f) for f in range(1, 13)]
+    t = make_task(
+        tmp_path,
+        azurite.account_url,
+        renderer="custom",
+        frames="1-12",
+        command=[standin("envdump.py"), "{output_dir}", *frames],
+    )
+    assert t.run("1-12") == 0, t.stderr()
+    err = t.stderr()
+    sizes = {p.name: p.stat().st_size for p in t.out_dir.iterdir()}
+    assert len(sizes) == 12 and len(set(sizes.values())) == 1
+    size = format_bytes(next(iter(sizes.values())))
+    for name in sizes:  # one INFO line per output: name, size, seconds
+        blob = re.escape(f"{t.container}/task-1/$TaskOutput/{name}")
+        want = rf" INFO .* uploaded {re.escape(name)} \({size}\) in \d+\.\d\ds -> {blob}$"
+        assert len(re.findall(want, err, re.M)) == 1, err
+    # a summary line every 10 uploads and the total at the end: files and bytes so far
+    so_far = re.findall(
+        r" INFO .* uploads so far: (\d+) file\(s\), (.+?), \d+\.\ds uploading \(", err
+    )
+    total = sum(sizes.values())
+    assert so_far == [("10", format_bytes(total * 10 // 12)), ("12", format_bytes(total))], err
