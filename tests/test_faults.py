@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import http.client
+import json
 import os
 import random
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -20,6 +30,7 @@ from node_agent.errors import StorageError
 from node_agent.redact import Redactor
 from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
+from node_agent.sync.fetch import PART_SIZE
 
 
 def _make_source(root: Path, files: int, size: int, seed: int = 1) -> Path:
@@ -166,8 +177,6 @@ def test_four_concurrent_job_preps_share_downloads(
         assert p.returncode == 0, err
     expected = _tree(src)
     total = 0
-    import json
-
     for j in range(4):
         view = root / "shared" / "node_agent" / "jobs" / f"conc-{j}" / "assets"
         assert _tree(view) == expected
@@ -288,3 +297,220 @@ def test_storage_down_mid_upload_then_back(tmp_path: Path) -> None:
         assert len(frames) == 20, sorted(frames)
         for log in ("stdout.txt", "stderr.txt", "renderer.log", "summary.json"):
             assert f"{task}/$TaskLog/{log}" in names
+
+
+# --- a disk that fills up during a sync ------------------------------------------------
+
+
+class _Gate:
+    """An HTTP proxy in front of Azurite that forwards listings at once but holds every
+    blob GET until `open` is set; `held` is set when the first GET arrives. Job prep only
+    asks for a blob after its free-space check passed, so while a GET is held the test can
+    fill the disk between that check and the write."""
+
+    def __init__(self, account_url: str) -> None:
+        target = urlparse(account_url)
+        self.held, self.open = threading.Event(), threading.Event()
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                if "comp=list" not in self.path:
+                    gate.held.set()
+                    gate.open.wait(300)
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+                skip = {"connection", "host", "keep-alive"}
+                conn.request(
+                    "GET",
+                    self.path,
+                    headers={k: v for k, v in self.headers.items() if k.lower() not in skip},
+                )
+                r = conn.getresponse()
+                data = r.read()
+                conn.close()
+                self.send_response(r.status, r.reason)
+                for k, v in r.getheaders():
+                    if k.lower() not in skip | {
+                        "content-length",
+                        "transfer-encoding",
+                        "date",
+                        "server",
+                    }:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{target.path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.open.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, size: int) -> Iterator[Path]:
+    """A real tmpfs of `size` bytes mounted at `path` (root only), unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _fill(fs: Path, leave: int) -> Path:
+    """Another file takes the filesystem's free space but `leave` bytes (real blocks)."""
+    filler = fs / "filler.bin"
+    free = shutil.disk_usage(fs).free
+    with open(filler, "wb") as fh:
+        os.posix_fallocate(fh.fileno(), 0, free - leave)
+    assert abs(shutil.disk_usage(fs).free - leave) <= 64 * 1024
+    return filler
+
+
+def _assert_store_consistent(cache: Path, state: Path) -> None:
+    """No temp file left; every object (on disk or in the state DB) is complete and named by
+    its sha256; every DB object exists as recorded; every blob row points at a known object."""
+    assert not list((cache / "tmp").iterdir()), "a temp download was left behind"
+    for p in (cache / "objects").rglob("*"):
+        if p.is_file():
+            assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name, f"{p} is partial"
+    db = sqlite3.connect(state / "sync.db")
+    try:
+        objects = {h: (s, m) for h, s, m in db.execute("SELECT hash, size, mtime_ns FROM objects")}
+        blob_hashes = {h for (h,) in db.execute("SELECT hash FROM blobs")}
+    finally:
+        db.close()
+    for h, (size, mtime_ns) in objects.items():
+        st = (cache / "objects" / h[:2] / h).stat()
+        assert (st.st_size, st.st_mtime_ns) == (size, mtime_ns), f"object {h[:12]} changed"
+    assert blob_hashes <= set(objects)
+
+
+@pytest.mark.parametrize(
+    ("shape", "leave"),
+    [("small", 0), ("ranged", 1024 * 1024)],
+    ids=["small-blobs-disk-completely-full", "ranged-blob-1MB-left"],
+)
+def test_disk_fills_up_during_the_download(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore, shape: str, leave: int
+) -> None:
+    """The blobs' listed sizes pass the free-space check, then another file fills the disk
+    before the bytes arrive: the write itself hits ENOSPC. Job prep exits 6 (disk full) with
+    one line naming the blob and the free bytes; no temp file stays, the cache and the state
+    DB stay consistent; with the space back, a re-run ends with the source's exact tree."""
+    prefix = f"enospc-{shape}/"
+    src = tmp_path / "src"
+    (src / "tex").mkdir(parents=True)
+    (src / "spin.blend").write_bytes(b"scene")
+    sizes = [512 * 1024] * 6 if shape == "small" else [PART_SIZE + 1024 * 1024]
+    for i, size in enumerate(sizes):
+        (src / "tex" / f"t{i}.bin").write_bytes(random.Random(i).randbytes(size))
+    upload_tree(store, src, "assets", prefix)
+    expected = _tree(src)
+    gate = _Gate(azurite.account_url)
+    doc = make_spec_doc(gate.url)
+    doc["job_id"] = "full-job"
+    doc["assets"][0]["prefix"] = prefix
+    doc["policies"] = {"free_space_reserve_mb": 0}
+    spec = tmp_path / "full-job.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    root = tmp_path / "node"
+    env = node_env(root, "full-job")
+    na = root / "shared" / "node_agent"
+    with _tmpfs(root / "shared", sum(sizes) + 8 * 1024 * 1024) as shared:
+        try:
+            proc = subprocess.Popen(
+                _prep_cmd(spec), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            deadline = time.monotonic() + 120
+            while not gate.held.wait(0.1):
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "job prep never asked for a blob"
+            filler = _fill(shared, leave)  # after the check, before the write
+            gate.open.set()
+            out, err = proc.communicate(timeout=300)
+        except BaseException:
+            gate.close()
+            raise
+        assert proc.returncode == 6, err  # ExitCode.DISK_FULL, not an internal error
+        assert "Traceback" not in err and "Logging error" not in err, err
+        errors = [ln for ln in err.splitlines() if ln.startswith("node-agent:")]
+        assert len(errors) == 1, err
+        line = errors[0]
+        assert line.startswith("node-agent: error: ") and "bytes free" in line, line
+        assert f"'assets/{prefix}tex/t" in line, line  # names the blob being written
+        _assert_store_consistent(na / "cache", na / "state")
+        view = na / "jobs" / "full-job" / "assets"
+        for rel, data in _tree(view).items() if view.exists() else []:
+            assert expected.get(rel) == data, f"{rel} is partial after the disk filled up"
+
+        filler.unlink()  # space is back
+        try:
+            res = subprocess.run(
+                _prep_cmd(spec), env=env, capture_output=True, text=True, timeout=300
+            )
+        finally:
+            gate.close()
+        assert res.returncode == 0, res.stderr
+        assert _tree(view) == expected
+        _assert_store_consistent(na / "cache", na / "state")
+
+
+def test_disk_fills_up_while_copying_into_the_view(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """`node-agent sync` by hand with the cache on one filesystem and the view on a small
+    tmpfs: links fall back to copies (EXDEV), and a copy hits ENOSPC. Exit 6 with one line
+    naming the view file and the free bytes; the cache stays consistent; the re-run with
+    space finishes with the exact tree."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"plate{i}.exr").write_bytes(random.Random(10 + i).randbytes(512 * 1024))
+    upload_tree(store, src, "assets", "enospc-view/")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "NODE_AGENT_ACCOUNT_URL": azurite.account_url}
+    cmd = [
+        sys.executable,
+        "-m",
+        "node_agent",
+        "sync",
+        "assets/enospc-view/",
+        str(tmp_path / "viewfs" / "view"),
+        "--cache",
+        str(cache),
+        "--reserve-mb",
+        "0",
+    ]
+    with _tmpfs(tmp_path / "viewfs", 4 * 1024 * 1024) as fs:
+        filler = _fill(fs, 1024 * 1024)  # room for two of the four copies
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 6, res.stderr
+        assert "Traceback" not in res.stderr, res.stderr
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("node-agent:")]
+        assert len(errors) == 1, res.stderr
+        assert "bytes free" in errors[0] and "/view/plate" in errors[0], errors[0]
+        for rel, data in _tree(fs / "view").items():
+            assert _tree(src).get(rel) == data, f"{rel} is partial"
+        assert not [p for p in (fs / "view").iterdir() if p.name.endswith(".link")]
+        _assert_store_consistent(cache, cache / "state")
+        filler.unlink()
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert _tree(fs / "view") == _tree(src)
+        _assert_store_consistent(cache, cache / "state")

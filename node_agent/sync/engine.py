@@ -29,7 +29,14 @@ from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker, fs_case_insensitive
 from node_agent.sync.progress import Progress, SyncSummary
 from node_agent.sync.state import BlobRow, ObjectRow, StateDB, db_path
-from node_agent.sync.store import ContentStore, place, prune_view
+from node_agent.sync.store import (
+    ContentStore,
+    disk_full_as,
+    disk_full_error,
+    is_disk_full,
+    place,
+    prune_view,
+)
 
 if TYPE_CHECKING:
     from node_agent.sync.fetch import Fetcher
@@ -73,8 +80,10 @@ class SyncEngine:
         retry_s: float = 60.0,
     ) -> None:
         self.retry_s = retry_s
-        self.cstore = ContentStore(cache_dir)
-        self.db = StateDB(db_path(state_dir))
+        with disk_full_as("the node's content store", cache_dir):
+            self.cstore = ContentStore(cache_dir)
+        with disk_full_as("the sync state database", db_path(state_dir)):
+            self.db = StateDB(db_path(state_dir))
         self.access = access
         self.reserve = reserve_bytes
         self.windows = windows
@@ -88,7 +97,17 @@ class SyncEngine:
 
     # --- entry point ---------------------------------------------------------
     def sync(self, view_key: str, view_root: Path, sources: list[AssetSource]) -> SyncSummary:
-        """Make `view_root` hold exactly the sources' files; returns the summary."""
+        """Make `view_root` hold exactly the sources' files; returns the summary.
+
+        A write that finds the disk full (ENOSPC, EDQUOT, SQLite's "disk is full") raises
+        DiskFullError naming the file and the free bytes; temp files are removed and the
+        state DB only ever records objects that were completely written, so a re-run with
+        space finishes the job."""
+        # a backstop: the writes of a sync name their blob or file themselves
+        with disk_full_as("the asset sync", view_root):
+            return self._sync(view_key, view_root, sources)
+
+    def _sync(self, view_key: str, view_root: Path, sources: list[AssetSource]) -> SyncSummary:
         from node_agent.sync.manifest import ManifestSource, pinned_key
 
         t0 = time.monotonic()
@@ -124,7 +143,8 @@ class SyncEngine:
                     finally:
                         fetcher.close()
             prune_view(view_root, set(view))
-            self.db.set_view(view_key, view, pin)
+            with disk_full_as("the sync state database", self.db.path):
+                self.db.set_view(view_key, view, pin)
         self.summary.seconds = time.monotonic() - t0
         self.progress.finish()
         return self.summary
@@ -197,7 +217,7 @@ class SyncEngine:
                             todo.append(item)
                         continue
                     h, st = found
-                    place(self.cstore.obj(h), st, os.path.join(root, item.path))
+                    self._place(self.cstore.obj(h), st, os.path.join(root, item.path), item)
                     view[item.path] = h
                     self.summary.unchanged += 1
                 self._check_disk(todo, run)
@@ -216,13 +236,18 @@ class SyncEngine:
         except BaseException:
             for f in pending:
                 f.cancel()
-            raise
-        finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            self._commit(run)
+            try:  # keep what was completely written; the first error is the one to report
+                self._commit(run)
+            except Exception as e:
+                log.warning("could not record the downloads finished so far: %s", e)
+            raise
+        pool.shutdown(wait=True)
+        self._commit(run)
         gone = [n for n in known if n not in seen]
         if gone:
-            self.db.forget_blobs(src, gone)
+            with disk_full_as("the sync state database", self.db.path):
+                self.db.forget_blobs(src, gone)
 
     def _resolve(
         self, item: Item, known: dict[str, BlobRow], run: _Run
@@ -248,7 +273,8 @@ class SyncEngine:
             )
             self.cstore.drop(h)
             del run.objects[h]
-            self.db.forget_objects([h])
+            with disk_full_as("the sync state database", self.db.path):
+                self.db.forget_objects([h])
             return None
         prev = known.get(item.name)
         if item.hash is None and (prev is None or prev.etag != item.etag or prev.hash != h):
@@ -267,11 +293,22 @@ class SyncEngine:
                 raise StorageError(
                     f"blob '{item.name}': content does not match its hash {item.hash[:12]}"
                 )
-            obj, mtime_ns = self.cstore.adopt(tmp, got.sha256)
-            place(str(obj), os.stat(obj), os.path.join(view_root, item.path))
+            with disk_full_as(f"blob '{fetcher.container}/{item.name}'", tmp):
+                obj, mtime_ns = self.cstore.adopt(tmp, got.sha256)
+            self._place(str(obj), os.stat(obj), os.path.join(view_root, item.path), item)
             return item, got.sha256, mtime_ns, got.md5
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _place(self, obj: str, st: os.stat_result, target: str, item: Item) -> None:
+        """`place`, with a full disk (a copy where links are impossible, a new folder, a
+        link's directory entry) reported as DiskFullError naming the view file."""
+        try:
+            place(obj, st, target)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            raise disk_full_error(f"view file '{item.path}'", target, e) from None
 
     def _drain(
         self,
@@ -309,7 +346,7 @@ class SyncEngine:
             same = _content_key(item)
             for other in run.followers.pop(same, []) if same else []:
                 obj = self.cstore.obj(h)
-                place(obj, os.stat(obj), os.path.join(view_root, other.path))
+                self._place(obj, os.stat(obj), os.path.join(view_root, other.path), other)
                 view[other.path] = h
                 if other.hash is None:
                     run.new_blobs.append(
@@ -321,7 +358,8 @@ class SyncEngine:
 
     def _commit(self, run: _Run) -> None:
         if run.new_objects or run.new_blobs:
-            self.db.record(run.new_objects, run.new_blobs)
+            with disk_full_as("the sync state database", self.db.path):
+                self.db.record(run.new_objects, run.new_blobs)
             run.new_objects.clear()
             run.new_blobs.clear()
 

@@ -27,6 +27,7 @@ import urllib3
 from node_agent.errors import StorageError, network_reason
 from node_agent.logs import get_logger
 from node_agent.sync.access import Access
+from node_agent.sync.store import disk_full_error, is_disk_full
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 ATTEMPTS = 6  # at least this many tries...
@@ -86,7 +87,17 @@ class Fetcher:
         self.pool.close()
 
     def fetch(self, name: str, size: int, md5: bytes | None, tmp: Path) -> Fetched:
+        """Download a blob to `tmp` (the caller removes it); a full disk is DiskFullError."""
         what = f"blob '{self.container}/{name}'"
+        try:
+            return self._fetch(name, size, md5, tmp, what)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            tmp.unlink(missing_ok=True)  # so the free bytes reported are what is really free
+            raise disk_full_error(f"{what} ({size:,} bytes)", tmp, e) from None
+
+    def _fetch(self, name: str, size: int, md5: bytes | None, tmp: Path, what: str) -> Fetched:
         if self.sas is None:
             self._sdk_download(name, tmp, what)
             got = _hash_file(tmp)
