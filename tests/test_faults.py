@@ -75,36 +75,84 @@ def _spec(
     return path
 
 
+def _assert_nothing_partial(na: Path, expected: dict[str, bytes], after: str) -> None:
+    """Whatever is under a final name is complete: view files, objects, the job's records."""
+    view = na / "jobs" / "kill-job" / "assets"
+    for rel, data in _tree(view).items() if view.exists() else []:
+        assert expected.get(rel) == data, f"{rel} is partial or wrong {after}"
+    for p in (na / "cache" / "objects").rglob("*") if (na / "cache").exists() else []:
+        if p.is_file():
+            assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name, f"{p} partial {after}"
+    for record in (na / "jobs" / "kill-job" / "spec.json", na / "jobs" / "kill-job" / "prep.json"):
+        if record.exists():
+            json.loads(record.read_text())  # written whole or not at all
+
+
 @pytest.mark.slow
 def test_kill_9_during_job_prep_at_many_points(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
+    """kill -9 of job prep at >= 10 moments spread over a cold sync (a killed run's successor
+    resumes; a run that finished first is followed by a fresh node): after every kill nothing
+    partial is visible under a final name, and the last run ends with the exact tree."""
     src = _make_source(tmp_path / "src", files=240, size=48_000)
     upload_tree(store, src, "assets", "kill9/")
     spec = _spec(tmp_path, azurite.account_url, "kill9/", "kill-job")
     root = tmp_path / "node"
-    env = node_env(root, "kill-job")
-    view = root / "shared" / "node_agent" / "jobs" / "kill-job" / "assets"
+    na = root / "shared" / "node_agent"
+    view = na / "jobs" / "kill-job" / "assets"
     expected = _tree(src)
-    rnd = random.Random(7)
-    kills = 0
-    for _ in range(12):
+
+    # one cold sync, whole, to know when its moments are
+    t0 = time.monotonic()
+    res = subprocess.run(
+        _prep_cmd(spec), env=node_env(root, "kill-job"), capture_output=True, timeout=600
+    )
+    cold = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    summary = root / "workitems" / "kill-job" / "job-1" / "jobpreparation" / "sync-summary.json"
+    sync_s = json.loads(summary.read_text())["seconds"]
+    startup = max(0.0, cold - sync_s)
+    shutil.rmtree(root)
+    # 12 kill delays over the sync part of the run, a little before it to its end
+    slots = [startup * 0.8 + (cold - startup * 0.8) * (k + 0.5) / 12 for k in range(12)]
+
+    kills: list[tuple[float, int]] = []  # (delay, objects in the cache just after the kill)
+    for i in range(40):
+        if len(kills) >= 10:
+            break
+        delay = slots[i % len(slots)]
         proc = subprocess.Popen(
-            _prep_cmd(spec), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            _prep_cmd(spec),
+            env=node_env(root, "kill-job"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        time.sleep(rnd.uniform(0.3, 2.5))
-        if proc.poll() is None:
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        # whatever is visible under a final name is complete and correct
-        if view.exists():
-            for rel, data in _tree(view).items():
-                assert expected.get(rel) == data, f"{rel} is partial or wrong after kill -9"
-    assert kills >= 3, "job prep finished too fast to be killed: make the data set larger"
-    res = subprocess.run(_prep_cmd(spec), env=env, capture_output=True, text=True, timeout=600)
+        rc = proc.wait()
+        if rc == -signal.SIGKILL:
+            _assert_nothing_partial(na, expected, f"after kill -9 at {delay:.2f} s")
+            objects = na / "cache" / "objects"
+            kills.append((delay, sum(1 for p in objects.rglob("*") if p.is_file())))
+        else:
+            assert rc == 0, f"job prep exited {rc} at slot {delay:.2f} s"
+            assert _tree(view) == expected
+            shutil.rmtree(root)  # a fresh node: the next run syncs from nothing again
+    assert len(kills) >= 10, f"only {len(kills)} kills in 40 runs (cold sync {cold:.1f} s)"
+    assert len({d for d, _ in kills}) >= 10, kills  # at 10 distinct moments
+    distinct = len(set(expected.values()))
+    assert any(0 < n < distinct for _, n in kills), (
+        f"no kill landed mid-download: {kills} (cold sync {cold:.1f} s)"
+    )
+    res = subprocess.run(
+        _prep_cmd(spec), env=node_env(root, "kill-job"), capture_output=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr
     assert _tree(view) == expected
+    _assert_store_consistent(na / "cache", na / "state")
 
 
 @pytest.mark.slow
