@@ -201,16 +201,43 @@ def test_storage_down_for_good_fails_clearly(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 60  # the spec's retry budget, not the 60 s default
 
 
+def _four_overlapping_sources(seed: int) -> list[dict[str, bytes]]:
+    """Four jobs' trees that overlap: files identical in every job under the same name,
+    identical bytes under a different name per job, a file twice within one job, files only
+    one job has, and one path every job has with different bytes (of the same size)."""
+    rnd = random.Random(seed)
+    same_name = {f"lib/shared_{i:02d}.bin": rnd.randbytes(30_000) for i in range(40)}
+    renamed = [rnd.randbytes(20_000) for _ in range(10)]
+    sources = []
+    for j in range(4):
+        tree = dict(same_name)
+        tree.update({f"tex{j}/alias_{j}_{k}.bin": data for k, data in enumerate(renamed)})
+        tree.update({f"own/only_{j}_{i}.bin": rnd.randbytes(25_000) for i in range(15)})
+        twice = rnd.randbytes(12_000)
+        tree.update({f"dup/a_{j}.bin": twice, f"dup/b_{j}.bin": twice})
+        tree["spin.blend"] = f"scene of job {j} ".encode() * 500  # same size, other bytes
+        sources.append(tree)
+    return sources
+
+
 @pytest.mark.slow
 def test_four_concurrent_job_preps_share_downloads(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    src = _make_source(tmp_path / "src", files=120, size=30_000, seed=5)
-    upload_tree(store, src, "assets", "conc/")
+    """Four job preps at once on one node, each with its own prefix: each view is exactly its
+    own source (a mix-up between jobs fails it: spin.blend differs per job), and the bytes
+    downloaded over the four are the bytes of distinct content (shared content once)."""
+    sources = _four_overlapping_sources(seed=5)
+    for j, tree in enumerate(sources):
+        src = tmp_path / f"src{j}"
+        for rel, data in tree.items():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_bytes(data)
+        upload_tree(store, src, "assets", f"conc-{j}/")
     root = tmp_path / "node"
     procs = []
     for j in range(4):
-        spec = _spec(tmp_path, azurite.account_url, "conc/", f"conc-{j}")
+        spec = _spec(tmp_path, azurite.account_url, f"conc-{j}/", f"conc-{j}")
         procs.append(
             subprocess.Popen(
                 _prep_cmd(spec),
@@ -223,18 +250,18 @@ def test_four_concurrent_job_preps_share_downloads(
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
-    expected = _tree(src)
     total = 0
     for j in range(4):
         view = root / "shared" / "node_agent" / "jobs" / f"conc-{j}" / "assets"
-        assert _tree(view) == expected
+        assert _tree(view) == sources[j], f"job conc-{j}'s view is not its own source"
         summary = (
             root / "workitems" / f"conc-{j}" / "job-1" / "jobpreparation" / "sync-summary.json"
         )
         total += json.loads(summary.read_text())["bytes_downloaded"]
-    source_bytes = sum(len(v) for v in expected.values())
-    assert total == source_bytes, (
-        "each shared file must be downloaded exactly once across the 4 job preps"
+    distinct = {hashlib.sha256(d).digest(): len(d) for tree in sources for d in tree.values()}
+    assert total == sum(distinct.values()), (
+        f"{total} bytes downloaded for {sum(distinct.values())} bytes of distinct content: "
+        "each distinct content must be downloaded exactly once across the 4 job preps"
     )
 
 
