@@ -201,6 +201,69 @@ def test_storage_down_for_good_fails_clearly(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 60  # the spec's retry budget, not the 60 s default
 
 
+@pytest.mark.slow
+def test_storage_down_for_good_part_way_through_a_sync(tmp_path: Path) -> None:
+    """Storage goes away for good after part of a sync (a gate lets 40 blob GETs through,
+    holds the rest, then Azurite stops and the gate refuses connections): job prep exits 4
+    with one clear line; what reached the cache stays, intact and recorded; with storage
+    back (same data), the re-run downloads only the rest and ends byte-identical."""
+    with AzuriteServer(location=tmp_path / "az") as az:
+        store = BlobStore(spec_from_data(make_spec_doc(az.account_url)).storage, Redactor())
+        src = _make_source(tmp_path / "src", files=300, size=40_000, seed=11)
+        upload_tree(store, src, "assets", "gone/")
+        expected = _tree(src)
+        gate = _Gate(az.account_url, free_gets=40)
+        spec = _spec(tmp_path, gate.url, "gone/", "gone-job", retry_s=2)
+        root = tmp_path / "node"
+        env = node_env(root, "gone-job")
+        na = root / "shared" / "node_agent"
+        objects = na / "cache" / "objects"
+
+        def cached() -> list[Path]:
+            return [p for p in objects.rglob("*") if p.is_file()] if objects.exists() else []
+
+        try:
+            proc = subprocess.Popen(
+                _prep_cmd(spec), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            deadline = time.monotonic() + 120
+            while not (gate.held.is_set() and len(cached()) >= gate.forwarded):
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the first 40 blobs never landed"
+                time.sleep(0.05)
+            az.stop()  # for good: nothing answers any more
+        finally:
+            gate.close()
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 4, err  # ExitCode.STORAGE
+        assert "Traceback" not in err, err
+        errors = [ln for ln in err.splitlines() if ln.startswith("node-agent:")]
+        assert len(errors) == 1 and errors[0].startswith("node-agent: error: "), err
+        assert "storage is unreachable" in errors[0] and "attempts over" in errors[0], errors[0]
+
+        kept = cached()
+        assert len(kept) >= 40, f"{len(kept)} objects kept in the cache"
+        _assert_store_consistent(na / "cache", na / "state")  # each intact, DB agrees
+        kept_bytes = sum(p.stat().st_size for p in kept)
+
+        az.start()  # same data location, same port
+        gate = _Gate(az.account_url, free_gets=10**9, port=gate.port)  # the spec's URL again
+        try:
+            res = subprocess.run(
+                _prep_cmd(spec), env=env, capture_output=True, text=True, timeout=600
+            )
+        finally:
+            gate.close()
+        assert res.returncode == 0, res.stderr
+        summary = root / "workitems" / "gone-job" / "job-1" / "jobpreparation" / "sync-summary.json"
+        downloaded = json.loads(summary.read_text())["bytes_downloaded"]
+        total = sum(len(v) for v in expected.values())
+        assert downloaded < total, f"the re-run downloaded the whole source ({downloaded} B)"
+        assert downloaded <= total - kept_bytes, "the re-run fetched content already cached"
+        assert _tree(na / "jobs" / "gone-job" / "assets") == expected
+        _assert_store_consistent(na / "cache", na / "state")
+
+
 def _four_overlapping_sources(seed: int) -> list[dict[str, bytes]]:
     """Four jobs' trees that overlap: files identical in every job under the same name,
     identical bytes under a different name per job, a file twice within one job, files only
@@ -378,14 +441,18 @@ def test_storage_down_mid_upload_then_back(tmp_path: Path) -> None:
 
 
 class _Gate:
-    """An HTTP proxy in front of Azurite that forwards listings at once but holds every
-    blob GET until `open` is set; `held` is set when the first GET arrives. Job prep only
-    asks for a blob after its free-space check passed, so while a GET is held the test can
-    fill the disk between that check and the write."""
+    """An HTTP proxy in front of Azurite that forwards listings at once, forwards the first
+    `free_gets` blob GETs, then holds every blob GET until `open` is set (`held` is set when
+    the first one is held). Job prep only asks for a blob after its free-space check passed,
+    so while a GET is held the test can fill the disk between that check and the write, or
+    stop storage part-way through a sync. A request Azurite does not answer (stopped) drops
+    the client's connection."""
 
-    def __init__(self, account_url: str) -> None:
+    def __init__(self, account_url: str, free_gets: int = 0, port: int = 0) -> None:
         target = urlparse(account_url)
         self.held, self.open = threading.Event(), threading.Event()
+        self.forwarded = 0  # blob GETs let through
+        lock = threading.Lock()
         gate = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -393,18 +460,27 @@ class _Gate:
 
             def do_GET(self) -> None:  # noqa: N802
                 if "comp=list" not in self.path:
-                    gate.held.set()
-                    gate.open.wait(300)
+                    with lock:
+                        hold = gate.forwarded >= free_gets
+                        gate.forwarded += 0 if hold else 1
+                    if hold:
+                        gate.held.set()
+                        gate.open.wait(300)
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
                 skip = {"connection", "host", "keep-alive"}
-                conn.request(
-                    "GET",
-                    self.path,
-                    headers={k: v for k, v in self.headers.items() if k.lower() not in skip},
-                )
-                r = conn.getresponse()
-                data = r.read()
-                conn.close()
+                try:
+                    conn.request(
+                        "GET",
+                        self.path,
+                        headers={k: v for k, v in self.headers.items() if k.lower() not in skip},
+                    )
+                    r = conn.getresponse()
+                    data = r.read()
+                except OSError:  # storage is down: so is the connection
+                    self.close_connection = True
+                    return
+                finally:
+                    conn.close()
                 self.send_response(r.status, r.reason)
                 for k, v in r.getheaders():
                     if k.lower() not in skip | {
@@ -421,15 +497,20 @@ class _Gate:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{target.path}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
     def close(self) -> None:
-        self.open.set()
+        """Stop listening (new connections are refused), then let held requests go on."""
         self.server.shutdown()
         self.server.server_close()
+        self.open.set()
 
 
 @contextlib.contextmanager
