@@ -19,9 +19,12 @@ class _TextFormatter(logging.Formatter):
         self.context = " ".join(f"{k}={v}" for k, v in context.items() if v)
 
     def format(self, record: logging.LogRecord) -> str:
+        """Time, level and context on every line, also on each line of a multi-line message
+        (a traceback merged in by the redacting filter), so grep and log shippers keep them."""
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         ctx = f" [{self.context}]" if self.context else ""
-        return f"{ts}Z {record.levelname:<7}{ctx} {record.getMessage()}"
+        head = f"{ts}Z {record.levelname:<7}{ctx} "
+        return "\n".join(head + line for line in record.getMessage().split("\n"))
 
 
 class _JsonFormatter(logging.Formatter):
