@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -120,13 +121,14 @@ class AzuriteServer:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, 15)
+                # Azurite shuts down (and saves its metadata) on SIGINT; it ignores SIGTERM
+                os.killpg(self.proc.pid, signal.SIGINT)
             except ProcessLookupError:
                 pass
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         self.proc = None
 

@@ -118,10 +118,12 @@ def test_kill_9_during_job_prep_at_many_points(
     slots = [startup * 0.8 + (cold - startup * 0.8) * (k + 0.5) / 12 for k in range(12)]
 
     kills: list[tuple[float, int]] = []  # (delay, objects in the cache just after the kill)
-    for i in range(40):
-        if len(kills) >= 10:
+    pending = list(slots)  # each slot is killed at once; a slot past a cold sync's end is dropped
+    cold_run = True  # the node is fresh: this run syncs from nothing
+    for _ in range(40):
+        if len(kills) >= 10 or not pending:
             break
-        delay = slots[i % len(slots)]
+        delay = pending[0]
         proc = subprocess.Popen(
             _prep_cmd(spec),
             env=node_env(root, "kill-job"),
@@ -137,10 +139,15 @@ def test_kill_9_during_job_prep_at_many_points(
             _assert_nothing_partial(na, expected, f"after kill -9 at {delay:.2f} s")
             objects = na / "cache" / "objects"
             kills.append((delay, sum(1 for p in objects.rglob("*") if p.is_file())))
+            pending.pop(0)
+            cold_run = False  # the next run resumes what this one left
         else:
             assert rc == 0, f"job prep exited {rc} at slot {delay:.2f} s"
             assert _tree(view) == expected
+            if cold_run:
+                pending.pop(0)  # even a cold sync ends before this moment
             shutil.rmtree(root)  # a fresh node: the next run syncs from nothing again
+            cold_run = True
     assert len(kills) >= 10, f"only {len(kills)} kills in 40 runs (cold sync {cold:.1f} s)"
     assert len({d for d, _ in kills}) >= 10, kills  # at 10 distinct moments
     distinct = len(set(expected.values()))
@@ -412,12 +419,16 @@ def test_storage_down_mid_upload_then_back(tmp_path: Path) -> None:
         prep = subprocess.run(_prep_cmd(spec), env=node_env(root, "upl"), capture_output=True)
         assert prep.returncode == 0, prep.stderr
         task = "frames-00001-00020"
+        env = node_env(root, "upl", task)
+        task_dir = Path(env["AZ_BATCH_TASK_DIR"])
+        # as Batch does: the task's stdout/stderr go to files in its folder
+        out_f = open(task_dir / "stdout.txt", "w")  # noqa: SIM115 - closed below
+        err_f = open(task_dir / "stderr.txt", "w")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             [sys.executable, "-m", "node_agent", "render", "--frames", "1-20"],
-            env=node_env(root, "upl", task),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            env=env,
+            stdout=out_f,
+            stderr=err_f,
         )
         container = job_container("upl")
         deadline = time.monotonic() + 120
@@ -428,7 +439,10 @@ def test_storage_down_mid_upload_then_back(tmp_path: Path) -> None:
         assert proc.poll() is None, "the task finished before storage went down"
         time.sleep(3.0)
         az.start()
-        _, err = proc.communicate(timeout=600)
+        proc.wait(timeout=600)
+        out_f.close()
+        err_f.close()
+        err = (task_dir / "stderr.txt").read_text()
         assert proc.returncode == 0, err  # the SDK's and node_agent's retries bridged the gap
         names = {b.name for b in store.list_blobs(container)}
         frames = {n for n in names if "/$TaskOutput/" in n}
