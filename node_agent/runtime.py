@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from node_agent.batchenv import ENTITLEMENT_TOKEN, BatchNode
-from node_agent.errors import ExitCode, NodeAgentError
+from node_agent.errors import DiskFullError, ExitCode, NodeAgentError
 from node_agent.logs import setup_logging
 from node_agent.redact import Redactor
 
@@ -77,16 +79,24 @@ def run_edge(fn: Callable[[Redactor], int], redactor: Redactor | None = None) ->
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write to a temporary name beside `path`, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+            raise DiskFullError(
+                f"disk full writing {path} ({len(data):,} bytes; {free:,} bytes free there)"
+            ) from None
+        raise

@@ -129,3 +129,29 @@ def test_disk_check_on_a_small_tmpfs(
         assert not list((shared / "node_agent" / "cache" / "objects").rglob("*.bin"))
     finally:
         subprocess.run(["umount", "-l", str(shared)], check=False)
+
+
+def test_write_atomic_on_a_full_disk_is_disk_full_and_leaves_nothing(tmp_path: Path) -> None:
+    """A record (prep.json, summary.json) written on a full disk: exit 6 naming the file,
+    no temporary file left beside it, the previous version intact."""
+    from node_agent.errors import DiskFullError
+    from node_agent.runtime import write_atomic
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)]).returncode
+        != 0
+    ):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        target = mnt / "summary.json"
+        write_atomic(target, b"old")
+        with pytest.raises(DiskFullError) as err:
+            write_atomic(target, b"x" * 200_000)
+        assert "disk full writing" in str(err.value) and "summary.json" in str(err.value)
+        assert err.value.exit_code == 6
+        assert target.read_bytes() == b"old"
+        assert sorted(p.name for p in mnt.iterdir()) == ["summary.json"]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
