@@ -6,7 +6,7 @@ the tools alternately (order rotated each repetition), after one warm-up, and re
 medians of wall time and client CPU-seconds (user+sys of the tool's process), bytes
 fetched, and ratios to rclone. Writes JSON under bench/results/.
 
-    make bench-sync                     # defaults: dataset a (10,000 x 20 KB) and b
+    make bench-sync                     # defaults: dataset a (10,000 x 20 KB) and b (16 x 64 MB)
     python bench/bench_sync.py --files-a 2000 --reps 3 --datasets a
 """
 
@@ -306,7 +306,7 @@ def main() -> None:
     ap.add_argument("--files-a", type=int, default=10_000)
     ap.add_argument("--size-a", type=int, default=20_000)
     ap.add_argument("--files-b", type=int, default=16)
-    ap.add_argument("--size-b-mb", type=int, default=16)
+    ap.add_argument("--size-b-mb", type=int, default=64)  # the issue's dataset b
     ap.add_argument("--files-c", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--scenarios", default="", help="comma list of scenario names (default: all)")
