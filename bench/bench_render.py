@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -138,6 +139,8 @@ def one_run(work: Path, scene: Path, account_url: str, frames: str, rep: int) ->
 
 
 def main() -> None:
+    # a stopped benchmark (timeout, Ctrl-C) still stops its Azurite and removes its files
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -19,6 +19,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -300,6 +301,8 @@ def format_row(row: dict[str, object]) -> str:
 
 
 def main() -> None:
+    # a stopped benchmark (timeout, Ctrl-C) still stops its Azurite and removes its files
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
