@@ -118,9 +118,9 @@ def test_kill_9_during_job_prep_at_many_points(
     slots = [startup * 0.8 + (cold - startup * 0.8) * (k + 0.5) / 12 for k in range(12)]
 
     kills: list[tuple[float, int]] = []  # (delay, objects in the cache just after the kill)
-    pending = list(slots)  # each slot is killed at once; a slot past a cold sync's end is dropped
+    pending = list(slots)  # each slot is killed once; one past a cold sync's end moves earlier
     cold_run = True  # the node is fresh: this run syncs from nothing
-    for _ in range(40):
+    for _ in range(60):
         if len(kills) >= 10 or not pending:
             break
         delay = pending[0]
@@ -144,11 +144,11 @@ def test_kill_9_during_job_prep_at_many_points(
         else:
             assert rc == 0, f"job prep exited {rc} at slot {delay:.2f} s"
             assert _tree(view) == expected
-            if cold_run:
-                pending.pop(0)  # even a cold sync ends before this moment
+            if cold_run:  # even a cold sync ended before this moment: try an earlier one
+                pending[0] = startup * 0.8 + (pending[0] - startup * 0.8) * 0.7
             shutil.rmtree(root)  # a fresh node: the next run syncs from nothing again
             cold_run = True
-    assert len(kills) >= 10, f"only {len(kills)} kills in 40 runs (cold sync {cold:.1f} s)"
+    assert len(kills) >= 10, f"only {len(kills)} kills in 60 runs (cold sync {cold:.1f} s)"
     assert len({d for d, _ in kills}) >= 10, kills  # at 10 distinct moments
     distinct = len(set(expected.values()))
     assert any(0 < n < distinct for _, n in kills), (
