@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from node_agent.batchenv import ENTITLEMENT_TOKEN, BatchNode
-from node_agent.errors import DiskFullError, ExitCode, NodeAgentError
+from node_agent.diskfull import disk_full_error, is_disk_full
+from node_agent.errors import ExitCode, NodeAgentError
 from node_agent.logs import setup_logging
 from node_agent.redact import Redactor
 
@@ -94,9 +93,6 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
             if tmp.exists():
                 tmp.unlink()
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
-            raise DiskFullError(
-                f"disk full writing {path} ({len(data):,} bytes; {free:,} bytes free there)"
-            ) from None
-        raise
+        if not is_disk_full(e):
+            raise
+        raise disk_full_error(f"{path.name} ({len(data):,} bytes)", path, e) from None

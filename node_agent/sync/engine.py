@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
+from node_agent.diskfull import disk_full_as, disk_full_error, is_disk_full
 from node_agent.errors import DiskFullError
 from node_agent.logs import get_logger
 from node_agent.spec import AssetSource
@@ -29,14 +30,7 @@ from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker, fs_case_insensitive
 from node_agent.sync.progress import Progress, SyncSummary
 from node_agent.sync.state import BlobRow, ObjectRow, StateDB, db_path
-from node_agent.sync.store import (
-    ContentStore,
-    disk_full_as,
-    disk_full_error,
-    is_disk_full,
-    place,
-    prune_view,
-)
+from node_agent.sync.store import ContentStore, place, prune_view
 
 if TYPE_CHECKING:
     from node_agent.sync.fetch import Fetcher

@@ -24,16 +24,16 @@ from xml.etree import ElementTree
 
 import urllib3
 
+from node_agent.diskfull import disk_full_error, is_disk_full
 from node_agent.errors import StorageError, network_reason
 from node_agent.logs import get_logger
 from node_agent.sync.access import Access
-from node_agent.sync.store import disk_full_error, is_disk_full
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-ATTEMPTS = 6  # at least this many tries...
-RETRY_S = (
-    60.0  # ...and more while the first failure is younger than this (policies.storage_retry_s)
-)
+# At least ATTEMPTS tries, and more while the first failure is younger than RETRY_S
+# (the spec's policies.storage_retry_s).
+ATTEMPTS = 6
+RETRY_S = 60.0
 # Big blobs come in 16 MB ranges, 4 in flight per blob and at most 16 (256 MB) per source.
 # Measured on Azurite here (8 x 64 MB, 16 threads): 4 MB ranges took 2.7 s, 16 MB 1.2 s;
 # the per-request cost is the server's as much as ours (AzCopy also uses 8 MB or more).
