@@ -91,18 +91,25 @@ _INTERPRETERS = re.compile(
 _INLINE_CODE_FLAGS = frozenset({"-c", "/c", "/k", "-command", "--command", "-e", "--eval"})
 
 
+def _code_flag_with_placeholder(args: list[str], flags: frozenset[str]) -> str | None:
+    """The first flag in `flags` whose next argument (code) holds a placeholder."""
+    for flag, arg in zip(args[:-1], args[1:], strict=True):
+        if flag.lower() in flags and any(n for _, n, _, _ in string.Formatter().parse(arg)):
+            return flag
+    return None
+
+
 def _check_no_code_placeholder(argv: list[str]) -> None:
     program = re.split(r"[\\/]", argv[0])[-1].lower().removesuffix(".exe")
     if not _INTERPRETERS.match(program):
         return
-    for flag, arg in zip(argv[1:-1], argv[2:], strict=True):
-        if flag.lower() in _INLINE_CODE_FLAGS and "{" in arg:
-            if any(name for _, name, _, _ in string.Formatter().parse(arg)):
-                raise ValueError(
-                    f"a placeholder in the code that '{program} {flag}' runs would be "
-                    "interpreted, not passed: put placeholders in their own arguments after "
-                    "the code (sys.argv / $1)"
-                )
+    flag = _code_flag_with_placeholder(argv[1:], _INLINE_CODE_FLAGS)
+    if flag is not None:
+        raise ValueError(
+            f"a placeholder in the code that '{program} {flag}' runs would be "
+            "interpreted, not passed: put placeholders in their own arguments after "
+            "the code (sys.argv / $1)"
+        )
 
 
 # Built-in renderers' flags whose next argument is code the renderer runs (Blender Python,
@@ -141,13 +148,12 @@ def _check_placeholders(args: list[str]) -> None:
 
 
 def _check_no_renderer_code_placeholder(renderer: str, args: list[str]) -> None:
-    flags = _RENDERER_CODE_FLAGS.get(renderer, frozenset())
-    for flag, arg in zip(args[:-1], args[1:], strict=True):
-        if flag.lower() in flags and any(n for _, n, _, _ in string.Formatter().parse(arg)):
-            raise ValueError(
-                f"a placeholder in the code that {renderer} '{flag}' runs would be interpreted, "
-                "not passed: run a script file and give it the value as its own argument"
-            )
+    flag = _code_flag_with_placeholder(args, _RENDERER_CODE_FLAGS.get(renderer, frozenset()))
+    if flag is not None:
+        raise ValueError(
+            f"a placeholder in the code that {renderer} '{flag}' runs would be interpreted, "
+            "not passed: run a script file and give it the value as its own argument"
+        )
 
 
 class StorageAuth(_Model):
