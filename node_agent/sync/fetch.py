@@ -67,7 +67,7 @@ class Fetcher:
     ) -> None:
         self.access = access
         self.retry_s = retry_s
-        self._warned = False  # one warning per outage, not one per request in flight
+        self._warned = False  # one warning per source synced, not one per request in flight
         self.container = container
         self.base = f"{access.account_url}/{container}"
         self.sas = access.container_sas(container)
