@@ -15,7 +15,8 @@ def sync_job_assets(
     access: Access,
     progress: Progress | None = None,
 ) -> SyncSummary:
-    """Sync every asset source of the job into the node cache and the job's view.
+    """Sync every asset source of the job into the node cache and the job's hard-link
+    view (`jobs/<job>/.view`, the lower layer of what tasks see: node_agent.sync.isolation).
 
     A pinned job already on the node never touches storage.
     """
@@ -29,6 +30,6 @@ def sync_job_assets(
         retry_s=spec.policies.storage_retry_s,
     )
     try:
-        return engine.sync(node.job_id or "", node.job_assets_dir(), list(spec.assets))
+        return engine.sync(node.job_id or "", node.job_view_dir(), list(spec.assets))
     finally:
         engine.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from node_agent.errors import EnvironmentMissing
+from node_agent.safepath import ContainmentError, check_component
 
 ENTITLEMENT_URL = "AZ_BATCH_ACCOUNT_URL"
 ENTITLEMENT_TOKEN = "AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"
@@ -36,6 +37,8 @@ _OPTIONAL = {
     "job_prep_dir": "AZ_BATCH_JOB_PREP_DIR",
     "job_prep_working_dir": "AZ_BATCH_JOB_PREP_WORKING_DIR",
 }
+# Ids that node_agent uses as folder or file name components (jobs/<job>/, log names).
+_ID_VARS = ("AZ_BATCH_JOB_ID", "AZ_BATCH_TASK_ID", "AZ_BATCH_POOL_ID", "AZ_BATCH_NODE_ID")
 
 AGENT_DIRNAME = "node_agent"
 # Where Batch puts the node root: Ubuntu, CentOS, Windows, VM sizes without a temp disk.
@@ -89,6 +92,12 @@ class BatchNode(BaseModel):
             for var in ("AZ_BATCH_JOB_ID", "AZ_BATCH_TASK_ID"):
                 if not env.get(var):
                     raise EnvironmentMissing(f"{var} is not set: this phase runs as a job task")
+        for var in _ID_VARS:  # checked before anything is written: an id is one path component
+            if env.get(var):
+                try:
+                    check_component(env[var], var)
+                except ContainmentError as e:
+                    raise EnvironmentMissing(str(e)) from None
         values.setdefault("mounts_dir", str(Path(str(values["root_dir"])) / "fsmounts"))
         token = env.get(ENTITLEMENT_TOKEN)
         if token:
@@ -128,10 +137,23 @@ class BatchNode(BaseModel):
         jid = job_id or self.job_id
         if not jid:
             raise EnvironmentMissing("AZ_BATCH_JOB_ID is not set: this phase runs as a job task")
-        return self.agent_dir / "jobs" / jid
+        try:
+            check_component(jid, "job id")
+        except ContainmentError as e:
+            raise EnvironmentMissing(str(e)) from None
+        return self.jobs_dir / jid
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.agent_dir / "jobs"
 
     def job_assets_dir(self, job_id: str | None = None) -> Path:
+        """What tasks see: the job's isolated view (an overlay, or a copy; sync/isolation.py)."""
         return self.job_dir(job_id) / "assets"
+
+    def job_view_dir(self, job_id: str | None = None) -> Path:
+        """The sync engine's hard-link view into the content store; never shown to a task."""
+        return self.job_dir(job_id) / ".view"
 
     def job_spec_path(self, job_id: str | None = None) -> Path:
         return self.job_dir(job_id) / "spec.json"

@@ -1,5 +1,6 @@
 """Job preparation: keep the job's spec on the node, make the job's own mounts (scope = the
-job id, undone by job release) and bring its assets (incremental sync)."""
+job id, undone by job release), bring its assets (incremental sync into the job's hard-link
+view) and present them to the tasks isolated from the cache (an overlay or a copy)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from node_agent.mounts.manager import MountContext, ensure_mount, pool_probe_tim
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import JobSpec, load_spec
 from node_agent.sync.access import Access
+from node_agent.sync.isolation import JobView, requested_mode
 
 
 def make_job_mounts(phase: Phase, spec: JobSpec) -> None:
@@ -38,15 +40,22 @@ def make_job_mounts(phase: Phase, spec: JobSpec) -> None:
 def run(phase: Phase, spec_path: Path) -> int:
     node = phase.node
     spec = load_spec(spec_path)
+    mode = requested_mode(phase.env)
     job_dir = node.job_dir()
+    view = JobView(job_dir)
+    # a re-run (node reboot) takes the tasks' view down first: the lower layer changes next
+    view.take_down(phase.log)
     write_atomic(node.job_spec_path(), spec.model_dump_json(indent=2).encode())
     make_job_mounts(phase, spec)
     access = Access(spec.storage, phase.redactor, phase.env)
     assets = node.job_assets_dir()
-    phase.log.info("syncing %d asset source(s) into %s", len(spec.assets), assets)
+    phase.log.info("syncing %d asset source(s) into %s", len(spec.assets), view.lower)
     summary = sync_job_assets(node, spec, access)
     phase.log.info("%s", summary.line())
-    record = json.dumps(summary.record()).encode()
+    shown = view.present(mode, phase.log)
+    record = json.dumps(
+        {**summary.record(), "view_isolation": shown.mode, "view_reason": shown.reason}
+    ).encode()
     write_atomic(job_dir / "prep.json", record)
     write_atomic(node.task_dir / "sync-summary.json", record)
     if summary.refused:

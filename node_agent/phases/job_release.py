@@ -1,5 +1,6 @@
-"""Job release: upload this node's job prep and release logs, unmount the job's mounts,
-remove the job's per-job files and working data, then trim the shared asset cache to its
+"""Job release: upload this node's job prep and release logs, unmount the job's mounts and
+its view (the overlay job prep mounted on jobs/<job>/assets), remove the job's per-job files
+and working data (never through a link, never outside node_agent/jobs), then trim the shared asset cache to its
 budget (least recently used content first, never content of a job still on the node).
 
 It never fails because something is already gone, and every wait is bounded so the
@@ -10,22 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import stat
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
+from node_agent import safepath
 from node_agent.conventions import job_container, task_log
 from node_agent.errors import ExitCode, NodeAgentError, SpecError
 from node_agent.mounts.manager import MountContext, unmount_records
 from node_agent.runtime import Phase
 from node_agent.spec import JobSpec, spec_from_data
 from node_agent.storage import BlobStore
+from node_agent.sync.isolation import mounts_under, read_record, unmount_under
 
 UPLOAD_BUDGET_S = 300.0  # all log uploads together; Batch kills release tasks at 15 min
 BATCH_LOGS = ("stdout.txt", "stderr.txt")
@@ -112,42 +112,96 @@ def upload_logs(phase: Phase, spec: JobSpec | None, budget_s: float = UPLOAD_BUD
     return True
 
 
-def _make_writable(func: Callable[..., Any], path: str, _exc: object) -> None:
-    # Read-only files (common on Windows) block deletion: clear the flag and retry once.
-    try:
-        os.chmod(path, stat.S_IWRITE | stat.S_IREAD | stat.S_IEXEC)
-        func(path)
-    except OSError:
-        pass
+def _writable_dirs(path: str) -> None:
+    # Read-only folders block deletion: make them writable, never following a link. Files
+    # are left alone on POSIX (a view file shares its inode with the cache object); Windows
+    # refuses to delete a read-only file, so there files are made writable too.
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, stat.S_IRWXU)
+    for dirpath, _dirs, files in os.walk(path):
+        try:
+            os.chmod(dirpath, stat.S_IRWXU)
+        except OSError:
+            pass
+        for name in files if os.name == "nt" else []:
+            try:
+                os.chmod(os.path.join(dirpath, name), stat.S_IWRITE | stat.S_IREAD)
+            except OSError:
+                pass
 
 
 def remove_tree(path: Path, attempts: int = 3, pause_s: float = 1.0) -> bool:
-    """Remove `path` if present; True when it is gone. Retries a few times for files that
-    are briefly locked (Windows: a renderer still closing); never raises."""
+    """Remove `path` if present with safepath.remove_tree (never through a link); True when
+    it is gone. Retries a few times for files that are briefly locked (Windows: a renderer
+    still closing); never raises."""
     for i in range(attempts):
-        if not path.exists() and not path.is_symlink():
+        if not os.path.lexists(path):
             return True
-        if path.is_symlink() or path.is_file():
-            try:
-                path.unlink()
-            except OSError:
-                pass
-        else:
-            shutil.rmtree(path, onerror=_make_writable)
-        if not path.exists():
+        try:
+            safepath.remove_tree(path)
+        except OSError:
+            _writable_dirs(str(path))
+        if not os.path.lexists(path):
             return True
         if i + 1 < attempts:
             time.sleep(pause_s)
-    return not path.exists()
+    return not os.path.lexists(path)
 
 
-def _working_dirs(phase: Phase) -> list[Path]:
-    """The job's per-job files and the job prep working folder (asset copies, temp files)."""
+def _take_down_view(phase: Phase) -> bool:
+    """Unmount the job's view (its overlay) and anything else mounted in the job folder;
+    a busy one is detached lazily. False when something is still mounted there."""
+    job_dir = phase.node.job_dir()
+    try:
+        mounted = mounts_under(job_dir)
+        busy = unmount_under(job_dir, phase.log)
+        if mounted:
+            phase.log.info(
+                "job view unmounted (%s view): %s%s",
+                read_record(job_dir).get("mode", "unknown"),
+                ", ".join(mounted),
+                " (lazily: still in use)" if busy else "",
+            )
+    except OSError as e:
+        phase.log.error("cannot unmount the job view under %s: %s", job_dir, e)
+    left = mounts_under(job_dir)
+    if left:
+        phase.log.error("still mounted, so not removed: %s", ", ".join(left))
+    return not left
+
+
+def _contained(phase: Phase, d: Path, root: Path) -> bool:
+    """`d` is a folder name directly in `root`, and `root` is a real folder (no link)."""
+    try:
+        if stat.S_ISLNK(os.lstat(root).st_mode):
+            phase.log.error("%s is a symbolic link: the job folder is not removed", root)
+            return False
+    except FileNotFoundError:
+        return True  # nothing there to remove
+    if d.parent != root or not safepath.is_within(root, d.parent):
+        phase.log.error("%s is not inside %s: not removed", d, root)
+        return False
+    return True
+
+
+def _remove_job_folders(phase: Phase, view_down: bool) -> None:
+    """The job's per-job folder (spec, view, overlay) and the job prep working folder."""
     node = phase.node
-    dirs = [node.job_dir()]
+    targets: list[tuple[Path, bool]] = [
+        (node.job_dir(), view_down and _contained(phase, node.job_dir(), node.jobs_dir))
+    ]
     if node.job_prep_working_dir:
-        dirs.append(node.job_prep_working_dir)
-    return dirs
+        wd = node.job_prep_working_dir
+        targets.append((wd, not mounts_under(wd)))
+    for d, ok in targets:
+        if not ok:
+            phase.log.warning("left %s in place (see above)", d)
+            continue
+        existed = os.path.lexists(d)
+        if remove_tree(d):
+            phase.log.info("removed %s" if existed else "nothing to remove at %s", d)
+        else:
+            phase.log.warning("could not remove all of %s (files in use?)", d)
 
 
 def _keep_cache_budget(phase: Phase, spec: JobSpec | None) -> None:
@@ -201,15 +255,15 @@ def run(phase: Phase) -> int:
         phase.log.error("%s", str(e).splitlines()[0])
         code = code or int(e.exit_code)
 
+    view_down = _take_down_view(phase)
     if spec is not None and spec.policies.cleanup == "keep":
-        phase.log.info("policies.cleanup is 'keep': leaving %s for inspection", node.job_dir())
+        phase.log.info(
+            "policies.cleanup is 'keep': leaving %s for inspection (the tasks' writes to "
+            "assets/ are in .overlay/upper when the view was an overlay)",
+            node.job_dir(),
+        )
     else:
-        for d in _working_dirs(phase):
-            existed = d.exists()
-            if remove_tree(d):
-                phase.log.info("removed %s" if existed else "nothing to remove at %s", d)
-            else:
-                phase.log.warning("could not remove all of %s (files in use?)", d)
+        _remove_job_folders(phase, view_down)
     _keep_cache_budget(phase, spec)
     phase.log.info("job release done in %.1fs", time.monotonic() - t0)
     if code:
