@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +21,8 @@ from node_agent.batchenv import ENTITLEMENT_VARS
 from node_agent.errors import SpecError
 from node_agent.frames import parse_frames
 from node_agent.mounts.model import MountList
+from node_agent.specfile import MAX_SPEC_BYTES as MAX_SPEC_BYTES
+from node_agent.specfile import read_document
 
 RENDERERS = ("blender", "maya", "arnold", "vray", "3dsmax", "custom")
 PLACEHOLDERS = frozenset(
@@ -200,7 +200,14 @@ class AssetSource(_Model):
     )
 
     _container = field_validator("container")(_check_container)
-    _prefix = field_validator("prefix")(_check_blob_prefix)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        """A prefix names a folder: `shot01`, `shot01/` and `shot01//` are all `shot01/`, so
+        the listing can never take a sibling (`shot010/`, `shot01_old/`, `shot01.bak`)."""
+        v = _check_blob_prefix(v)
+        return v.rstrip("/") + "/" if v else v
 
     @field_validator("dest")
     @classmethod
@@ -225,6 +232,13 @@ class Output(_Model):
                 f"'{v}' is not a frame file name pattern: 1-100 of letters, digits, '_', '.', "
                 "'-' with '#' for the frame number (frame_####)"
             )
+        if v.startswith("."):
+            raise ValueError(
+                f"'{v}' starts with '.': the uploader skips dot files, so every frame would "
+                "be lost (frame_####)"
+            )
+        if ".." in v:
+            raise ValueError(f"'{v}' must not contain '..' (frame_####)")
         return v
 
 
@@ -395,18 +409,6 @@ def spec_from_data(data: Any, source: str = "job spec") -> JobSpec:
 
 
 def load_spec(path: Path) -> JobSpec:
-    """Read and validate a job spec file (JSON or YAML)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: job spec file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"{path}: cannot read job spec: {e}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SpecError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}"
-        ) from None
-    return spec_from_data(data, str(path))
+    """Read and validate a job spec file (JSON or YAML; at most MAX_SPEC_BYTES, no key given
+    twice: see node_agent.specfile)."""
+    return spec_from_data(read_document(path, "job spec"), str(path))
