@@ -131,14 +131,6 @@ def test_task_writes_stay_in_the_job(
     cache = cache_objects(root)
     assert len(cache) == len(ASSETS)
     assert tree(job_b / "assets") == ASSETS
-    prep_a = json.loads((job_a / "prep.json").read_text())
-    assert prep_a["view_isolation"] == mode
-    mounted = mounts_under(root)
-    if mode == "overlay":
-        assert mounted.get(str(job_a / "assets")) == "overlay"
-    else:
-        assert not mounted
-
     # task 1 of job A: the renderer modifies, truncates, appends, deletes and creates
     r = run(["render", "--frames", "1"], _env(root, a, "task-1", mode))
     assert r.returncode == 0, r.stderr
@@ -149,6 +141,12 @@ def test_task_writes_stay_in_the_job(
     assert view_a["textures/a.png"] == b"" and "textures/b.png" not in view_a
     assert view_a["notes.txt"].endswith(b"appended by the renderer\n")
     assert {"scene.blend1", "textures/a.tx", "cache/sim_0001.bc"} <= set(view_a)
+    assert json.loads((job_a / "prep.json").read_text()).get("view_isolation") == mode
+    mounted = mounts_under(root)
+    if mode == "overlay":
+        assert mounted.get(str(job_a / "assets")) == "overlay"
+    else:
+        assert not mounted
 
     # task 2 of job A sees task 1's writes; the frames of both reached storage
     r = run(["render", "--frames", "2"], _env(root, a, "task-2", mode))
