@@ -11,6 +11,7 @@ from typing import Any
 
 from node_agent.batchenv import STANDARD_ROOTS, BatchNode
 from node_agent.errors import EnvironmentMissing
+from node_agent.sync.isolation import read_record
 
 
 def locate_node(root: Path | None, env: Mapping[str, str] | None = None) -> BatchNode:
@@ -78,10 +79,12 @@ def task_records(node: BatchNode) -> list[TaskRecord]:
 
 
 def tree_size(path: Path) -> int:
-    """Bytes under path, counting each hard-linked file once."""
+    """Bytes under path, counting each hard-linked file once and never entering a mount
+    (a job's assets/ overlay shows its .view, counted already, and its upper layer)."""
     seen: set[tuple[int, int]] = set()
     total = 0
-    for dirpath, _, files in os.walk(path):
+    for dirpath, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(dirpath, d))]
         for name in files:
             try:
                 st = os.lstat(os.path.join(dirpath, name))
@@ -103,7 +106,15 @@ def cached_jobs(node: BatchNode) -> list[dict[str, Any]]:
             last = max(
                 (p.stat().st_mtime for p in (spec, job / "prep.json") if p.exists()), default=0.0
             )
+            view = read_record(job)
             out.append(
-                {"job": job.name, "bytes": tree_size(job), "last_use": last, "path": str(job)}
+                {
+                    "job": job.name,
+                    "bytes": tree_size(job),
+                    "last_use": last,
+                    "path": str(job),
+                    "view": view.get("mode"),  # overlay | copy | None (no job prep recorded one)
+                    "view_mounted": os.path.ismount(job / "assets"),
+                }
             )
     return out

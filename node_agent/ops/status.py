@@ -39,8 +39,12 @@ def status_text(doc: dict[str, object]) -> str:
         lines.append("  (none)")
     for j in jobs:
         last = time.strftime("%Y-%m-%d %H:%M", time.gmtime(j["last_use"])) if j["last_use"] else "-"
+        view = j.get("view") or "-"
+        if view == "overlay" and not j.get("view_mounted"):
+            view = "overlay (not mounted)"
         lines.append(
-            f"  {j['job']:<24} {j['bytes'] / 2**20:9.1f} MiB  last use {last}Z  {j['path']}"
+            f"  {j['job']:<24} {j['bytes'] / 2**20:9.1f} MiB  last use {last}Z  view {view}  "
+            f"{j['path']}"
         )
     lines += ["", "tasks that ran here (newest first):"]
     tasks = doc["tasks"]
