@@ -18,16 +18,23 @@ import re
 import shutil
 import stat
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 from node_agent.errors import ExitCode, NodeAgentError
+from node_agent.logs import get_logger
 
+log = get_logger("safepath")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# an empty, '.' or '..' component, with '/' or '\\' as the separator
+_BAD_PART = re.compile(r"(?:^|[/\\])(\.{0,2})(?=[/\\]|\Z)")
+_SEP = re.compile(r"[/\\]")
 # Characters that Windows' best-fit ("WorstFit") mapping or NFKC normalisation turns into
 # a separator or a dot, and the look-alikes a human reads as one: refused in every name.
 LOOKALIKES = frozenset(
     "\u2215\u2044\u29f8\u2571\uff0f\u2216\u29f5\u29f9\uff3c\ufe68\u2024\uff0e\u3002\ufe52\u2025\u2026"
 )
+_LOOKALIKE = re.compile("[" + re.escape("".join(sorted(LOOKALIKES))) + "]")
 
 
 class ContainmentError(NodeAgentError):
@@ -46,12 +53,14 @@ def rel_problem(rel: str) -> str | None:
         return "is an absolute path"
     if _DRIVE.match(rel):
         return "starts with a drive letter"
-    for ch in rel:
-        if ch in LOOKALIKES:
-            return f"contains U+{ord(ch):04X} ({unicodedata.name(ch, '?').lower()}), a look-alike of '.' or '/'"
-    for part in re.split(r"[/\\]", rel):
-        if part in ("", ".", ".."):
-            return f"has a '{part or '//'}' component"
+    # regular expressions, not a loop per character: this runs once per blob of every sync
+    look = None if rel.isascii() else _LOOKALIKE.search(rel)
+    if look:
+        ch = look.group()
+        return f"contains U+{ord(ch):04X} ({unicodedata.name(ch, '?').lower()}), a look-alike of '.' or '/'"
+    bad = _BAD_PART.search(rel)
+    if bad:
+        return f"has a '{bad.group(1) or '//'}' component"
     return None
 
 
@@ -60,7 +69,7 @@ def split_rel(rel: str, what: str) -> list[str]:
     problem = rel_problem(rel)
     if problem:
         raise ContainmentError(f"{what} '{rel}' {problem}: refused (it could leave its folder)")
-    return re.split(r"[/\\]", rel)
+    return _SEP.split(rel)
 
 
 def check_component(value: str, what: str) -> str:
@@ -82,33 +91,93 @@ def is_within(root: str | Path, path: str | Path) -> bool:
     return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
 
 
-def ensure_dirs(root: str | Path, parts: list[str], *, replace_links: bool) -> str:
+def ensure_dirs(
+    root: str | Path, parts: list[str], *, replace_links: bool, check_root: bool = True
+) -> str:
     """Make root/parts[0]/.../parts[-1] real folders, walking with lstat; returns the path.
 
     A symbolic link (or a file) met on the way is removed and replaced by a folder when
-    `replace_links` (the folder is node_agent's own), else ContainmentError. The root
-    itself must be a real folder or absent (then it is created)."""
+    `replace_links` (the folder is node_agent's own; a link is logged as a warning naming
+    it, its target untouched), else ContainmentError. The root itself must be a real
+    folder or absent (then it is created); `check_root=False` when the caller verified it."""
     cur = str(root)
-    _real_dir(cur, replace_links=False, what="root")
+    if check_root:
+        _real_dir(cur, replace_links=False, what="root")
     for part in parts:
         cur = os.path.join(cur, part)
         _real_dir(cur, replace_links=replace_links, what="folder")
     return cur
 
 
+def own_root(path: str | Path) -> str:
+    """Make `path` a real folder that node_agent owns (a job's view, a sync destination).
+
+    Missing parents are created; a symbolic link (or a file) at `path` itself is replaced
+    by an empty folder, never followed, and logged. The parents are the caller's to trust."""
+    p = str(path)
+    parent = os.path.dirname(p)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    _real_dir(p, replace_links=True, what="folder")
+    return p
+
+
 def _real_dir(path: str, *, replace_links: bool, what: str) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        os.makedirs(path, exist_ok=True) if what == "root" else os.mkdir(path)
-        return
+        try:
+            os.makedirs(path, exist_ok=True) if what == "root" else os.mkdir(path)
+            return
+        except FileExistsError:  # made at the same moment by another thread or process
+            st = os.lstat(path)
     if stat.S_ISDIR(st.st_mode):
         return
+    link = stat.S_ISLNK(st.st_mode) or _is_junction(path)
     if not replace_links:
-        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        kind = "a symbolic link" if link else "not a folder"
         raise ContainmentError(f"{what} '{path}' is {kind}: refused, links are never followed")
-    os.unlink(path)  # a link (never followed) or a stale file, in a folder node_agent owns
+    if link:
+        log.warning(
+            "replaced symbolic link '%s' (-> '%s') by a real folder: links are never "
+            "followed here, the link's target is untouched",
+            path,
+            _readlink(path),
+        )
+    _unlink(path)  # a link (never followed) or a stale file, in a folder node_agent owns
     os.mkdir(path)
+
+
+def walk_entries(root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relative path with '/', entry) of everything below `root`, never entering a link:
+    a link is yielded as an entry (check `is_symlink()`), folders after their contents."""
+    stack: list[tuple[str, str, list[os.DirEntry[str]] | None]] = [(root, "", None)]
+    while stack:
+        path, rel, entries = stack.pop()
+        if entries is None:
+            with os.scandir(path) as it:
+                entries = list(it)
+            stack.append((path, rel, entries))
+            for e in entries:
+                if e.is_dir(follow_symlinks=False) and not _is_junction(e.path):
+                    stack.append((e.path, f"{rel}{e.name}/", None))
+            continue
+        for e in entries:
+            yield f"{rel}{e.name}", e
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
+def _unlink(path: str) -> None:
+    if _is_junction(path):
+        os.rmdir(path)  # removes the junction itself, not its target
+    else:
+        os.unlink(path)
 
 
 def remove_tree(path: str | Path) -> None:

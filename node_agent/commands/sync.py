@@ -77,6 +77,14 @@ def register(cli: click.Group) -> None:
         help="Free space to keep.",
     )
     @click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 128))
+    @click.option(
+        "--delete",
+        is_flag=True,
+        default=False,
+        help="Mirror: also remove files in DEST that are not in the source (like rclone "
+        "sync). Without it, local files not in the source are kept and counted (like "
+        "rclone copy).",
+    )
     def sync_cmd(
         source: str,
         dest: Path,
@@ -87,8 +95,14 @@ def register(cli: click.Group) -> None:
         cache_dir: Path | None,
         reserve_mb: int,
         threads: int,
+        delete: bool,
     ) -> None:
-        """Sync <container>[/<prefix>] into DEST with the job-prep engine (by hand)."""
+        """Sync <container>[/<prefix>] into DEST with the job-prep engine (by hand).
+
+        Copies by default: a file the source holds is written (replacing what DEST had at
+        that path), other files in DEST are kept and counted. --delete mirrors the source
+        instead. A symbolic link in DEST on a source's path is replaced, never followed.
+        The cache (--cache) must lie outside DEST, and DEST outside the cache."""
         from node_agent.runtime import run_edge
 
         def go(r: Redactor) -> int:
@@ -104,6 +118,7 @@ def register(cli: click.Group) -> None:
                 raise SpecError(f"source '{source}': {str(e).splitlines()[-1].strip()}") from None
             dest_abs = dest.resolve()
             cache = cache_dir or dest_abs.parent / ".node-agent-cache"
+            _check_cache(cache, dest_abs, given=cache_dir is not None)
             engine = SyncEngine(
                 cache,
                 cache / "state",
@@ -113,9 +128,15 @@ def register(cli: click.Group) -> None:
                 threads=threads,
             )
             try:
-                summary = engine.sync(f"manual:{dest_abs}", dest_abs, [src])
+                summary = engine.sync(f"manual:{dest_abs}", dest_abs, [src], prune=delete)
             finally:
                 engine.close()
+            if engine.local_files:
+                what = "removed" if delete else "kept"
+                hint = "" if delete else " (--delete would remove them)"
+                click.echo(
+                    f"sync: {what} {engine.local_files} local file(s) not in the source{hint}"
+                )
             if summary.refused:
                 raise AssetError(
                     f"{summary.refused} blob name(s) refused (first: {summary.refused_names[0]})"
@@ -123,6 +144,19 @@ def register(cli: click.Group) -> None:
             return 0
 
         _finish(run_edge(go))
+
+    def _check_cache(cache: Path, dest_abs: Path, *, given: bool) -> None:
+        """The cache is never inside what is synced (a mirror would remove it), nor DEST
+        inside the cache: refused before anything is written."""
+        from node_agent.errors import SpecError
+        from node_agent.safepath import is_within
+
+        if is_within(dest_abs, cache) or is_within(cache, dest_abs):
+            where = f"--cache '{cache}'" if given else f"the default cache '{cache}' (--cache)"
+            raise SpecError(
+                f"{where} overlaps DEST '{dest_abs}': the cache must lie outside DEST and DEST "
+                "outside the cache"
+            )
 
     @cli.group("assets")
     def assets_group() -> None:

@@ -30,7 +30,7 @@ from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker, fs_case_insensitive
 from node_agent.sync.progress import Progress, SyncSummary
 from node_agent.sync.state import BlobRow, ObjectRow, StateDB, db_path
-from node_agent.sync.store import ContentStore, place, prune_view
+from node_agent.sync.store import ContentStore, ViewWriter, prune_view, view_files
 
 if TYPE_CHECKING:
     from node_agent.sync.fetch import Fetcher
@@ -85,13 +85,22 @@ class SyncEngine:
         self.summary = SyncSummary()
         self.progress = progress or Progress(self.summary)
         self.progress.summary = self.summary
+        # files (and links) in the view that no source holds: removed, or kept (prune=False)
+        self.local_files = 0
+        self._writer: ViewWriter | None = None
 
     def close(self) -> None:
         self.db.close()
 
     # --- entry point ---------------------------------------------------------
-    def sync(self, view_key: str, view_root: Path, sources: list[AssetSource]) -> SyncSummary:
-        """Make `view_root` hold exactly the sources' files; returns the summary.
+    def sync(
+        self, view_key: str, view_root: Path, sources: list[AssetSource], *, prune: bool = True
+    ) -> SyncSummary:
+        """Make `view_root` hold the sources' files; returns the summary.
+
+        With `prune` (job views: node_agent's own) every other file is removed, else it is
+        kept; either way `local_files` counts them. Nothing is ever written or removed
+        through a symbolic link in the view: one met on a source's path is replaced.
 
         A write that finds the disk full (ENOSPC, EDQUOT, SQLite's "disk is full") raises
         DiskFullError naming the file and the free bytes; temp files are removed and the
@@ -99,17 +108,23 @@ class SyncEngine:
         space finishes the job."""
         # a backstop: the writes of a sync name their blob or file themselves
         with disk_full_as("the asset sync", view_root):
-            return self._sync(view_key, view_root, sources)
+            return self._sync(view_key, view_root, sources, prune)
 
-    def _sync(self, view_key: str, view_root: Path, sources: list[AssetSource]) -> SyncSummary:
+    def _sync(
+        self, view_key: str, view_root: Path, sources: list[AssetSource], prune: bool
+    ) -> SyncSummary:
         from node_agent.sync.manifest import ManifestSource, pinned_key
 
         t0 = time.monotonic()
         self.cstore.clean_stale_tmp()
-        view_root.mkdir(parents=True, exist_ok=True)
+        self._writer = ViewWriter(view_root)
         pin = pinned_key(sources)
-        if pin is not None and self._view_is(view_key, view_root, pin):
+        extras = self._view_is(view_key, view_root, pin) if pin is not None else None
+        if extras is not None:
             self.summary.listed = self.summary.unchanged = len(self.db.view(view_key))
+            self.local_files = len(extras)
+            if extras and prune:
+                prune_view(view_root, set(self.db.view(view_key)))
         else:
             checker = NameChecker(
                 windows=self.windows,
@@ -133,32 +148,31 @@ class SyncEngine:
                             if source.manifest
                             else self._listing(source, fetcher)
                         )
-                        self._sync_items(source, items, checker, view_root, view, fetcher)
+                        self._sync_items(source, items, checker, view, fetcher)
                     finally:
                         fetcher.close()
-            prune_view(view_root, set(view))
+            self.local_files = prune_view(view_root, set(view), remove=prune)
             with disk_full_as("the sync state database", self.db.path):
                 self.db.set_view(view_key, view, pin)
         self.summary.seconds = time.monotonic() - t0
         self.progress.finish()
         return self.summary
 
-    def _view_is(self, view_key: str, view_root: Path, pin: str) -> bool:
-        """True when the view was built from `pin` and every file is still its intact object."""
-        root = str(view_root)
+    def _view_is(self, view_key: str, view_root: Path, pin: str) -> list[str] | None:
+        """When the view was built from `pin` and every file is still its intact object,
+        reached through real folders only: the view's other files (else None)."""
         if self.db.job_manifest(view_key) != pin:
-            return False
+            return None
         objects = self.db.all_objects()
-        for path, h in self.db.view(view_key).items():
+        files, other = view_files(view_root)  # never enters a link: a linked path is missing
+        want = self.db.view(view_key)
+        for path, h in want.items():
             row = objects.get(h)
             st = self.cstore.intact(row) if row else None
-            try:
-                vst = os.lstat(os.path.join(root, path))
-            except FileNotFoundError:
-                return False
-            if st is None or vst.st_ino != st.st_ino:
-                return False
-        return True
+            vst = files.get(path)
+            if st is None or vst is None or (vst.st_ino, vst.st_dev) != (st.st_ino, st.st_dev):
+                return None
+        return [p for p in files if p not in want] + other
 
     # --- plain trees -----------------------------------------------------------
     def _listing(self, source: AssetSource, fetcher: Fetcher) -> Iterator[Item]:
@@ -176,12 +190,10 @@ class SyncEngine:
         source: AssetSource,
         items: Iterable[Item],
         checker: NameChecker,
-        view_root: Path,
         view: dict[str, str],
         fetcher: Fetcher,
     ) -> None:
         src = f"{self.access.account_url}/{source.container}"
-        root = str(view_root)
         run = _Run(src, self.db.all_objects())
         known: dict[str, BlobRow] = {} if source.manifest else self.db.all_blobs(src, source.prefix)
         seen: set[str] = set()
@@ -211,21 +223,21 @@ class SyncEngine:
                             todo.append(item)
                         continue
                     h, st = found
-                    self._place(self.cstore.obj(h), st, os.path.join(root, item.path), item)
+                    self._place(self.cstore.obj(h), st, item)
                     view[item.path] = h
                     self.summary.unchanged += 1
                 self._check_disk(todo, run)
                 for item in todo:
                     run.inflight_bytes += item.size
-                    f = pool.submit(self._fetch_one, fetcher, item, view_root)
+                    f = pool.submit(self._fetch_one, fetcher, item)
                     pending.add(f)
                     f.add_done_callback(done_q.put)
-                self._drain(pending, done_q, run, view, view_root, block=False)
+                self._drain(pending, done_q, run, view, block=False)
                 while len(pending) > self.threads * 64:  # bounded memory on huge listings
-                    self._drain(pending, done_q, run, view, view_root, block=True)
+                    self._drain(pending, done_q, run, view, block=True)
                 self.progress.tick()
             while pending:
-                self._drain(pending, done_q, run, view, view_root, block=True)
+                self._drain(pending, done_q, run, view, block=True)
                 self.progress.tick()
         except BaseException:
             for f in pending:
@@ -275,9 +287,7 @@ class SyncEngine:
             run.new_blobs.append((run.src, item.name, item.size, item.etag, item.md5, h))
         return h, st
 
-    def _fetch_one(
-        self, fetcher: Fetcher, item: Item, view_root: Path
-    ) -> tuple[Item, str, int, bytes]:
+    def _fetch_one(self, fetcher: Fetcher, item: Item) -> tuple[Item, str, int, bytes]:
         tmp = self.cstore.tmp_path()
         try:
             got = fetcher.fetch(item.name, item.size, item.md5, tmp)
@@ -289,19 +299,21 @@ class SyncEngine:
                 )
             with disk_full_as(f"blob '{fetcher.container}/{item.name}'", tmp):
                 obj, mtime_ns = self.cstore.adopt(tmp, got.sha256)
-            self._place(str(obj), os.stat(obj), os.path.join(view_root, item.path), item)
+            self._place(str(obj), os.stat(obj), item)
             return item, got.sha256, mtime_ns, got.md5
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _place(self, obj: str, st: os.stat_result, target: str, item: Item) -> None:
-        """`place`, with a full disk (a copy where links are impossible, a new folder, a
-        link's directory entry) reported as DiskFullError naming the view file."""
+    def _place(self, obj: str, st: os.stat_result, item: Item) -> None:
+        """ViewWriter.place, with a full disk (a copy where links are impossible, a new
+        folder, a link's directory entry) reported as DiskFullError naming the view file."""
+        assert self._writer is not None
         try:
-            place(obj, st, target)
+            self._writer.place(obj, st, item.path)
         except OSError as e:
             if not is_disk_full(e):
                 raise
+            target = os.path.join(self._writer.root, item.path)
             raise disk_full_error(f"view file '{item.path}'", target, e) from None
 
     def _drain(
@@ -310,7 +322,6 @@ class SyncEngine:
         done_q: queue.SimpleQueue[Future[tuple[Item, str, int, bytes]]],
         run: _Run,
         view: dict[str, str],
-        view_root: Path,
         *,
         block: bool,
     ) -> None:
@@ -340,7 +351,7 @@ class SyncEngine:
             same = _content_key(item)
             for other in run.followers.pop(same, []) if same else []:
                 obj = self.cstore.obj(h)
-                self._place(obj, os.stat(obj), os.path.join(view_root, other.path), other)
+                self._place(obj, os.stat(obj), other)
                 view[other.path] = h
                 if other.hash is None:
                     run.new_blobs.append(

@@ -1,10 +1,15 @@
-"""Blob names and manifest paths: refuse anything that could land outside the destination."""
+"""Blob names and manifest paths: refuse anything that could land outside the destination.
+
+The generic rule (absolute paths, drives, empty/'.'/'..' components, look-alikes of '.' and
+'/') is node_agent.safepath.rel_problem, the one containment rule for every write; a blob
+name may not hold a backslash at all, and on Windows the file-name rules apply too."""
 
 from __future__ import annotations
 
 import re
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
+from node_agent.safepath import rel_problem
+
 _WIN_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"COM{i}" for i in range(1, 10)]
@@ -16,21 +21,15 @@ MAX_COMPONENT_BYTES = 255
 
 def name_problem(rel: str, *, windows: bool = False) -> str | None:
     """Why `rel` (a '/'-separated relative path) is unsafe as a file path, or None."""
-    if not rel:
-        return "empty name"
-    if "\x00" in rel:
-        return "contains NUL"
     if "\\" in rel:
         return "contains a backslash"
-    if rel.startswith("/"):
-        return "is an absolute path"
-    if _DRIVE.match(rel):
-        return "starts with a drive letter"
-    parts = rel.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
-            return f"has a '{part or '//'}' component"
-        if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+    problem = rel_problem(rel)
+    if problem:
+        return problem
+    for part in rel.split("/"):
+        if len(part) * 4 > MAX_COMPONENT_BYTES and (
+            len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES
+        ):
             return f"has a component over {MAX_COMPONENT_BYTES} bytes"
         if windows:
             stem = part.split(".")[0].rstrip(" ").upper()

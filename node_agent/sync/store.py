@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat
+import threading
 import uuid
 from pathlib import Path
 
+from node_agent.logs import get_logger
+from node_agent.safepath import ensure_dirs, own_root, remove_tree, walk_entries
 from node_agent.sync.state import ObjectRow
+
+log = get_logger("sync")
+_STALE_TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.link$")
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
@@ -53,15 +60,16 @@ class ContentStore:
     def adopt(self, tmp: Path, h: str) -> tuple[Path, int]:
         """Make a verified temporary file the object `h`; returns its path and mtime_ns."""
         os.chmod(tmp, READ_ONLY)
+        # the shard folder is the store's own: a link planted there is replaced, not followed
+        ensure_dirs(self.objects, [h[:2]], replace_links=True, check_root=False)
         dest = self.object_path(h)
-        dest.parent.mkdir(exist_ok=True)
         os.replace(tmp, dest)
         return dest, os.stat(dest).st_mtime_ns
 
     def intact(self, row: ObjectRow) -> os.stat_result | None:
         """The object's stat when it is as the state DB recorded it, else None."""
         try:
-            st = os.stat(self.obj(row.hash))
+            st = os.lstat(self.obj(row.hash))  # a link planted in the store is never intact
         except FileNotFoundError:
             return None
         if st.st_size != row.size or st.st_mtime_ns != row.mtime_ns:
@@ -72,17 +80,78 @@ class ContentStore:
         self.object_path(h).unlink(missing_ok=True)
 
 
-def place(obj: str, obj_stat: os.stat_result, target: str) -> bool:
-    """Make `target` the object (hard link, else copy); False when it already was."""
-    try:
-        st = os.lstat(target)
-        if st.st_ino == obj_stat.st_ino and st.st_dev == obj_stat.st_dev:
+class ViewWriter:
+    """Puts objects into one view root (a job's view, a sync destination) for one sync run,
+    never through a symbolic link: each folder on a file's way is checked with lstat once
+    per run (a link there is replaced by a real folder and logged; safepath.ensure_dirs),
+    then remembered, so a no-op re-sync costs one lstat per file and one per folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = own_root(root)
+        self._ok: set[str] = {""}  # view-relative folders verified in this run
+        self._lock = threading.Lock()
+
+    def folder(self, rel_dir: str) -> str:
+        """The absolute path of the view folder `rel_dir` ('/'-separated), verified."""
+        if rel_dir not in self._ok:
+            with self._lock:  # the fetch threads place files too
+                if rel_dir not in self._ok:
+                    self._verify(rel_dir)
+        return f"{self.root}/{rel_dir}" if rel_dir else self.root
+
+    def _verify(self, rel_dir: str) -> None:
+        parts = rel_dir.split("/")
+        done = len(parts)
+        while done > 0 and "/".join(parts[:done]) not in self._ok:
+            done -= 1
+        base = "/".join(parts[:done])
+        ensure_dirs(
+            f"{self.root}/{base}" if base else self.root,
+            parts[done:],
+            replace_links=True,
+            check_root=False,
+        )
+        for i in range(done + 1, len(parts) + 1):
+            self._ok.add("/".join(parts[:i]))
+
+    def place(self, obj: str, obj_stat: os.stat_result, rel: str) -> bool:
+        """Make view file `rel` the object (hard link, else copy); False when it already was.
+
+        A symbolic link at `rel` is replaced itself (never followed) and logged; a folder
+        at `rel` is removed without descending through links."""
+        rel_dir, _, name = rel.rpartition("/")
+        parent = self.folder(rel_dir)
+        target = f"{parent}/{name}"
+        try:  # lstat below verified folders: this is the view's own entry, not one elsewhere
+            st: os.stat_result | None = os.lstat(target)
+        except FileNotFoundError:
+            st = None
+        if st is not None and st.st_ino == obj_stat.st_ino and st.st_dev == obj_stat.st_dev:
             return False
-    except FileNotFoundError:
-        pass
-    parent, name = os.path.split(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{name[:200]}.{uuid.uuid4().hex[:8]}.link")
+        tmp = os.path.join(parent, f".{name[:200]}.{uuid.uuid4().hex[:8]}.link")
+        _link_or_copy(obj, tmp)
+        try:
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                log.warning(
+                    "replaced symbolic link '%s' (-> '%s') by the source's file: links are "
+                    "never followed here, the link's target is untouched",
+                    target,
+                    _readlink(target),
+                )
+            elif st is not None and stat.S_ISDIR(st.st_mode):
+                remove_tree(target)  # a folder where the source now has a file
+            try:
+                os.replace(tmp, target)  # renames over a link itself, never through it
+            except IsADirectoryError:  # a folder made there meanwhile
+                remove_tree(target)
+                os.replace(tmp, target)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        return True
+
+
+def _link_or_copy(obj: str, tmp: str) -> None:
     try:
         os.link(obj, tmp)
     except OSError as e:
@@ -95,35 +164,60 @@ def place(obj: str, obj_stat: os.stat_result, target: str) -> bool:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             raise
+
+
+def _readlink(path: str) -> str:
     try:
-        os.replace(tmp, target)
-    except IsADirectoryError:
-        shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-    return True
+        return os.readlink(path)
+    except OSError:
+        return "?"
 
 
-def prune_view(root: Path, keep: set[str]) -> int:
-    """Remove files under `root` that are not in `keep` (view-relative paths), and empty folders."""
-    removed = 0
-    if not root.exists():
+def view_files(root: str | Path) -> tuple[dict[str, os.stat_result], list[str]]:
+    """The regular files of a view (relative path -> lstat) and every other non-folder entry
+    (links, sockets...), found without ever entering a linked folder."""
+    files: dict[str, os.stat_result] = {}
+    other: list[str] = []
+    for rel, entry in walk_entries(str(root)):
+        if entry.is_dir(follow_symlinks=False):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode):
+            files[rel] = st
+        else:
+            other.append(rel)
+    return files, other
+
+
+def prune_view(root: Path, keep: set[str], *, remove: bool = True) -> int:
+    """Files and links under `root` that are not in `keep` (view-relative paths): removed
+    with their emptied folders when `remove`, else only counted. Returns how many.
+
+    Never enters a linked folder; a link is removed as a link, its target untouched."""
+    found = 0
+    r = str(root)
+    try:
+        if not stat.S_ISDIR(os.lstat(r).st_mode):
+            return 0
+    except FileNotFoundError:
         return 0
-    for dirpath, _dirs, filenames in os.walk(root, topdown=False):
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-            if rel not in keep:
-                os.unlink(os.path.join(dirpath, name))
-                removed += 1
-        if dirpath != str(root):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
-    return removed
+    for rel, entry in walk_entries(r):
+        if entry.is_dir(follow_symlinks=False):
+            if remove:
+                try:
+                    os.rmdir(entry.path)  # only when empty: a kept file keeps its folder
+                except OSError:
+                    pass
+            continue
+        if rel in keep:
+            continue
+        if _STALE_TMP.match(entry.name):  # our own temporary name, left by a killed run
+            remove_tree(entry.path)
+            continue
+        found += 1
+        if remove:
+            remove_tree(entry.path)  # a file or a link (never followed)
+    return found
 
 
 def _alive(pid: int) -> bool:
