@@ -8,6 +8,14 @@ fetched, and ratios to rclone. Writes JSON under bench/results/.
 
     make bench-sync                     # defaults: dataset a (10,000 x 20 KB) and b (16 x 64 MB)
     python bench/bench_sync.py --files-a 2000 --reps 3 --datasets a
+
+`job_prep` is a whole `node-agent job-prep` on a local node: the sync into the job's
+hard-link view plus presenting it to tasks isolated from the cache (an overlay mount or
+a copy, --isolation). `job_prep@base` runs the same from another checkout (--base-home),
+alternating with `job_prep`, to measure what a change costs on the same machine and data:
+
+    python bench/bench_sync.py --datasets a --scenarios cold,no-op \
+        --tools job_prep,job_prep@base --base-home /tmp/base-checkout --isolation overlay
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -67,10 +76,12 @@ def sdk_loop(conn: str, container: str, prefix: str, dest: str) -> None:
 PEAK_RSS: dict[str, int] = {}  # tool -> peak RSS (kB) in the current scenario
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+def timed(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: Path = REPO
+) -> tuple[float, float, str]:
     t0 = time.monotonic()
     p = subprocess.Popen(
-        cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     out = p.stdout.read() if p.stdout else ""
     _, status, ru = os.wait4(p.pid, 0)
@@ -78,7 +89,13 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"{cmd[0]} {' '.join(cmd[1:3])} failed ({p.returncode}):\n{out[-3000:]}")
-    tool = "node_agent" if "node_agent" in cmd else ("rclone" if cmd[0] == "rclone" else "sdk_loop")
+    tool = (
+        "job_prep"
+        if "job-prep" in cmd
+        else "node_agent"
+        if "node_agent" in cmd
+        else ("rclone" if cmd[0] == "rclone" else "sdk_loop")
+    )
     PEAK_RSS[tool] = max(PEAK_RSS.get(tool, 0), ru.ru_maxrss)
     return wall, ru.ru_utime + ru.ru_stime, out
 
@@ -87,7 +104,7 @@ _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "Bytes": 1}
 
 
 def fetched_bytes(tool: str, out: str) -> int | None:
-    if tool == "node_agent":
+    if tool.startswith(("node_agent", "job_prep")):
         m = re.search(r"downloaded \(([\d.]+) MB\)", out)
         return int(float(m.group(1)) * 1e6) if m else None
     if tool == "sdk_loop":
@@ -95,6 +112,44 @@ def fetched_bytes(tool: str, out: str) -> int | None:
         return int(m.group(1)) if m else None
     m = re.search(r"Transferred:\s+([\d.]+) (\w+) /", out)
     return int(float(m.group(1)) * _UNITS.get(m.group(2), 1)) if m else None
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below root, deepest first (a job_prep run leaves its overlay)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    r = os.path.realpath(root)
+    points = [ln.split(" - ")[0].split()[4].replace("\\040", " ") for ln in lines]
+    return sorted((p for p in points if p == r or p.startswith(r + "/")), key=len, reverse=True)
+
+
+def unmount_all(root: Path) -> None:
+    for target in mounts_under(root):
+        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+
+
+def node_env(node: Path, job: str, isolation: str) -> dict[str, str]:
+    """The variables Batch gives a job preparation task on a node rooted at `node`."""
+    task = node / "workitems" / job / "job-1" / "jobpreparation"
+    for d in (node / "shared", node / "startup", node / "fsmounts", task / "wd"):
+        d.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZ_BATCH_")}
+    env.update(
+        AZ_BATCH_NODE_ROOT_DIR=str(node),
+        AZ_BATCH_NODE_SHARED_DIR=str(node / "shared"),
+        AZ_BATCH_NODE_STARTUP_DIR=str(node / "startup"),
+        AZ_BATCH_NODE_MOUNTS_DIR=str(node / "fsmounts"),
+        AZ_BATCH_NODE_ID="bench-node",
+        AZ_BATCH_JOB_ID=job,
+        AZ_BATCH_TASK_ID="jobpreparation",
+        AZ_BATCH_TASK_DIR=str(task),
+        AZ_BATCH_TASK_WORKING_DIR=str(task / "wd"),
+    )
+    if isolation:
+        env["NODE_AGENT_VIEW_ISOLATION"] = isolation
+    return env
 
 
 class Bench:
@@ -111,6 +166,8 @@ class Bench:
         self.store.ensure_container(self.container)
         self.sas = Access(storage, Redactor()).container_sas(self.container)
         self.results: list[dict[str, object]] = []
+        self.doc: dict[str, object] = {}
+        self.scene: dict[str, str] = {}  # prefix -> a file job prep checks as render.scene
 
     def cmd(
         self, tool: str, prefix: str, dest: Path, cache: Path, extra: list[str] | None = None
@@ -131,6 +188,25 @@ class Bench:
                 "0",
                 *(extra or []),
             ]
+        if tool.startswith("job_prep"):
+            spec = self.work / f"spec-{prefix.strip('/')}.json"
+            assets = {"name": "bench", "container": self.container, "prefix": prefix}
+            spec.write_text(
+                json.dumps(
+                    {
+                        "job_id": "bench",
+                        "storage": {"account_url": self.url, "auth": {"kind": "emulator"}},
+                        "assets": [assets],
+                        "render": {
+                            "renderer": "blender",
+                            "scene": self.scene.get(prefix, "x"),
+                            "frames": "1",
+                        },
+                        "policies": {"free_space_reserve_mb": 0},
+                    }
+                )
+            )
+            return [PY, "-m", "node_agent", "job-prep", "--spec", str(spec)]
         if tool == "rclone":
             sas_url = f"{self.store.container(self.container).url}?{self.sas}"
             return [
@@ -213,9 +289,18 @@ class Bench:
                     self.work / dataset / tool / "cache",
                 )
                 if fresh:
+                    unmount_all(self.work / dataset / tool)
                     shutil.rmtree(self.work / dataset / tool, ignore_errors=True)
                 dest.mkdir(parents=True, exist_ok=True)
-                wall, cpu, out = timed(self.cmd(tool, prefix, dest, cache, (extra or {}).get(tool)))
+                cmd = self.cmd(tool, prefix, dest, cache, (extra or {}).get(tool))
+                if tool.startswith("job_prep"):
+                    env = node_env(
+                        self.work / dataset / tool / "node", "bench", self.args.isolation
+                    )
+                    base = tool.endswith("@base") and self.args.base_home
+                    wall, cpu, out = timed(cmd, env, Path(base) if base else REPO)
+                else:
+                    wall, cpu, out = timed(cmd)
                 if rep >= self.args.warmup:
                     runs[tool].append((wall, cpu, fetched_bytes(tool, out)))
         self.record(dataset, name, runs, base)
@@ -238,6 +323,7 @@ class Bench:
         PEAK_RSS.clear()
         med = {t: statistics.median(r[0] for r in rs) for t, rs in runs.items() if rs}
         base = base or med.get("rclone") or med.get("rclone x2")
+        before = med.get("job_prep@base")
         for tool, rs in runs.items():
             if not rs:
                 continue
@@ -250,6 +336,8 @@ class Bench:
                 "runs_s": [round(r[0], 3) for r in rs],
                 "ratio_to_rclone": round(med[tool] / base, 3) if base else None,
             }
+            if before:
+                row["tools"][tool]["ratio_to_base"] = round(med[tool] / before, 3)  # type: ignore[index]
         self.results.append(row)
         print(format_row(row), flush=True)
 
@@ -295,6 +383,8 @@ def format_row(row: dict[str, object]) -> str:
     parts = [f"{row['dataset']:<3} {row['scenario']:<24}"]
     for tool, r in row["tools"].items():  # type: ignore[attr-defined]
         ratio = f"{r['ratio_to_rclone']:.2f}x" if r["ratio_to_rclone"] is not None else "-"
+        if "ratio_to_base" in r:
+            ratio = f"{r['ratio_to_base']:.3f}x of base"
         mb = f"{r['bytes'] / 1e6:.1f}MB" if r["bytes"] is not None else "?"
         parts.append(f"{tool}: {r['median_s']:.2f}s cpu {r['cpu_s']:.2f}s {mb} ({ratio})")
     return " | ".join(parts)
@@ -316,39 +406,64 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--datasets", default="a,b")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    ap.add_argument(
+        "--tools",
+        default="node_agent,rclone,sdk_loop",
+        help="comma list: node_agent (node-agent sync), rclone, sdk_loop, job_prep "
+        "(a whole job prep, view isolation included), job_prep@base (the same, --base-home)",
+    )
+    ap.add_argument("--base-home", default="", help="another checkout, for job_prep@base")
+    ap.add_argument(
+        "--isolation", default="", help="NODE_AGENT_VIEW_ISOLATION for job_prep: overlay|copy"
+    )
     args = ap.parse_args()
 
     from node_agent.azurite import AzuriteServer
 
-    tools = ["node_agent", "rclone", "sdk_loop"]
+    tools = [t for t in args.tools.split(",") if t]
     with AzuriteServer() as az, tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         b = Bench(args, az.account_url, az.connection_string, Path(tmp))
-        t_start = time.monotonic()
-        if "a" in args.datasets:
-            names = [f"a/f{i // 100:03d}/{i:05d}.bin" for i in range(args.files_a)]
-            print(f"seeding a: {args.files_a} x {args.size_a} B", flush=True)
-            b.upload({n: os.urandom(args.size_a) for n in names})
-            b.scenario("a", "cold", "a/", tools, fresh=True)
-            b.scenario("a", "no-op", "a/", tools, fresh=False)
-            rng = random.Random(1)
-            b.scenario(
-                "a",
-                "1% changed",
-                "a/",
-                tools,
-                fresh=False,
-                before_rep=lambda: b.mutate("a/", names, args.size_a, rng),
-            )
-            same = rng.sample(names, max(1, len(names) // 100))
-            cc = b.store.container(b.container)
-            b.scenario(
-                "a",
-                "1% re-uploaded same bytes",
-                "a/",
-                tools,
-                fresh=False,
-                before_rep=lambda: b.upload({n: cc.download_blob(n).readall() for n in same}),
-            )
+        try:
+            run_all(args, b, az, tools)
+        finally:
+            unmount_all(Path(tmp))  # job_prep's overlays, before the folder is removed
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"sync-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
+    path.write_text(json.dumps(b.doc, indent=2))
+    print("\n".join(format_row(r) for r in b.doc["results"]))  # type: ignore[union-attr]
+    shown = path.resolve()
+    print(f"results: {shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown}")
+
+
+def run_all(args: argparse.Namespace, b: Bench, az: Any, tools: list[str]) -> None:
+    t_start = time.monotonic()
+    if "a" in args.datasets:
+        names = [f"a/f{i // 100:03d}/{i:05d}.bin" for i in range(args.files_a)]
+        print(f"seeding a: {args.files_a} x {args.size_a} B", flush=True)
+        b.upload({n: os.urandom(args.size_a) for n in names})
+        b.scene["a/"] = names[0][len("a/") :]
+        b.scenario("a", "cold", "a/", tools, fresh=True)
+        b.scenario("a", "no-op", "a/", tools, fresh=False)
+        rng = random.Random(1)
+        b.scenario(
+            "a",
+            "1% changed",
+            "a/",
+            tools,
+            fresh=False,
+            before_rep=lambda: b.mutate("a/", names, args.size_a, rng),
+        )
+        same = rng.sample(names, max(1, len(names) // 100))
+        cc = b.store.container(b.container)
+        b.scenario(
+            "a",
+            "1% re-uploaded same bytes",
+            "a/",
+            tools,
+            fresh=False,
+            before_rep=lambda: b.upload({n: cc.download_blob(n).readall() for n in same}),
+        )
+        if "node_agent" in tools and "rclone" in tools:  # they read rclone's copy
             # manifest: push the dataset as a project, pin it, measure the pinned no-op
             src = b.work / "a" / "rclone" / "dest"
             push = [
@@ -378,35 +493,33 @@ def main() -> None:
                 base=b.rclone_median("a", "no-op"),
             )  # ratio to rclone's plain no-op
             b.concurrent("a", "a/")
-        if "c" in args.datasets:  # many tiny files: memory
-            names_c = [f"c/d{i // 1000:03d}/{i:06d}.bin" for i in range(args.files_c)]
-            print(f"seeding c: {args.files_c} x 2 KB", flush=True)
-            b.upload({n: os.urandom(2048) for n in names_c})
-            b.scenario("c", "cold", "c/", ["node_agent", "rclone"], fresh=True)
-        if "b" in args.datasets:
-            size = args.size_b_mb * 1024 * 1024
-            names_b = [f"b/big{i:02d}.bin" for i in range(args.files_b)]
-            print(
-                f"seeding b: {args.files_b} x {args.size_b_mb} MB (half as block lists)", flush=True
-            )
-            half = len(names_b) // 2
-            b.upload({n: os.urandom(size) for n in names_b[:half]})
-            b.upload({n: os.urandom(size) for n in names_b[half:]}, block_list=True)
-            b.scenario("b", "cold", "b/", tools, fresh=True)
-            b.scenario("b", "no-op", "b/", tools, fresh=False)
-        doc = {
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "total_s": round(time.monotonic() - t_start, 1),
-            "results": b.results,
-        }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"sync-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
-    path.write_text(json.dumps(doc, indent=2))
-    print("\n".join(format_row(r) for r in doc["results"]))  # type: ignore[union-attr]
-    shown = path.resolve()
-    print(f"results: {shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown}")
+    if "c" in args.datasets:  # many tiny files: memory
+        names_c = [f"c/d{i // 1000:03d}/{i:06d}.bin" for i in range(args.files_c)]
+        print(f"seeding c: {args.files_c} x 2 KB", flush=True)
+        b.upload({n: os.urandom(2048) for n in names_c})
+        b.scene["c/"] = names_c[0][len("c/") :]
+        b.scenario("c", "cold", "c/", [t for t in tools if t != "sdk_loop"], fresh=True)
+    if "b" in args.datasets:
+        size = args.size_b_mb * 1024 * 1024
+        names_b = [f"b/big{i:02d}.bin" for i in range(args.files_b)]
+        print(f"seeding b: {args.files_b} x {args.size_b_mb} MB (half as block lists)", flush=True)
+        half = len(names_b) // 2
+        b.upload({n: os.urandom(size) for n in names_b[:half]})
+        b.upload({n: os.urandom(size) for n in names_b[half:]}, block_list=True)
+        b.scene["b/"] = names_b[0][len("b/") :]
+        b.scenario("b", "cold", "b/", tools, fresh=True)
+        b.scenario("b", "no-op", "b/", tools, fresh=False)
+    finish(args, b, t_start)
+
+
+def finish(args: argparse.Namespace, b: Bench, t_start: float) -> None:
+    b.doc = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "total_s": round(time.monotonic() - t_start, 1),
+        "results": b.results,
+    }
 
 
 if __name__ == "__main__":
