@@ -297,8 +297,8 @@ class Bench:
                     env = node_env(
                         self.work / dataset / tool / "node", "bench", self.args.isolation
                     )
-                    base = tool.endswith("@base") and self.args.base_home
-                    wall, cpu, out = timed(cmd, env, Path(base) if base else REPO)
+                    home = tool.endswith("@base") and self.args.base_home
+                    wall, cpu, out = timed(cmd, env, Path(home) if home else REPO)
                 else:
                     wall, cpu, out = timed(cmd)
                 if rep >= self.args.warmup:

@@ -158,7 +158,12 @@ class JobView:
         ensure_dirs(self.job_dir, [VIEW_DIR], replace_links=True)
         self._empty_mountpoint()
         opts = f"lowerdir={self.lower},upperdir={self.upper},workdir={self.work}"
-        _mount("overlay", str(self.assets), "overlay", 0, opts)
+        try:  # the upper layer is scratch (cleared by every job prep): no syncs for it
+            _mount("overlay", str(self.assets), "overlay", 0, opts + ",volatile")
+        except OSError as e:
+            if e.errno != errno.EINVAL:  # a kernel before 5.10 has no `volatile`
+                raise
+            _mount("overlay", str(self.assets), "overlay", 0, opts)
         return ViewRecord(
             "overlay", "", str(self.assets), str(self.lower), str(self.upper), str(self.work)
         )
