@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from node_agent.safepath import check_component, split_rel
+
 _VALID = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -19,10 +21,12 @@ def job_container(job_id: str) -> str:
 
 
 def _kind_path(task_id: str, kind: str, path: str) -> str:
-    path = path.replace("\\", "/")
-    while path.startswith("../"):
-        path = path[3:]
-    return f"{task_id}/${kind}/{path.lstrip('/')}"
+    """`<task>/$<kind>/<path>`, built from checked components: the task id is one component
+    and `path` is split on '/' and '\\' (both separate on Windows, and a storage URL would
+    read '\\' as '/'), with no '..', '.', empty, drive or look-alike part
+    (safepath.split_rel). ContainmentError for a name that could leave `<task>/$<kind>/`."""
+    check_component(task_id, "AZ_BATCH_TASK_ID")
+    return f"{task_id}/${kind}/" + "/".join(split_rel(path, f"${kind} file"))
 
 
 def task_output(task_id: str, path: str) -> str:

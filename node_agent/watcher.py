@@ -6,6 +6,11 @@ created or modified. Either way it is uploaded only once its size and mtime stay
 over `settle_s`. `finish()` stops the observer and sweeps the folder for anything missed or
 changed since its upload. Failed uploads are retried there; what still fails is reported.
 
+What is uploaded and what is refused is outputs.examine's rule (checked blob names;
+links inside the folder uploaded as their target's bytes, links out refused), the same
+for early uploads and the final sweep. `done()` is exactly the blobs this task put in
+storage, also after a failure: the summary and the missing-frames check read it.
+
 The blob store may be given as a factory: the worker thread makes it, so the renderer
 starts while the storage SDK loads; a store that cannot be set up is reported through
 `on_fatal` and raised by `finish()`.
@@ -16,6 +21,7 @@ the end when there were that many, a line with the files and bytes uploaded so f
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -32,12 +38,14 @@ from node_agent.errors import NodeAgentError, UploadError
 from node_agent.logs import get_logger
 from node_agent.outputs import (
     DEFAULT_RETRY,
+    Candidate,
     Layout,
     Retry,
-    files_under,
+    examine,
     frame_number,
-    inside,
+    open_source,
     upload_with_retry,
+    walk,
 )
 from node_agent.sync.progress import format_bytes
 
@@ -57,6 +65,7 @@ class Uploaded:
     frame: int | None
     stamp: tuple[int, int]  # (size, mtime_ns) at upload
     done_at: float  # wall clock (time.time())
+    source: tuple[str, ...] = ()  # the file whose bytes went up (a link's target), under out_dir
 
 
 class _Handler(FileSystemEventHandler):
@@ -78,8 +87,8 @@ class _Handler(FileSystemEventHandler):
     on_modified = on_created
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    st = path.stat()
+def _stamp(root: Path, c: Candidate) -> tuple[int, int]:
+    st = os.lstat(os.path.join(os.path.realpath(root), *c.source))  # a link's resolved target
     return st.st_size, st.st_mtime_ns
 
 
@@ -103,7 +112,9 @@ class ProgressiveUploader:
         self.setup_error: NodeAgentError | None = None
         self.metadata, self.settle_s, self.retry = metadata, settle_s, retry
         self.uploaded: dict[str, Uploaded] = {}
-        self.failed: dict[str, str] = {}
+        self.failed: dict[str, str] = {}  # storage kept failing
+        self.refused: dict[str, str] = {}  # never uploaded: unsafe name, link out, ...
+        self._blob_of: dict[str, str] = {}  # blob name -> the file uploaded there
         self.summary_every = max(summary_every, 1)
         self.count = 0  # uploads done (a file re-uploaded after a change counts again)
         self.bytes = 0
@@ -152,30 +163,62 @@ class ProgressiveUploader:
             self._consider(path)
 
     def _consider(self, path: Path) -> None:
-        if not inside(path, self.out_dir) or path.name.startswith("."):
-            return  # symlinks, vanished files, hidden temporaries
         try:
-            before = _stamp(path)
+            cand = examine(self.out_dir, path)
+            if cand is None:
+                return  # gone, a folder, a hidden temporary
+            before = _stamp(self.out_dir, cand)
             time.sleep(self.settle_s)
-            if _stamp(path) != before:
+            if _stamp(self.out_dir, cand) != before:
                 self._q.put(path)  # still being written: look again later
                 return
+        except UploadError as e:
+            self._refuse(path, str(e))
+            return
         except OSError:
             return
-        self._upload(path, before)
+        self._upload(cand, before)
 
-    def _upload(self, path: Path, stamp: tuple[int, int]) -> None:
+    def _refuse(self, path: Path, why: str) -> None:
         rel = path.relative_to(self.out_dir).as_posix()
+        with self._lock:
+            if self.refused.get(rel) == why:
+                return
+            self.refused[rel] = why
+        log.error("%s", why)
+
+    def _upload(self, cand: Candidate, stamp: tuple[int, int]) -> None:
+        rel = cand.rel
         with self._lock:
             prev = self.uploaded.get(rel)
             if prev is not None and prev.stamp == stamp:
                 return
-        frame = frame_number(path.name)
+        try:
+            blob = self.layout.output(rel)
+        except UploadError as e:
+            self._refuse(self.out_dir / rel, str(e))
+            return
+        with self._lock:
+            owner = self._blob_of.setdefault(blob, rel)
+        if owner != rel:  # 'a\\b.png' and 'a/b.png' are one blob: neither overwrites the other
+            why = f"output file '{rel}' would be blob '{blob}' as '{owner}' is: refused"
+            self._refuse(self.out_dir / rel, why)
+            return
+        frame = frame_number(rel.replace("\\", "/").rsplit("/", 1)[-1])
         meta = dict(self.metadata, **({"frame": str(frame)} if frame is not None else {}))
-        blob = self.layout.output(rel)
         t0 = time.monotonic()
         try:
-            url = upload_with_retry(self.store, path, self.layout.container, blob, meta, self.retry)
+            url = upload_with_retry(
+                self.store,
+                lambda: open_source(self.out_dir, cand.source),
+                self.layout.container,
+                blob,
+                meta,
+                self.retry,
+                name=rel,
+            )
+        except FileNotFoundError:
+            return  # removed by the renderer meanwhile: not an output any more
         except UploadError as e:
             log.warning("frame file %s not uploaded yet: %s", rel, e)
             with self._lock:
@@ -184,13 +227,16 @@ class ProgressiveUploader:
         seconds = time.monotonic() - t0
         with self._lock:
             self.failed.pop(rel, None)
-            self.uploaded[rel] = Uploaded(rel, stamp[0], blob, url, frame, stamp, time.time())
+            self.uploaded[rel] = Uploaded(
+                rel, stamp[0], blob, url, frame, stamp, time.time(), cand.source
+            )
             self.count += 1
             self.bytes += stamp[0]
             self.seconds += seconds
         log.info(
-            "uploaded %s (%s) in %.2fs -> %s/%s",
+            "uploaded %s%s (%s) in %.2fs -> %s/%s",
             rel,
+            f" (link to {'/'.join(cand.source)})" if cand.link else "",
             format_bytes(stamp[0]),
             seconds,
             self.layout.container,
@@ -212,27 +258,43 @@ class ProgressiveUploader:
         )
 
     def finish(self) -> list[Uploaded]:
-        """Stop watching, upload whatever is left; UploadError if any file is still not uploaded."""
+        """Stop watching, upload whatever is left; UploadError (one line naming every file)
+        if any file was refused or is still not uploaded. `done()` holds what was uploaded."""
         self._observer.stop()
         self._observer.join(10)
         self._q.put(None)
         self._worker.join()
         if self.setup_error is not None:
             raise self.setup_error
-        for path in files_under(self.out_dir):
-            if path.name.startswith("."):
-                continue
+        for path in walk(self.out_dir):
             try:
-                stamp = _stamp(path)
+                cand = examine(self.out_dir, path)
+                if cand is None:
+                    continue
+                stamp = _stamp(self.out_dir, cand)
+            except UploadError as e:
+                self._refuse(path, str(e))
+                continue
             except OSError:
                 continue
-            self._upload(path, stamp)
+            self._upload(cand, stamp)
         if self.count >= self.summary_every and self._summarised != self.count:
             self._summary()  # the total, when there were enough uploads for summaries
-        if self.failed:
-            names = ", ".join(sorted(self.failed))
+        problems = self.problems()
+        if problems:
             raise UploadError(
-                f"{len(self.failed)} output file(s) not uploaded ({names}); they stay in "
-                f"{self.out_dir} on the node: {next(iter(self.failed.values()))}"
+                f"{len(problems)} output file(s) not uploaded: {'; '.join(problems.values())}; "
+                f"they stay in {self.out_dir} on the node"
             )
-        return sorted(self.uploaded.values(), key=lambda u: u.rel)
+        return self.done()
+
+    def problems(self) -> dict[str, str]:
+        """Output files not in storage, and why (refused, or storage kept failing)."""
+        with self._lock:
+            failed = {rel: f"'{rel}': {why}" for rel, why in self.failed.items()}
+            return dict(sorted({**failed, **self.refused}.items()))
+
+    def done(self) -> list[Uploaded]:
+        """Exactly the blobs this task put in storage (with the stamp of what they hold)."""
+        with self._lock:
+            return sorted(self.uploaded.values(), key=lambda u: u.rel)

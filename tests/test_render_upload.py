@@ -109,9 +109,11 @@ def _outside_links(out: Path, tmp_path: Path) -> None:
     os.symlink(out / "frame_0001.png", out / "inner_link.png")
 
 
-def test_uploads_never_follow_symlinks(
+def test_uploads_never_follow_symlinks_out(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
+    """A link inside the folder goes up with its target's bytes; links out are refused (the
+    task fails naming them) and what they point at is never read."""
     out = tmp_path / "out"
     out.mkdir()
     up = ProgressiveUploader(store, Layout("symlinks", "t1"), out, {"job": "j"})
@@ -119,9 +121,16 @@ def test_uploads_never_follow_symlinks(
     up.start()
     (out / "frame_0001.png").write_bytes(png())
     _outside_links(out, tmp_path)
-    done = up.finish()
-    assert [u.rel for u in done] == ["frame_0001.png"]
-    assert [b.name for b in store.list_blobs("symlinks")] == ["t1/$TaskOutput/frame_0001.png"]
+    with pytest.raises(UploadError) as e:
+        up.finish()
+    msg = str(e.value)
+    assert "'link.txt' is a link to" in msg and "'linkdir' is a link to" in msg
+    assert len(msg.splitlines()) == 1
+    done = up.done()
+    assert [u.rel for u in done] == ["frame_0001.png", "inner_link.png"]
+    names = [b.name for b in store.list_blobs("symlinks")]
+    assert names == ["t1/$TaskOutput/frame_0001.png", "t1/$TaskOutput/inner_link.png"]
+    assert store.read_blob("symlinks", names[1]) == png()
 
 
 def _dead_store() -> BlobStore:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 import time
-from pathlib import Path
 from typing import Any
 
 from node_agent.batchenv import BatchNode
@@ -24,15 +24,19 @@ _LABEL = {
 }
 
 
-def missing_frames(out_dir: Path, expected: dict[int, str], since: float) -> list[int]:
-    """Expected frames not written by this run (a file older than the task does not count)."""
+def _key(rel: str) -> str:
+    return "/".join(re.split(r"[/\\]", rel))
+
+
+def missing_frames(outputs: list[Uploaded], expected: dict[int, str], since: float) -> list[int]:
+    """Expected frames not in storage from this run: a frame counts as present only when it
+    was uploaded under its name, as a regular file or a link's target inside the output
+    folder, written by this run (what a file older than the task held does not count)."""
+    present = {_key(u.rel): u.stamp[1] / 1e9 for u in outputs}
     missing = []
     for frame, name in sorted(expected.items()):
-        try:
-            ok = (out_dir / name).stat().st_mtime >= since - 2.0
-        except OSError:
-            ok = False
-        if not ok:
+        mtime = present.get(_key(name))
+        if mtime is None or mtime < since - 2.0:
             missing.append(frame)
     return missing
 
@@ -98,16 +102,13 @@ def summary_doc(
     result: RunResult | None,
     monitor: OutputMonitor,
     outputs: list[Uploaded],
-    out_dir: Path,
     times: dict[str, float],
     preview: str | None,
+    not_uploaded: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    last_closed = 0.0
-    for u in outputs:
-        try:
-            last_closed = max(last_closed, (out_dir / u.rel).stat().st_mtime)
-        except OSError:
-            pass
+    """`outputs` is exactly what this task put in storage; `not_uploaded` the files that
+    were refused or failed (file -> why)."""
+    last_closed = max((u.stamp[1] / 1e9 for u in outputs), default=0.0)
     started = times.get("renderer_started_at")
     overhead: dict[str, float | None] = {
         "start_to_renderer_s": round(started - times["agent_started_at"], 3) if started else None,
@@ -145,6 +146,7 @@ def summary_doc(
             }
             for u in outputs
         ],
+        "not_uploaded": [{"file": f, "reason": r} for f, r in (not_uploaded or {}).items()],
         "preview": preview,
         "finished_at": _iso(time.time()),
     }
