@@ -22,16 +22,18 @@ import psutil
 from node_agent.batchenv import ENTITLEMENT_TOKEN, ENTITLEMENT_VARS
 from node_agent.classify import OutputMonitor
 from node_agent.conventions import job_container
-from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError
+from node_agent.errors import ExitCode, NodeAgentError, RenderError, SpecError, UploadError
 from node_agent.frames import parse_frames
 from node_agent.mounts.manager import map_drives_before_task
-from node_agent.outputs import Layout, Retry, upload_logs, upload_preview
+from node_agent.mounts.model import AzureFilesMount, MountSpec
+from node_agent.outputs import Layout, Retry, open_source, upload_logs, upload_preview
 from node_agent.phases.render_result import classify, missing_frames, summary_doc
+from node_agent.poolconfig import load_pool_config
 from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import JobSpec, load_spec
 from node_agent.supervise import RunResult, run_supervised
-from node_agent.watcher import ProgressiveUploader, Uploaded
+from node_agent.watcher import ProgressiveUploader
 
 if TYPE_CHECKING:
     from node_agent.storage import BlobStore
@@ -39,13 +41,59 @@ if TYPE_CHECKING:
 _SECRET_NAMES = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "SAS", "CONNECTION_STRING")
 
 
+# Variables the Azure tools read a storage credential from; node_agent never passes them on.
+WELL_KNOWN_SECRET_VARS = (
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_BATCH_ACCESS_KEY",
+)
+
+
+def _mount_secret_var(m: MountSpec) -> str | None:
+    return m.key_env if isinstance(m, AzureFilesMount) else m.auth.env
+
+
+def secret_vars(phase: Phase, spec: JobSpec) -> set[str]:
+    """The variables node_agent holds a secret in: the spec's storage.auth.env, the secret
+    variable of every mount (the job's, and the pool's as the start task kept its config),
+    and the well-known Azure storage credential variables."""
+    names = set(WELL_KNOWN_SECRET_VARS)
+    if spec.storage.auth.env:
+        names.add(spec.storage.auth.env)
+    mounts = list(spec.mounts)
+    pool_config = phase.node.state_dir / "pool-config.json"
+    if pool_config.is_file():
+        try:
+            mounts += list(load_pool_config(pool_config).mounts)
+        except SpecError as e:
+            phase.log.warning("cannot read the pool's mounts (%s): %s", pool_config, e)
+    names.update(v for v in map(_mount_secret_var, mounts) if v)
+    return names
+
+
 def renderer_env(
     phase: Phase, spec: JobSpec, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """Task environment + adapter + spec variables, then the entitlement pair exactly as Batch set it."""
+    """Task environment + adapter + spec variables, then the entitlement pair exactly as Batch
+    set it; without any variable node_agent holds a secret in (secret_vars), nor any other
+    variable holding the same value. The renderer gets no storage credential."""
     env = dict(phase.env)
     env.update(extra or {})
     env.update(spec.render.env)
+    secret_names = {n.upper() for n in secret_vars(phase, spec)}
+    values = {phase.env.get(n, "").strip().lstrip("?") for n in secret_vars(phase, spec)}
+    values = {v for v in values if len(v) >= 6}
+    removed = sorted(
+        k
+        for k, v in env.items()
+        if k.upper() not in ENTITLEMENT_VARS
+        and (k.upper() in secret_names or v.strip().lstrip("?") in values)
+    )
+    for k in removed:
+        del env[k]
+    if removed:
+        phase.log.info("not passed to the renderer (they hold secrets): %s", ", ".join(removed))
     for var in ENTITLEMENT_VARS:
         if var in phase.env:
             env[var] = phase.env[var]
@@ -177,23 +225,34 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
         except OSError as e:
             start_error = f"cannot start '{launch.argv[0]}': {e.strerror or e}"
     times["renderer_ended_at"] = time.time()
-    outputs: list[Uploaded] = []
+    upload_error: UploadError | None = None
     errors: list[NodeAgentError] = []
     try:
-        outputs = uploader.finish()
+        uploader.finish()
     except UploadError as e:
-        errors.append(e)
+        upload_error = e
     except NodeAgentError as e:  # no blob store at all: nothing can be uploaded
         phase.log.error("renderer stopped, outputs stay in %s: %s", out_dir, e)
         raise
+    outputs = uploader.done()  # exactly what storage holds from this task
     store = uploader.store
     times["uploads_done_at"] = time.time()
-    missing = missing_frames(out_dir, launch.expected, agent_started)
+    missing = missing_frames(outputs, launch.expected, agent_started)
     code, reason = classify(result, monitor.failure(), missing, start_error)
+    if upload_error is not None and code in (ExitCode.OK, ExitCode.MISSING_FRAMES):
+        # the first real cause: frames not in storage because their upload failed
+        code, reason = ExitCode.UPLOAD, str(upload_error)
     preview = None
     if outputs:
         last = max(outputs, key=lambda u: (u.frame is not None, u.frame or 0, u.rel))
-        preview = upload_preview(store, layout, out_dir / last.rel, node.task_dir, meta)
+        preview = upload_preview(
+            store,
+            layout,
+            lambda: open_source(out_dir, last.source),
+            node.task_dir,
+            meta,
+            name=last.rel,
+        )
     summary = summary_doc(
         node=node,
         frames=frames,
@@ -203,9 +262,9 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
         result=result,
         monitor=monitor,
         outputs=outputs,
-        out_dir=out_dir,
         times=times,
         preview=preview,
+        not_uploaded=uploader.problems(),
     )
     summary_path = node.task_dir / "summary.json"
     write_atomic(summary_path, phase.redactor(json.dumps(summary, indent=2)).encode())
@@ -224,6 +283,8 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
         upload_logs(store, layout, [*logs, summary_path], meta, retry)
     except UploadError as e:
         errors.append(e)
+    if code is ExitCode.UPLOAD and upload_error is not None:
+        raise upload_error
     if code is not ExitCode.OK:
         raise RenderError(reason, code)
     if errors:

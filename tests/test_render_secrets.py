@@ -1,0 +1,169 @@
+"""The renderer gets no storage credential, and no form of a SAS reaches a log (issue 11,
+case 9): a real `node-agent render` with SAS auth against Azurite, a stand-in renderer
+that prints its environment and a SAS in every form a tool might print it; then the
+renderer's environment and renderer.log as uploaded to $TaskLog are searched."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pytest
+from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+from standins.harness import make_task, standin
+
+from node_agent.azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer
+from node_agent.redact import MASK, Redactor
+from node_agent.storage import BlobStore
+
+SAS_VAR = "RENDER_STORAGE_SAS"
+
+
+def _sas() -> str:
+    return generate_account_sas(
+        AZURITE_ACCOUNT,
+        AZURITE_KEY,
+        ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(read=True, write=True, list=True, create=True, add=True),
+        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+
+
+def _sig(sas: str) -> str:
+    """The signature as it stands in the SAS (URL-encoded)."""
+    return dict(p.split("=", 1) for p in sas.lstrip("?").split("&"))["sig"]
+
+
+def _forms(sas: str) -> dict[str, str]:
+    """Every form of the secret that must not appear in a log."""
+    sig = _sig(sas)
+    return {
+        "sas": sas,
+        "sas url-encoded": quote(sas, safe=""),
+        "sas url-decoded": unquote(sas),
+        "sas json-escaped": sas.replace("&", "\\u0026"),
+        "sig": sig,
+        "sig decoded": unquote(sig),
+        "sig decoded json slashes": unquote(sig).replace("/", "\\/"),
+        "sig double-encoded": quote(sig, safe=""),
+        "sig decoded head": unquote(sig)[:20],
+    }
+
+
+def _pool_config(t_root: Path, key_var: str) -> None:
+    """A pool config as the start task keeps it, naming a mount secret variable."""
+    state = t_root / "shared" / "node_agent" / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "mounts": [
+            {
+                "name": "refs",
+                "driver": "azurefiles",
+                "account_name": "studiofiles",
+                "share": "refs",
+                "key_env": key_var,
+            }
+        ]
+    }
+    (state / "pool-config.json").write_text(json.dumps(doc))
+
+
+def test_renderer_gets_no_storage_secret_and_its_log_holds_no_form_of_it(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    sas = _sas()
+    sas_file = tmp_path / "leaked-sas.txt"  # the "renderer" learns the SAS some other way
+    sas_file.write_text(sas)
+    task = "t-secrets"
+    t = make_task(
+        tmp_path,
+        azurite.account_url,
+        task=task,
+        renderer="custom",
+        frames="1",
+        command=[standin("hostile_outputs.py"), "{output_dir}", "secrets", str(sas_file)],
+        env={"STUDIO": "blue"},
+    )
+    t.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR}
+    t.spec_path.write_text(json.dumps(t.doc))
+    t.env[SAS_VAR] = sas
+    t.env["MOUNT_KEY_VAR"] = "mount-account-key-0123456789abcdef=="
+    t.env["AZURE_STORAGE_CONNECTION_STRING"] = f"AccountName=x;AccountKey={AZURITE_KEY}"
+    t.env["COPY_OF_THE_SAS"] = sas  # the same secret under another name
+    _pool_config(Path(t.env["AZ_BATCH_NODE_ROOT_DIR"]), "MOUNT_KEY_VAR")
+    assert t.run("1") == 0, t.stderr()
+
+    log = store.read_blob(t.container, f"{task}/$TaskLog/renderer.log").decode()
+    env_line = next(ln for ln in log.splitlines() if "env: {" in ln)
+    seen = json.loads(env_line.split("env: ", 1)[1])
+    for var in (SAS_VAR, "MOUNT_KEY_VAR", "AZURE_STORAGE_CONNECTION_STRING", "COPY_OF_THE_SAS"):
+        assert var not in seen, var
+    assert seen["STUDIO"] == "blue"
+    assert seen["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN"] == MASK  # kept, and masked in the log
+    assert "AZ_BATCH_ACCOUNT_URL" in seen
+    assert "signature alone:" in log  # the lines were kept...
+    texts = {"renderer.log": log}
+    for b in store.list_blobs(t.container, f"{task}/$TaskLog/"):
+        texts[b.name] = store.read_blob(t.container, b.name).decode(errors="replace")
+    for p in t.node.task_dir.rglob("*"):
+        if p.is_file():
+            texts[str(p)] = p.read_text(errors="replace")
+    leaks = [(where, form) for where, text in texts.items() for form, value in _forms(sas).items()]
+    leaks = [(w, f) for w, f in leaks if _forms(sas)[f] in texts[w]]
+    assert leaks == []  # ...but no form of the secret
+
+
+_SAS = (
+    "sv=2024-08-04&ss=b&srt=sco&sp=rwlac&se=2031-01-01T00:00:00Z"
+    "&sig=Zm9vYmFyK2Jhei9xdXV4PT0rL3NpZ25hdHVyZQ%2B%2Fabc%3D"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://a.blob.core.windows.net/c?" + _SAS,
+        quote("https://a.blob.core.windows.net/c?" + _SAS, safe=""),
+        unquote(_SAS),
+        '{"url": "https://a/c?' + _SAS.replace("&", "\\u0026") + '"}',
+        json.dumps(unquote(_SAS)).replace("/", "\\/"),
+        "signature: " + _sig(_SAS),
+        "signature: " + unquote(_sig(_SAS)),
+        "signature: " + unquote(_sig(_SAS)).replace("/", "\\/"),
+        "sig=" + _sig(_SAS) + " at the start of a line",
+    ],
+)
+def test_a_registered_sas_is_masked_in_every_form(text: str) -> None:
+    r = Redactor([_SAS])
+    out = r(text)
+    for form, value in _forms(_SAS).items():
+        assert value not in out, (form, out)
+    assert "Zm9vYmFyK2Jhei9xdXV4" not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see https://x.blob.core.windows.net/c/b?sv=1&sig=QUJDREVGR0hJSktMTU5PUA%3D%3D end",
+        "see " + quote("https://x/c/b?sv=1&sig=QUJDREVGR0hJSktMTU5PUA%3D%3D", safe=""),
+        '{"u": "https://x/c/b?sv=1\\u0026sig=QUJDREVGR0hJSktMTU5PUA%3D%3D"}',
+        "sig=QUJDREVGR0hJSktMTU5PUA== alone",
+        "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=QUJDREVGR0hJSktMTU5PUA==;",
+        quote("AccountName=x;AccountKey=QUJDREVGR0hJSktMTU5PUA==;", safe=""),
+    ],
+)
+def test_an_unregistered_secret_shape_is_masked_in_every_form(text: str) -> None:
+    out = Redactor()(text)
+    assert "QUJDREVGR0hJSktMTU5PUA" not in out, out
+
+
+def test_an_account_key_is_masked_raw_url_encoded_and_json_escaped() -> None:
+    key = AZURITE_KEY
+    r = Redactor([f"DefaultEndpointsProtocol=http;AccountName=a;AccountKey={key};"])
+    for text in (key, quote(key, safe=""), key.replace("/", "\\/"), f"k={quote(key)}!"):
+        out = r(text)
+        assert key[:20] not in out and quote(key, safe="")[:20] not in out, out
+    assert re.fullmatch(r"\*\*\*", r(key))
