@@ -32,12 +32,21 @@ _root = click.option(
     help="Job spec whose storage to probe (default: the newest job on the node).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool) -> None:
+@click.option(
+    "--verify-cache",
+    "verify",
+    is_flag=True,
+    help="Also hash every object of the shared cache (reads all of it); a bad one is "
+    "named and dropped with its state rows, so the next sync fetches it again.",
+)
+def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool, verify: bool) -> None:
     """Say what is wrong with this node. Exit 0 only when every required check passes.
 
     Checks: Batch and entitlement variables (values redacted), node_agent's folders,
     free disk (minimum from the pool config the start task applied, else 2 GiB), shared
-    cache size and budget (over budget is a warning), the job's renderer found as the
+    cache size and budget (over budget is a warning), the sync state DB (PRAGMA
+    quick_check; a corrupt one fails, the next job prep rebuilds it), with --verify-cache
+    every cache object's hash, the job's renderer found as the
     render task finds it, every mount node_agent recorded (pool and job-scoped: ok,
     stale or not mounted; listed in a child process with a timeout), storage reachable
     with the job's credentials (one cheap request), and the last tasks that ran here
@@ -48,7 +57,7 @@ def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool) -> None
 
     def go(r: Redactor) -> int:
         node = locate_node(root)
-        checks, tasks = doctor.run_checks(node, dict(os.environ), r, spec_path)
+        checks, tasks = doctor.run_checks(node, dict(os.environ), r, spec_path, verify)
         doc = doctor.as_json(checks, tasks)
         if as_json:
             click.echo(r(json.dumps(doc, indent=2)))

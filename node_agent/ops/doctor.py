@@ -19,7 +19,8 @@ from node_agent.ops.nodeview import pool_config_doc, task_records, tree_size
 from node_agent.redact import Redactor
 from node_agent.renderers import find_executable
 from node_agent.spec import JobSpec, load_spec
-from node_agent.sync.cache import cache_budget_mb
+from node_agent.sync.cache import cache_budget_mb, verify_cache
+from node_agent.sync.state import db_path, quick_check
 
 RENDERER_BINARIES = ("blender", "Render", "kick", "vray", "3dsmaxcmdio")
 MIN_FREE_BYTES = 2 * 1024**3
@@ -190,6 +191,43 @@ def _cache_check(node: BatchNode, spec: JobSpec | None) -> Check:
     )
 
 
+def _state_db_check(node: BatchNode) -> Check:
+    """PRAGMA quick_check of the sync state DB (read-only: the next job prep heals it)."""
+    path = db_path(node.state_dir)
+    if not path.exists():
+        return Check("state db", True, f"{path}: not created yet (no job prep on this node)")
+    problem = quick_check(path)
+    if problem is None:
+        size = path.stat().st_size / 2**20
+        return Check("state db", True, f"{path}: quick_check ok ({size:.1f} MiB)")
+    return Check(
+        "state db",
+        False,
+        f"{path}: corrupt: {problem} (the next job prep moves it aside and rebuilds it from "
+        "the cache objects)",
+    )
+
+
+def verify_cache_checks(node: BatchNode) -> list[Check]:
+    """`--verify-cache`: every cache object hashed; the bad ones named and dropped."""
+    v = verify_cache(node.cache_dir, node.state_dir)
+    summary = (
+        f"{v.objects} objects, {v.bytes / 1e6:.1f} MB hashed in {v.seconds:.2f} s "
+        f"({v.mb_per_s:.0f} MB/s): {len(v.bad)} bad"
+    )
+    if v.bad and v.not_dropped:
+        summary += f", not dropped: {v.not_dropped}"
+    elif v.bad:
+        summary += f", {len(v.dropped)} dropped (the next sync fetches them again)"
+    checks = [Check("cache objects", not v.bad, summary)]
+    for h, problem in list(v.bad.items())[:20]:
+        fate = "dropped" if h in v.dropped else "fixed meanwhile" if not v.not_dropped else "kept"
+        checks.append(Check("cache object", False, f"{h}: {problem}: {fate}"))
+    if len(v.bad) > 20:
+        checks.append(Check("cache object", False, f"... and {len(v.bad) - 20} more"))
+    return checks
+
+
 def _exists(exe: str, env: Mapping[str, str]) -> str | None:
     if Path(exe).is_file():
         return exe
@@ -238,7 +276,11 @@ def latest_spec(node: BatchNode) -> Path | None:
 
 
 def run_checks(
-    node: BatchNode, env: Mapping[str, str], redactor: Redactor, spec_path: Path | None
+    node: BatchNode,
+    env: Mapping[str, str],
+    redactor: Redactor,
+    spec_path: Path | None,
+    verify: bool = False,
 ) -> tuple[list[Check], list[dict[str, object]]]:
     checks = _env_checks(env)
     checks.append(
@@ -259,6 +301,9 @@ def run_checks(
         except NodeAgentError as e:
             checks.append(Check("job spec", False, str(e).splitlines()[0]))
     checks.append(_cache_check(node, spec))
+    checks.append(_state_db_check(node))
+    if verify:
+        checks += verify_cache_checks(node)
     checks.append(_renderer_check(node, spec, env))
     checks += _mount_checks(node)
     if spec is not None:
