@@ -8,7 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -207,6 +207,17 @@ def test_other_link_shapes_in_a_sync_dest(
 
 
 # --- the same in a job's view, on a job-prep re-run ----------------------------------------
+@pytest.fixture
+def unmount_after(tmp_path: Path) -> Iterator[None]:
+    """Job prep may mount an overlay for the job's assets: unmount what is under tmp_path."""
+    yield
+    with open("/proc/self/mounts") as fh:
+        points = [line.split()[1] for line in fh]
+    for p in reversed(points):
+        if p.startswith(f"{tmp_path}/"):
+            subprocess.run(["umount", "-l", p], check=False, capture_output=True)
+
+
 def _engine_view(root: Path, job: str) -> Path:
     """The folder the sync engine builds for a job: jobs/<job>/assets, or with view
     isolation the hard-link view under it (what tasks see in assets is then a layer or a
@@ -216,7 +227,7 @@ def _engine_view(root: Path, job: str) -> Path:
 
 
 def test_job_prep_rerun_with_links_planted_in_the_view(
-    azurite: AzuriteServer, store: BlobStore, tmp_path: Path
+    azurite: AzuriteServer, store: BlobStore, tmp_path: Path, unmount_after: None
 ) -> None:
     """The job's view: tex -> outside and a file link at a blob path: the re-run (source
     changed, so the view is rebuilt) writes nothing outside, replaces the links with real
@@ -246,7 +257,7 @@ def test_job_prep_rerun_with_links_planted_in_the_view(
 
 
 def test_job_prep_rerun_when_the_view_root_is_a_link(
-    azurite: AzuriteServer, store: BlobStore, tmp_path: Path
+    azurite: AzuriteServer, store: BlobStore, tmp_path: Path, unmount_after: None
 ) -> None:
     """The job's view root itself -> outside: the re-run must not write the view into outside
     nor prune outside's files (keep.txt, x/inner.txt are not in the source)."""
