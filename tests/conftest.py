@@ -110,3 +110,36 @@ def upload_tree(store: BlobStore, local: Path, container: str, prefix: str) -> i
         store.upload_file(f, container, prefix + f.relative_to(local).as_posix())
         n += 1
     return n
+
+
+def _mounts_under(base: str) -> list[str]:
+    """Mount points at or below `base`, deepest first (from /proc/mounts; Linux only)."""
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    points = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 1:
+            point = fields[1].encode().decode("unicode_escape")  # /proc/mounts escapes as \040
+            if point == base or point.startswith(base.rstrip("/") + "/"):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_mount_left_behind(tmp_path: Path) -> Iterator[None]:
+    """Job prep presents a job's view as an overlay mount: whatever a test leaves mounted
+    under its tmp_path (a failing test, or one that never runs job release) is unmounted,
+    so pytest can remove the folder and no mount outlives the run."""
+    yield
+    unmount_all_under(tmp_path)
+
+
+def unmount_all_under(base: Path) -> None:
+    """Lazily unmount every mount at or below `base` (before removing a node's folder)."""
+    import subprocess
+
+    for point in _mounts_under(str(base)):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)

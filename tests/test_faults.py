@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from conftest import make_spec_doc, node_env, upload_tree
+from conftest import make_spec_doc, node_env, unmount_all_under, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.conventions import job_container
@@ -113,6 +113,7 @@ def test_kill_9_during_job_prep_at_many_points(
     summary = root / "workitems" / "kill-job" / "job-1" / "jobpreparation" / "sync-summary.json"
     sync_s = json.loads(summary.read_text())["seconds"]
     startup = max(0.0, cold - sync_s)
+    unmount_all_under(root)  # job prep presents the view as an overlay mount
     shutil.rmtree(root)
     # 12 kill delays over the sync part of the run, a little before it to its end
     slots = [startup * 0.8 + (cold - startup * 0.8) * (k + 0.5) / 12 for k in range(12)]
@@ -146,6 +147,7 @@ def test_kill_9_during_job_prep_at_many_points(
             assert _tree(view) == expected
             if cold_run:  # even a cold sync ended before this moment: try an earlier one
                 pending[0] = startup * 0.8 + (pending[0] - startup * 0.8) * 0.7
+            unmount_all_under(root)
             shutil.rmtree(root)  # a fresh node: the next run syncs from nothing again
             cold_run = True
     assert len(kills) >= 10, f"only {len(kills)} kills in 60 runs (cold sync {cold:.1f} s)"
