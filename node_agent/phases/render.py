@@ -27,7 +27,7 @@ from node_agent.frames import parse_frames
 from node_agent.mounts.manager import map_drives_before_task
 from node_agent.mounts.model import AzureFilesMount, MountSpec
 from node_agent.outputs import Layout, Retry, open_source, upload_logs, upload_preview
-from node_agent.phases.render_result import classify, missing_frames, summary_doc
+from node_agent.phases.render_result import missing_frames, summary_doc, verdict
 from node_agent.poolconfig import load_pool_config
 from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
@@ -238,10 +238,10 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
     store = uploader.store
     times["uploads_done_at"] = time.time()
     missing = missing_frames(outputs, launch.expected, agent_started)
-    code, reason = classify(result, monitor.failure(), missing, start_error)
-    if upload_error is not None and code in (ExitCode.OK, ExitCode.MISSING_FRAMES):
-        # the first real cause: frames not in storage because their upload failed
-        code, reason = ExitCode.UPLOAD, str(upload_error)
+    not_uploaded = uploader.problems()
+    code, reason = verdict(
+        result, monitor.failure(), missing, launch.expected, upload_error, not_uploaded, start_error
+    )
     preview = None
     if outputs:
         last = max(outputs, key=lambda u: (u.frame is not None, u.frame or 0, u.rel))
@@ -264,7 +264,7 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
         outputs=outputs,
         times=times,
         preview=preview,
-        not_uploaded=uploader.problems(),
+        not_uploaded=not_uploaded,
     )
     summary_path = node.task_dir / "summary.json"
     write_atomic(summary_path, phase.redactor(json.dumps(summary, indent=2)).encode())

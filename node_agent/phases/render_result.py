@@ -8,7 +8,7 @@ from typing import Any
 
 from node_agent.batchenv import BatchNode
 from node_agent.classify import Finding, OutputMonitor
-from node_agent.errors import ExitCode
+from node_agent.errors import ExitCode, UploadError
 from node_agent.frames import format_frames
 from node_agent.supervise import RunResult
 from node_agent.watcher import Uploaded
@@ -84,6 +84,30 @@ def classify(
             f"renderer exited 0 but frames {format_frames(missing)} are missing",
         )
     return ExitCode.OK, "ok"
+
+
+def verdict(
+    result: RunResult | None,
+    finding: Finding | None,
+    missing: list[int],
+    expected: dict[int, str],
+    upload_error: UploadError | None,
+    not_uploaded: dict[str, str],
+    start_error: str = "",
+) -> tuple[ExitCode, str]:
+    """The exit class naming the first real cause. `missing`: expected frames not in storage;
+    those the renderer wrote but whose upload failed or was refused do not make the renderer's
+    verdict (a harmless finding line must not turn a failed upload into 12); when an upload
+    failed and the renderer did its part (or only left frames unwritten), it is 17."""
+    failed = {_key(rel) for rel in not_uploaded}
+    unwritten = [f for f in missing if _key(expected[f]) not in failed]
+    code, reason = classify(result, finding, unwritten, start_error)
+    if upload_error is not None and code in (ExitCode.OK, ExitCode.MISSING_FRAMES):
+        reason = str(upload_error)
+        if unwritten:
+            reason += f"; frames {format_frames(unwritten)} were not written"
+        return ExitCode.UPLOAD, reason
+    return code, reason
 
 
 def _iso(t: float | None) -> str | None:
