@@ -162,6 +162,16 @@ class StorageAuth(_Model):
     kind: Literal["emulator", "connection_string", "sas", "account_key", "managed_identity"]
     env: str | None = Field(None, description="environment variable holding the secret")
     client_id: str | None = Field(None, description="user-assigned managed identity client id")
+    expose_to_renderer: bool = Field(
+        False,
+        description=(
+            "DANGEROUS: also give the renderer the variable named by 'env' (the storage "
+            "secret). Off by default: node_agent removes it, every mount secret variable and "
+            "the AZURE_STORAGE_* credential variables from the renderer's environment. Turn on "
+            "only for a renderer that must read storage itself: the secret can then reach its "
+            "logs and outputs, and every render task logs a warning."
+        ),
+    )
 
     @model_validator(mode="after")
     def _needs_env(self) -> StorageAuth:

@@ -116,6 +116,34 @@ def test_renderer_gets_no_storage_secret_and_its_log_holds_no_form_of_it(
     assert leaks == []  # ...but no form of the secret
 
 
+def test_the_storage_secret_reaches_the_renderer_only_by_the_loud_opt_in(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """storage.auth.expose_to_renderer: true passes $SAS_VAR (only it), with a warning."""
+    sas = _sas()
+    sas_file = tmp_path / "leaked-sas.txt"
+    sas_file.write_text(sas)
+    task = "t-optin"
+    t = make_task(
+        tmp_path,
+        azurite.account_url,
+        task=task,
+        renderer="custom",
+        frames="1",
+        command=[standin("hostile_outputs.py"), "{output_dir}", "secrets", str(sas_file)],
+    )
+    t.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR, "expose_to_renderer": True}
+    t.spec_path.write_text(json.dumps(t.doc))
+    t.env[SAS_VAR] = sas
+    t.env["AZURE_STORAGE_KEY"] = AZURITE_KEY
+    assert t.run("1") == 0, t.stderr()
+    log = store.read_blob(t.container, f"{task}/$TaskLog/renderer.log").decode()
+    seen = json.loads(next(ln for ln in log.splitlines() if "env: {" in ln).split("env: ", 1)[1])
+    assert SAS_VAR in seen and "AZURE_STORAGE_KEY" not in seen
+    assert f"expose_to_renderer is on: the renderer gets ${SAS_VAR}" in t.stderr()
+    assert _sig(sas) not in log and unquote(_sig(sas)) not in log  # still masked in logs
+
+
 _SAS = (
     "sv=2024-08-04&ss=b&srt=sco&sp=rwlac&se=2031-01-01T00:00:00Z"
     "&sig=Zm9vYmFyK2Jhei9xdXV4PT0rL3NpZ25hdHVyZQ%2B%2Fabc%3D"

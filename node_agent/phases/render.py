@@ -69,6 +69,8 @@ def secret_vars(phase: Phase, spec: JobSpec) -> set[str]:
         except SpecError as e:
             phase.log.warning("cannot read the pool's mounts (%s): %s", pool_config, e)
     names.update(v for v in map(_mount_secret_var, mounts) if v)
+    if spec.storage.auth.env and spec.storage.auth.expose_to_renderer:
+        names.discard(spec.storage.auth.env)  # the spec's explicit, loud opt-in
     return names
 
 
@@ -161,6 +163,12 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
     spec = load_spec(spec_path or node.job_spec_path())
     if spec.storage.auth.env:
         phase.redactor.add(phase.env.get(spec.storage.auth.env))
+        if spec.storage.auth.expose_to_renderer:
+            phase.log.warning(
+                "storage.auth.expose_to_renderer is on: the renderer gets $%s, the storage "
+                "secret; it can reach the renderer's logs and outputs",
+                spec.storage.auth.env,
+            )
     try:
         frames = parse_frames(frames_text)
     except ValueError as e:
