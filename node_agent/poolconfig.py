@@ -7,16 +7,15 @@ the free space the temp disk must have, and whether application licenses are exp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from node_agent.errors import SpecError
 from node_agent.mounts.model import MountList
 from node_agent.spec import format_validation_error
+from node_agent.specfile import read_document
 
 RendererName = Literal["blender", "maya", "arnold", "vray", "3dsmax"]
 
@@ -57,19 +56,8 @@ class PoolConfig(BaseModel):
 
 
 def load_pool_config(path: Path) -> PoolConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: pool config file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"{path}: cannot read pool config: {e}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SpecError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}"
-        ) from None
+    # one reader for every settings file: size cap, duplicate keys, one-line errors
+    data = read_document(path, "pool config")
     if data is None:
         data = {}
     if not isinstance(data, dict):

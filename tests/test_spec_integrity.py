@@ -25,6 +25,7 @@ from test_sync_helpers import (
 )
 
 from node_agent.azurite import AzuriteServer
+from node_agent.errors import SpecError
 from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
 
@@ -256,3 +257,20 @@ def test_spec_over_the_cap_is_refused_before_parsing(tmp_path: Path) -> None:
     assert 0.5 * MIB < j.stat().st_size <= MIB
     res = _na("validate", str(j))
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("which", ["start task", "batch"])
+def test_pool_configs_share_the_spec_reader(tmp_path: Path, which: str) -> None:
+    """Both pool config loaders refuse a key given twice and a file over the cap, one line."""
+    from node_agent.batch.pooljson import load_pool_config as load_batch
+    from node_agent.poolconfig import load_pool_config as load_node
+
+    load = load_node if which == "start task" else load_batch
+    twice = tmp_path / "pool.yaml"
+    twice.write_text("health:\n  min_free_disk_gb: 5\n  min_free_disk_gb: 50\n")
+    with pytest.raises(SpecError, match=r"min_free_disk_gb: key given twice \(line 3\)"):
+        load(twice)
+    big = tmp_path / "big.json"
+    big.write_text('{"x": "' + "a" * (2 * 1024 * 1024) + '"}')
+    with pytest.raises(SpecError, match="big.json"):
+        load(big)

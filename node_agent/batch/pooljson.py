@@ -6,13 +6,11 @@ into NODE_AGENT_HOME once per node, then runs the same `start_task/run.sh` the l
 
 from __future__ import annotations
 
-import json
 import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from azure.batch import models as bm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -22,6 +20,7 @@ from node_agent.jobplan import POOL_CONFIG_FILE, start_task_script
 from node_agent.mounts.model import AzureFilesMount
 from node_agent.poolconfig import PoolConfig as NodeConfig
 from node_agent.spec import JobSpec, format_validation_error
+from node_agent.specfile import read_document
 
 OS = Literal["linux", "windows"]
 PACKAGE_FILE = "node-agent-package.zip"
@@ -154,14 +153,7 @@ def load_pool_config(path: Path | None) -> PoolConfig:
     """The pool settings file (YAML or JSON); no file means the defaults."""
     if path is None:
         return PoolConfig()
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except FileNotFoundError:
-        raise SpecError(f"{path}: pool config file not found") from None
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SpecError(f"{path}: cannot read pool config: {first}") from None
+    data = read_document(path, "pool config")  # size cap, duplicate keys, one-line errors
     if not isinstance(data, dict):
         raise SpecError(f"{path}: the pool config must be a mapping of fields")
     for key in data:
