@@ -308,3 +308,42 @@ def test_batch_ids_never_lead_outside(
     assert r.returncode == 2, r.stderr
     assert precious.read_text() == "not node_agent's"
     assert (root.parent / "escape" / "precious.txt").exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rerun_never_writes_through_links_a_task_planted(
+    mode: str, tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """A task replaces a folder and a file of its view with links to elsewhere; job prep
+    again gives a clean view and never writes or removes through the links."""
+    seed(store, "iso-assets", {f"links/{k}": v for k, v in ASSETS.items()})
+    root = tmp_path / "node"
+    doc = writer_spec(azurite.account_url, "iso-links", "links/")
+    job = prep(root, tmp_path, doc, mode)
+    cache = cache_objects(root)
+    outside = tmp_path / "outside"
+    (outside / "tex").mkdir(parents=True)
+    (outside / "tex" / "a.png").write_bytes(b"someone else's a.png")
+    (outside / "notes.txt").write_bytes(b"someone else's notes")
+    view = job / "assets"
+    for p in sorted((view / "textures").iterdir()):
+        p.unlink()
+    (view / "textures").rmdir()
+    (view / "textures").symlink_to(outside / "tex")
+    (view / "notes.txt").unlink()
+    (view / "notes.txt").symlink_to(outside / "notes.txt")
+    prep(root, tmp_path, doc, mode)
+    assert tree(view) == ASSETS
+    assert not (view / "textures").is_symlink() and not (view / "notes.txt").is_symlink()
+    assert tree(outside) == {
+        "tex/a.png": b"someone else's a.png",
+        "notes.txt": b"someone else's notes",
+    }
+    assert_cache_intact(root, cache)
+    r = run(["job-release"], _env(root, "iso-links", "jobrelease", mode))
+    assert r.returncode == 0, r.stderr
+    assert not job.exists() and not mounts_under(tmp_path)
+    assert tree(outside) == {
+        "tex/a.png": b"someone else's a.png",
+        "notes.txt": b"someone else's notes",
+    }
