@@ -347,3 +347,23 @@ def test_rerun_never_writes_through_links_a_task_planted(
         "tex/a.png": b"someone else's a.png",
         "notes.txt": b"someone else's notes",
     }
+
+
+def test_auto_mode_falls_back_to_a_copy_and_says_why(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """Where an overlay cannot be mounted (here: a node path with ',' that mount options
+    cannot carry; elsewhere not root, not Linux), the view is a copy: still isolated."""
+    seed(store, "iso-assets", {f"auto/{k}": v for k, v in ASSETS.items()})
+    root = tmp_path / "node,1"
+    job = prep(root, tmp_path, writer_spec(azurite.account_url, "iso-auto", "auto/"), None)
+    cache = cache_objects(root)
+    with open(job / "assets" / "scene.blend", "r+b") as fh:
+        fh.write(b"IN PLACE")
+    (job / "assets" / "notes.txt").write_bytes(b"")
+    assert_cache_intact(root, cache)
+    record = json.loads((job / "prep.json").read_text())
+    assert record.get("view_isolation") == "copy" and "','" in record["view_reason"]
+    log = next((root / "shared" / "node_agent" / "logs").glob("job-prep_iso-auto_*.log"))
+    assert "view isolation: copy (auto: overlay unavailable" in log.read_text()
+    assert not mounts_under(tmp_path)

@@ -106,14 +106,14 @@ class JobView:
     def present(self, mode: str, log: logging.Logger) -> ViewRecord:
         """Make `assets/` the job's isolated view of `.view/` (mode: auto|overlay|copy)."""
         t0 = time.monotonic()
-        reason = "forced by " + ENV_VAR if mode != "auto" else ""
+        reason = f"forced by {ENV_VAR}" if mode != "auto" else ""
         rec: ViewRecord | None = None
         if mode in ("auto", "overlay"):
             problem = self._overlay_problem()
             if problem is None:
                 try:
                     rec = self._mount_overlay()
-                    reason = reason or "overlayfs mounted"
+                    reason = reason or "auto: overlayfs mounted"
                 except OSError as e:
                     problem = f"mount refused: {os.strerror(e.errno or 0) or e}"
             if problem is not None:
@@ -121,7 +121,7 @@ class JobView:
                     raise AssetError(
                         f"job view {self.assets}: overlay forced by {ENV_VAR} but {problem}"
                     )
-                reason = f"overlay unavailable ({problem})"
+                reason = f"auto: overlay unavailable, {problem}"
         if rec is None:
             rec = self._copy_view()
         rec.reason = reason
