@@ -88,7 +88,13 @@ class JobView:
         is detached lazily and its layers are moved aside: a live overlay's lower layer is
         never modified (the tasks still holding it keep their old view)."""
         ensure_dirs(self.job_dir.parent, [self.job_dir.name], replace_links=True)
-        busy = unmount_under(self.job_dir, log)
+        try:
+            busy = unmount_under(self.job_dir, log)
+        except OSError as e:
+            raise AssetError(
+                f"job view {self.assets}: cannot unmount it ({e.strerror or e}); job prep "
+                "never changes the layers of a mounted view"
+            ) from None
         if busy:
             aside = f".stale-{uuid.uuid4().hex[:8]}"
             for d in (self.lower, self.overlay):
