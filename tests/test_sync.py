@@ -123,13 +123,16 @@ def test_modified_in_place_is_fetched_again(
     spec = write_spec(tmp_path / "job.json", make_spec(azurite.account_url, "sync-tamper", "p3/"))
     root = tmp_path / "node"
     assert run_job_prep(root, "job-a", spec).returncode == 0
-    victim = node_of(root, "job-a").job_assets_dir() / "tex" / "t001.png"
-    os.chmod(victim, 0o644)
-    with open(victim, "r+b") as fh:  # as an elevated task would: in place, through the link
+    # A task's writes in assets/ never reach the store (view isolation); tamper as a root
+    # process would on purpose: in place, through the hard link in the job's .view.
+    linked = node_of(root, "job-a").job_view_dir() / "tex" / "t001.png"
+    os.chmod(linked, 0o644)
+    with open(linked, "r+b") as fh:
         fh.write(b"EVIL")
     r = run_job_prep(root, "job-a", spec)
     assert r.returncode == 0, r.stderr
     assert summary(root, "job-a")["downloaded"] == 1
+    victim = node_of(root, "job-a").job_assets_dir() / "tex" / "t001.png"
     assert victim.read_bytes() == files["p3/tex/t001.png"]
 
 
