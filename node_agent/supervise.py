@@ -1,16 +1,17 @@
-"""Run a renderer as a supervised child: own session, streamed and capped logs, timeouts.
+"""Run a renderer as a supervised child: own process group, streamed and capped logs, timeouts.
 
-Cancel is notify-then-terminate: SIGTERM to the group, a grace period, then SIGKILL of
-the whole group and of any descendant that left it (found with psutil). A reaper process
+`supervise(argv, Options(...))` runs it until it ends by itself or the supervisor ends it
+(State: timed out, stalled, cancelled). Ending is node_agent.proctree's notify-then-terminate
+(the one implementation, shared with the local pool and `run_captured`). A watchdog process
 (node_agent.reaper) kills the renderer's tree if node-agent itself dies, even by SIGKILL.
+`run_captured` runs a short command (a version probe, a mount tool) with a timeout.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,10 +21,33 @@ from typing import IO
 
 import psutil
 
+from node_agent.proctree import ProcessGroup, State, watch
+
+__all__ = ["Captured", "Options", "RunResult", "State", "run_captured", "supervise"]
+
 MAX_LINE = 64 * 1024
 DEFAULT_LOG_CAP = 256 * 1024 * 1024
 DRAIN_CHUNK = 256 * 1024
 DRAIN_TAIL = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run and when to end a supervised renderer."""
+
+    env: Mapping[str, str]
+    cwd: Path
+    log_path: Path  # the renderer's output, redacted and capped (appended to)
+    timeout_s: float  # State.TIMED_OUT after this long
+    stall_s: float | None = None  # State.STALLED when neither output nor activity moved
+    grace_s: float = 10.0  # between notify and terminate
+    log_cap: int = DEFAULT_LOG_CAP
+    redact: Callable[[str], str] | None = None
+    on_line: Callable[[str], None] | None = None  # each (redacted) output line
+    on_start: Callable[[int], None] | None = None  # the renderer's pid, once started
+    cancel: threading.Event | None = None  # set: State.CANCELLED
+    last_activity: Callable[[], float] | None = None  # monotonic time of the last progress
+    watchdog: bool = True  # node_agent.reaper ends the tree if node-agent dies
 
 
 @dataclass
@@ -39,6 +63,14 @@ class RunResult:
     log_truncated: bool
     started_at: float
     lines_tail: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> State:
+        if self.timed_out:
+            return State.TIMED_OUT
+        if self.stalled:
+            return State.STALLED
+        return State.CANCELLED if self.cancelled else State.EXITED
 
 
 class _Tee:
@@ -66,6 +98,16 @@ class _Tee:
         self.tail: list[str] = []
         self.last_output = time.monotonic()
         self.lock = threading.Lock()
+
+    def start(self, proc: subprocess.Popen[bytes]) -> list[threading.Thread]:
+        """Pump the child's stdout and stderr in two threads."""
+        pumps = [
+            threading.Thread(target=self.pump, args=(proc.stdout, sys.stdout), daemon=True),
+            threading.Thread(target=self.pump, args=(proc.stderr, sys.stderr), daemon=True),
+        ]
+        for t in pumps:
+            t.start()
+        return pumps
 
     def pump(self, src: IO[bytes], console: IO[str]) -> None:
         for raw in iter(lambda: src.readline(MAX_LINE), b""):
@@ -127,67 +169,6 @@ class _Tee:
                 self._inspect(raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
 
 
-def kill_tree(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """Notify the group, wait `grace_s`, then kill the group and every descendant."""
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    if os.name == "nt":
-        proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-    else:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        descendants += psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        pass
-    if os.name != "nt":
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for p in [*descendants]:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    try:
-        proc.kill()
-    except OSError:
-        pass
-    proc.wait()
-
-
-def _start_reaper(pid: int) -> subprocess.Popen[bytes] | None:
-    """Start the watchdog that outlives us (POSIX; Windows relies on the task's job object)."""
-    if os.name == "nt":
-        return None
-    return subprocess.Popen(
-        [sys.executable, "-m", "node_agent.reaper", str(pid)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _stop_reaper(reaper: subprocess.Popen[bytes] | None) -> None:
-    if reaper is None or reaper.stdin is None:
-        return
-    try:
-        reaper.stdin.write(b"done")
-        reaper.stdin.close()
-        reaper.wait(10)
-    except (OSError, subprocess.TimeoutExpired):
-        reaper.kill()
-
-
 def _sample(ps: psutil.Process, cpu_by_pid: dict[int, float]) -> int:
     """RSS of the tree now; records each process's CPU time (kept after it exits)."""
     rss = 0
@@ -205,119 +186,128 @@ def _sample(ps: psutil.Process, cpu_by_pid: dict[int, float]) -> int:
     return rss
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> tuple[int | None, float]:
-    """Non-blocking wait; on POSIX also the CPU time of the renderer and what it waited for."""
-    if os.name == "nt":
-        return proc.poll(), 0.0
-    try:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-    except ChildProcessError:
-        return proc.poll(), 0.0
-    if pid == 0:
-        return None, 0.0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, ru.ru_utime + ru.ru_stime
+class _Meter:
+    """The supervisor's view of a running renderer: tree metrics and when to end it."""
 
-
-def run_supervised(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    cwd: Path,
-    log_path: Path,
-    timeout_s: float,
-    stall_s: float | None = None,
-    grace_s: float = 10.0,
-    log_cap: int = DEFAULT_LOG_CAP,
-    on_line: Callable[[str], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
-    cancel: threading.Event | None = None,
-    last_activity: Callable[[], float] | None = None,
-    redact: Callable[[str], str] | None = None,
-) -> RunResult:
-    """Run argv (never through a shell) and supervise it until it ends.
-
-    Ends it (notify, `grace_s`, kill the tree) on timeout, when neither output nor
-    `last_activity()` (monotonic) moved for `stall_s`, or when `cancel` is set.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, object] = {}
-    if os.name == "nt":
-        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-    else:
-        kwargs["start_new_session"] = True
-    started = time.time()
-    t0 = time.monotonic()
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(  # type: ignore[call-overload]
-            list(argv),
-            env=dict(env),
-            cwd=str(cwd),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            **kwargs,
-        )
-        if on_start:
-            on_start(proc.pid)
-        tee = _Tee(log, log_cap, on_line, redact)
-        pumps = [
-            threading.Thread(target=tee.pump, args=(proc.stdout, sys.stdout), daemon=True),
-            threading.Thread(target=tee.pump, args=(proc.stderr, sys.stderr), daemon=True),
-        ]
-        for t in pumps:
-            t.start()
-        reaper = _start_reaper(proc.pid)
+    def __init__(self, group: ProcessGroup, opts: Options, tee: _Tee) -> None:
+        self.group, self.opts, self.tee = group, opts, tee
+        self.t0 = time.monotonic()
+        self.peak_rss = 0
+        self.cpu_by_pid: dict[int, float] = {}
         try:
-            ps = psutil.Process(proc.pid)
+            self.ps: psutil.Process | None = psutil.Process(group.pid)
         except psutil.Error:
-            ps = None
-        peak_rss = 0
-        cpu_by_pid: dict[int, float] = {}
-        timed_out = stalled = cancelled = False
-        child_cpu = 0.0
+            self.ps = None
+
+    def check(self) -> State:
+        if self.ps is not None:
+            self.peak_rss = max(self.peak_rss, _sample(self.ps, self.cpu_by_pid))
+        now = time.monotonic()
+        opts = self.opts
+        active = max(self.tee.last_output, opts.last_activity() if opts.last_activity else 0.0)
+        if now - self.t0 > opts.timeout_s:
+            return State.TIMED_OUT
+        if opts.stall_s is not None and now - active > opts.stall_s:
+            return State.STALLED
+        if opts.cancel is not None and opts.cancel.is_set():
+            return State.CANCELLED
+        return State.RUNNING
+
+    def result(self, state: State, rc: int | None, started_at: float) -> RunResult:
+        return RunResult(
+            returncode=rc,
+            signal=-rc if rc is not None and rc < 0 else None,
+            timed_out=state is State.TIMED_OUT,
+            stalled=state is State.STALLED,
+            cancelled=state is State.CANCELLED,
+            wall_s=time.monotonic() - self.t0,
+            cpu_s=max(sum(self.cpu_by_pid.values()), self.group.child_cpu_s),
+            peak_rss=self.peak_rss,
+            log_truncated=self.tee.truncated,
+            started_at=started_at,
+            lines_tail=list(self.tee.tail[-50:]),
+        )
+
+
+def supervise(argv: Sequence[str], opts: Options) -> RunResult:
+    """Run argv (never through a shell) in its own process group until it ends by itself,
+    or until the supervisor ends it (notify, `grace_s`, terminate the tree): after
+    `timeout_s`, when neither output nor `last_activity()` moved for `stall_s`, or when
+    `cancel` is set. OSError when it cannot start."""
+    opts.log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(opts.log_path, "ab") as log:
+        group = ProcessGroup.spawn(
+            argv, env=opts.env, cwd=opts.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        if opts.on_start:
+            opts.on_start(group.pid)
+        tee = _Tee(log, opts.log_cap, opts.on_line, opts.redact)
+        pumps = tee.start(group.proc)
+        if opts.watchdog:
+            group.start_watchdog()
+        meter = _Meter(group, opts, tee)
         try:
-            while True:
-                rc, child_cpu = _reap(proc)
-                if rc is not None:
-                    break
-                if ps is not None:
-                    peak_rss = max(peak_rss, _sample(ps, cpu_by_pid))
-                now = time.monotonic()
-                active = max(tee.last_output, last_activity() if last_activity else 0.0)
-                if now - t0 > timeout_s:
-                    timed_out = True
-                elif stall_s is not None and now - active > stall_s:
-                    stalled = True
-                elif cancel is not None and cancel.is_set():
-                    cancelled = True
-                if timed_out or stalled or cancelled:
-                    kill_tree(proc, grace_s)
-                    break
-                if cancel is not None:
-                    cancel.wait(0.2)
-                else:
-                    time.sleep(0.2)
-        except BaseException:
-            kill_tree(proc, min(grace_s, 2.0))
-            raise
+            state = watch(group, meter.check, grace_s=opts.grace_s, wake=opts.cancel)
         finally:
-            _stop_reaper(reaper)
-        rc = proc.wait()
+            group.close()
+        rc = group.wait()
         for t in pumps:
             t.join(5.0)  # a grandchild may hold the pipes open: do not hang on it
-    cpu = max(sum(cpu_by_pid.values()), child_cpu)
-    sig = -rc if rc is not None and rc < 0 else None
-    return RunResult(
-        returncode=rc,
-        signal=sig,
-        timed_out=timed_out,
-        stalled=stalled,
-        cancelled=cancelled,
-        wall_s=time.monotonic() - t0,
-        cpu_s=cpu,
-        peak_rss=peak_rss,
-        log_truncated=tee.truncated,
-        started_at=started,
-        lines_tail=list(tee.tail[-50:]),
-    )
+    return meter.result(state, rc, started)
+
+
+@dataclass(frozen=True)
+class Captured:
+    returncode: int
+    stdout: str
+    stderr: str  # empty when merged into stdout
+
+
+def run_captured(
+    argv: Sequence[str],
+    *,
+    timeout_s: float,
+    env: Mapping[str, str],
+    cwd: Path | str | None = None,
+    stdin_text: str | None = None,
+    merge_stderr: bool = False,
+    grace_s: float = 1.0,
+) -> Captured:
+    """Run a short command (a version probe, a mount tool) in its own process group and
+    return its output. Output goes to unnamed files, not pipes: a daemonising child (rclone
+    --daemon) may keep a pipe open long after the command itself returned. `stdin_text`
+    (a secret, possibly) travels through a pipe. After `timeout_s` the tree is stopped
+    (notify, `grace_s`, terminate) and subprocess.TimeoutExpired raised; OSError when it
+    cannot start."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        group = ProcessGroup.spawn(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT if merge_stderr else err,
+            stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
+        )
+        if stdin_text is not None:
+            threading.Thread(target=_feed, args=(group.proc.stdin, stdin_text), daemon=True).start()
+        state = watch(group, lambda: State.TIMED_OUT, grace_s=grace_s, interval=timeout_s)
+        if state is State.TIMED_OUT:
+            raise subprocess.TimeoutExpired(list(argv), timeout_s)
+        out.seek(0)
+        err.seek(0)
+        return Captured(
+            int(group.returncode or 0),
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+        )
+
+
+def _feed(pipe: IO[bytes] | None, text: str) -> None:
+    if pipe is None:
+        return
+    try:
+        pipe.write(text.encode())
+        pipe.close()
+    except OSError:  # it exited without reading
+        pass

@@ -15,7 +15,7 @@ from standins.harness import Task, make_task, standin
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
-from node_agent.supervise import run_supervised
+from node_agent.supervise import Options, State, supervise
 
 
 def _gone(pid: int) -> bool:
@@ -57,16 +57,18 @@ def test_timeout_kills_a_renderer_that_ignores_sigterm_and_its_setsid_grandchild
 ) -> None:
     pid_file = tmp_path / "pids.json"
     env = dict(os.environ, STANDIN_MODE="hang", STANDIN_PIDS=str(pid_file))
-    r = run_supervised(
+    r = supervise(
         [standin("fake_kick.py"), "-i", "a.ass"],
-        env=env,
-        cwd=tmp_path,
-        log_path=tmp_path / "r.log",
-        timeout_s=15,
-        grace_s=1,
+        Options(
+            env=env,
+            cwd=tmp_path,
+            log_path=tmp_path / "r.log",
+            timeout_s=15,
+            grace_s=1,
+        ),
     )
     pids = json.loads(pid_file.read_text())  # written long before the timeout
-    assert r.timed_out and r.signal == signal.SIGKILL
+    assert r.timed_out and r.state is State.TIMED_OUT and r.signal == signal.SIGKILL
     assert _wait_gone([pids["renderer"], pids["grandchild"]], 10), pids
 
 
@@ -126,13 +128,15 @@ def test_stall_timeout_ends_a_silent_renderer_exit_16_and_logs_uploaded(
 
 def test_long_lines_and_total_log_size_are_capped(tmp_path: Path) -> None:
     code = "import sys\nfor i in range(40): sys.stdout.write('x' * 100000 + '\\n')\nprint('end')"
-    r = run_supervised(
+    r = supervise(
         [sys.executable, "-c", code],
-        env=dict(os.environ),
-        cwd=tmp_path,
-        log_path=tmp_path / "r.log",
-        timeout_s=300,
-        log_cap=300_000,
+        Options(
+            env=dict(os.environ),
+            cwd=tmp_path,
+            log_path=tmp_path / "r.log",
+            timeout_s=300,
+            log_cap=300_000,
+        ),
     )
     assert r.returncode == 0 and r.log_truncated
     data = (tmp_path / "r.log").read_bytes()
@@ -146,12 +150,14 @@ def test_metrics_wall_cpu_and_peak_rss_of_the_tree(tmp_path: Path) -> None:
         "while time.process_time() - t < 0.6: pass\ntime.sleep(1)"
     )
     code = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {child!r}])"
-    r = run_supervised(
+    r = supervise(
         [sys.executable, "-c", code],
-        env=dict(os.environ),
-        cwd=tmp_path,
-        log_path=tmp_path / "r.log",
-        timeout_s=300,
+        Options(
+            env=dict(os.environ),
+            cwd=tmp_path,
+            log_path=tmp_path / "r.log",
+            timeout_s=300,
+        ),
     )
     assert r.returncode == 0
     assert r.cpu_s >= 0.6  # the grandchild's CPU time counts

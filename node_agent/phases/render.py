@@ -32,7 +32,7 @@ from node_agent.poolconfig import load_pool_config
 from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import JobSpec, load_spec
-from node_agent.supervise import RunResult, run_supervised
+from node_agent.supervise import Options, RunResult, supervise
 from node_agent.watcher import ProgressiveUploader
 
 if TYPE_CHECKING:
@@ -216,8 +216,7 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
             make_store, layout, out_dir, meta, retry=retry, on_fatal=lambda e: cancel.set()
         ).start()
         try:
-            result = run_supervised(
-                launch.argv,
+            options = Options(
                 env=env,
                 cwd=node.task_working_dir,
                 log_path=renderer_log,
@@ -230,6 +229,7 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
                 last_activity=lambda: monitor.last_progress,
                 redact=phase.redactor,
             )
+            result = supervise(launch.argv, options)
         except OSError as e:
             start_error = f"cannot start '{launch.argv[0]}': {e.strerror or e}"
     times["renderer_ended_at"] = time.time()
