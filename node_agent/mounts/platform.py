@@ -2,7 +2,8 @@
 
 A `Command` is an argument list plus the extra environment and stdin it needs; secrets
 travel only in `env` or `stdin` (or in 0600 files), never in `argv`, which every user
-can read with `ps`. `run` executes one with a timeout and one-line, redacted errors.
+can read with `ps`. `run` executes one (supervise.run_captured: its own process group,
+a timeout) with one-line, redacted errors.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from node_agent.errors import MountError
 from node_agent.redact import Redactor
+from node_agent.supervise import run_captured
 
 STALE_ERRNOS = {107, 5}  # ENOTCONN "Transport endpoint is not connected", EIO
 
@@ -40,28 +42,20 @@ def run(cmd: Command, what: str, redactor: Redactor, base_env: Mapping[str, str]
     exe = cmd.argv[0]
     if not shutil.which(exe, path=env.get("PATH")) and not Path(exe).is_file():
         raise MountError(f"{what}: '{exe}' is not installed (not found on PATH)")
-    # Output goes to a file, not a pipe: a daemonising child (rclone --daemon) may keep
-    # a pipe open long after the command itself has returned.
-    with tempfile.TemporaryFile() as out:
-        try:
-            proc = subprocess.run(
-                cmd.argv,
-                check=False,
-                input=cmd.stdin.encode() if cmd.stdin is not None else None,
-                stdin=None if cmd.stdin is not None else subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                timeout=cmd.timeout,
-                cwd=tempfile.gettempdir(),
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired:
-            raise MountError(f"{what}: '{exe}' did not finish within {cmd.timeout:.0f}s") from None
-        except OSError as e:
-            raise MountError(f"{what}: cannot run '{exe}': {e.strerror}") from None
-        out.seek(0)
-        text = out.read().decode(errors="replace")
+    try:
+        proc = run_captured(
+            cmd.argv,
+            timeout_s=cmd.timeout,
+            env=env,
+            cwd=tempfile.gettempdir(),
+            stdin_text=cmd.stdin,
+            merge_stderr=True,
+        )
+    except subprocess.TimeoutExpired:
+        raise MountError(f"{what}: '{exe}' did not finish within {cmd.timeout:.0f}s") from None
+    except OSError as e:
+        raise MountError(f"{what}: cannot run '{exe}': {e.strerror}") from None
+    text = proc.stdout
     if proc.returncode != 0:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         detail = redactor(lines[-1][:300]) if lines else "no output"
@@ -88,13 +82,8 @@ class Probe:
 def probe(path: Path, timeout: float = 30.0) -> Probe:
     """List `path` in a child process, so a hung mount cannot hang this one."""
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _LIST_SNIPPET, str(path)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
+        proc = run_captured(
+            [sys.executable, "-c", _LIST_SNIPPET, str(path)], timeout_s=timeout, env=os.environ
         )
     except subprocess.TimeoutExpired:
         return Probe("timeout", detail=f"listing did not finish within {timeout:.0f}s")
