@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from conftest import STANDINS, make_spec_doc, upload_tree
@@ -16,6 +22,8 @@ from node_agent.azurite import AzuriteServer
 from node_agent.cli import main
 from node_agent.conventions import job_container
 from node_agent.jobplan import start_task_command
+from node_agent.localpool import node as localnode
+from node_agent.localpool.node import LocalNode, TaskRun
 from node_agent.storage import BlobStore
 
 
@@ -331,3 +339,51 @@ def test_local_run_executes_the_tasks_job_json_prints(
     for kind, key in (("jobpreparation", "jobPreparationTask"), ("jobrelease", "jobReleaseTask")):
         lines = {r["command_line"] for r in record["runs"] if r["kind"] == kind}
         assert lines == {job[key]["commandLine"]}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_cancelled_task_ignoring_sigterm_loses_its_whole_tree_after_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task its job cancels is notified (SIGTERM to its group), then after the grace period
+    killed, its children included: also a grandchild that called setsid and ignores SIGTERM."""
+    monkeypatch.setattr(localnode, "CANCEL_GRACE_S", 1.0)
+    node = LocalNode("tvmps_local_001", tmp_path / "node", "localpool", "token")
+    node.make_dirs()
+    pid_file = tmp_path / "pids.json"
+    env = {"STANDIN_MODE": "hang", "STANDIN_PIDS": str(pid_file)}
+    command = shlex.join([sys.executable, str(STANDINS / "fake_kick.py"), "-i", "a.ass"])
+    cancel = threading.Event()
+    runs: list[TaskRun] = []
+    worker = threading.Thread(
+        target=lambda: runs.append(node.run("task", command, tmp_path / "t1", env, cancel=cancel))
+    )
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = json.loads(pid_file.read_text())
+    tree = [pids["renderer"], pids["grandchild"]]
+    try:
+        assert not any(_gone(p) for p in tree)
+        cancel.set()
+        t0 = time.monotonic()
+        worker.join(30)
+        assert runs and runs[0].cancelled, runs
+        assert time.monotonic() - t0 >= 0.9  # it ignored SIGTERM: the grace period ran out
+        deadline = time.monotonic() + 5
+        while not all(_gone(p) for p in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [p for p in tree if not _gone(p)] == [], pids
+    finally:
+        for p in tree:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass

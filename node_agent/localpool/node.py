@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from node_agent.azurite import REPO_ROOT
+from node_agent.proctree import ProcessGroup, State, watch
 
 LOCAL_ACCOUNT_URL = "https://localpool.eastus.batch.azure.example"
 LOCAL_TOKEN_PREFIX = "local-entitlement-token-"
-CANCEL_GRACE_S = 10.0  # a cancelled task gets SIGTERM, then SIGKILL after this long
+CANCEL_GRACE_S = 10.0  # a cancelled task is notified, then its tree killed after this long
 
 
 @dataclass
@@ -78,9 +77,10 @@ class LocalNode:
         resource_files: dict[str, bytes] | None = None,
         cancel: threading.Event | None = None,
     ) -> TaskRun:
-        """Run one task: its own folder, stdout.txt/stderr.txt, Batch's variables. When
-        `cancel` is set while it runs, its process group is terminated (as Batch terminates
-        the running tasks of a job that ends)."""
+        """Run one task: its own folder, stdout.txt/stderr.txt, Batch's variables, its own
+        process group. When `cancel` is set while it runs, it is stopped the way the render
+        task stops a renderer (notify, CANCEL_GRACE_S, terminate the tree), as Batch
+        terminates the running tasks of a job that ends."""
         wd = task_dir / "wd"
         wd.mkdir(parents=True, exist_ok=True)
         for name, data in (resource_files or {}).items():
@@ -91,30 +91,20 @@ class LocalNode:
         env["AZ_BATCH_TASK_WORKING_DIR"] = str(wd)
         t0 = time.monotonic()
         with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
-            proc = subprocess.Popen(
-                shlex.split(command_line),
-                cwd=wd,
-                env=env,
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+            group = ProcessGroup.spawn(
+                shlex.split(command_line), env=env, cwd=wd, stdout=out, stderr=err
             )
-            try:
-                code, cancelled = _wait(proc, cancel)
-            except BaseException:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-                raise
+            state = watch(group, lambda: _cancelled(cancel), grace_s=CANCEL_GRACE_S, wake=cancel)
+            code = group.wait()
         run = TaskRun(
             self.node_id,
             kind,
             task_dir.name,
-            code,
+            int(code or 0),
             time.monotonic() - t0,
             attempt,
             command_line,
-            cancelled,
+            state is State.CANCELLED,
         )
         self.events.append(run)
         with open(self.root / "events.jsonl", "a", encoding="utf-8") as fh:
@@ -122,25 +112,5 @@ class LocalNode:
         return run
 
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # the task runs in its own session: pgid == pid
-    except ProcessLookupError:
-        pass
-
-
-def _wait(proc: subprocess.Popen[bytes], cancel: threading.Event | None) -> tuple[int, bool]:
-    """The exit code, and whether the task was cancelled (SIGTERM, then SIGKILL)."""
-    if cancel is None:
-        return proc.wait(), False
-    cancelled_at: float | None = None
-    while True:
-        try:
-            return proc.wait(timeout=0.2), cancelled_at is not None
-        except subprocess.TimeoutExpired:
-            pass
-        if cancelled_at is None and cancel.is_set():
-            cancelled_at = time.monotonic()
-            _signal_group(proc, signal.SIGTERM)
-        elif cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_S:
-            _signal_group(proc, signal.SIGKILL)
+def _cancelled(cancel: threading.Event | None) -> State:
+    return State.CANCELLED if cancel is not None and cancel.is_set() else State.RUNNING
