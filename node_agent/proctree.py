@@ -176,15 +176,16 @@ def watch(
     wake: threading.Event | None = None,
     interval: float = 0.2,
 ) -> State:
-    """Wait until the child ends (State.EXITED). Every `interval` (at once when `wake` is set)
-    `check` says whether it should be ended: any state but RUNNING stops it (notify, `grace_s`,
+    """Wait until the child ends (State.EXITED). At once, then every `interval` (and as soon
+    as `wake` is set), `check` says whether it should be ended: any state but RUNNING stops it (notify, `grace_s`,
     terminate) and is returned. If this thread is interrupted, the tree is stopped too."""
     try:
-        while group.wait(interval, wake) is None:
+        while group.poll() is None:
             state = check()
             if state is not State.RUNNING:
                 group.stop(grace_s)
                 return state
+            group.wait(interval, wake)
     except BaseException:
         group.stop(min(grace_s, 2.0))
         raise

@@ -291,7 +291,12 @@ def run_captured(
         )
         if stdin_text is not None:
             threading.Thread(target=_feed, args=(group.proc.stdin, stdin_text), daemon=True).start()
-        state = watch(group, lambda: State.TIMED_OUT, grace_s=grace_s, interval=timeout_s)
+        deadline = time.monotonic() + timeout_s
+
+        def check() -> State:
+            return State.TIMED_OUT if time.monotonic() >= deadline else State.RUNNING
+
+        state = watch(group, check, grace_s=grace_s, interval=timeout_s)
         if state is State.TIMED_OUT:
             raise subprocess.TimeoutExpired(list(argv), timeout_s)
         out.seek(0)

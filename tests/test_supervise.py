@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from standins.harness import Task, make_task, standin
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
-from node_agent.supervise import Options, State, supervise
+from node_agent.supervise import Options, State, run_captured, supervise
 
 
 def _gone(pid: int) -> bool:
@@ -163,3 +164,26 @@ def test_metrics_wall_cpu_and_peak_rss_of_the_tree(tmp_path: Path) -> None:
     assert r.cpu_s >= 0.6  # the grandchild's CPU time counts
     assert r.peak_rss >= 120 * 2**20  # sampled while the grandchild held 120 MiB
     assert r.wall_s >= 1.0
+
+
+def test_run_captured_feeds_stdin_returns_output_and_ends_the_tree_on_timeout(
+    tmp_path: Path,
+) -> None:
+    code = "import sys\nprint(sys.stdin.read().upper())\nprint('err', file=sys.stderr)"
+    r = run_captured([sys.executable, "-c", code], timeout_s=60, env=os.environ, stdin_text="x")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "X\n", "err\n")
+    merged = run_captured(
+        [sys.executable, "-c", code], timeout_s=60, env=os.environ, merge_stderr=True
+    )
+    assert sorted(merged.stdout.split()) == ["err"] and merged.stderr == ""
+    pid_file = tmp_path / "pids.json"
+    env = dict(os.environ, STANDIN_MODE="hang", STANDIN_PIDS=str(pid_file))
+    t0 = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_captured([standin("fake_kick.py"), "-i", "a.ass"], timeout_s=3, env=env, grace_s=1)
+    assert time.monotonic() - t0 < 30
+    pids = json.loads(pid_file.read_text())
+    try:
+        assert _wait_gone([pids["renderer"], pids["grandchild"]], 10), pids
+    finally:
+        _kill_all([pids["renderer"], pids["grandchild"]])
