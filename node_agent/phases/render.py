@@ -1,4 +1,5 @@
-"""The per-frame task: build the command, run and supervise the renderer, upload results.
+"""The per-frame task: prepare the command, execute the renderer under the supervisor,
+publish the results (render_result judges them).
 
 Frames are uploaded while the renderer runs; logs and the summary are uploaded whatever
 the outcome (the summary last, so it never points at a blob that is not there).
@@ -14,100 +15,29 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from node_agent.batchenv import ENTITLEMENT_TOKEN, ENTITLEMENT_VARS
 from node_agent.classify import OutputMonitor
 from node_agent.conventions import job_container
-from node_agent.errors import ExitCode, NodeAgentError, RenderError, SpecError, UploadError
+from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError
 from node_agent.frames import parse_frames
 from node_agent.mounts.manager import map_drives_before_task
-from node_agent.mounts.model import AzureFilesMount, MountSpec
 from node_agent.outputs import Layout, Retry, open_source, upload_logs, upload_preview
+from node_agent.phases.render_env import renderer_env, show_env
 from node_agent.phases.render_result import missing_frames, summary_doc, verdict
-from node_agent.poolconfig import load_pool_config
 from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import JobSpec, load_spec
 from node_agent.supervise import Options, RunResult, supervise
-from node_agent.watcher import ProgressiveUploader
+from node_agent.watcher import ProgressiveUploader, Uploaded
 
 if TYPE_CHECKING:
     from node_agent.storage import BlobStore
-
-_SECRET_NAMES = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "SAS", "CONNECTION_STRING")
-
-
-# Variables the Azure tools read a storage credential from; node_agent never passes them on.
-WELL_KNOWN_SECRET_VARS = (
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_BATCH_ACCESS_KEY",
-)
-
-
-def _mount_secret_var(m: MountSpec) -> str | None:
-    return m.key_env if isinstance(m, AzureFilesMount) else m.auth.env
-
-
-def secret_vars(phase: Phase, spec: JobSpec) -> set[str]:
-    """The variables node_agent holds a secret in: the spec's storage.auth.env, the secret
-    variable of every mount (the job's, and the pool's as the start task kept its config),
-    and the well-known Azure storage credential variables."""
-    names = set(WELL_KNOWN_SECRET_VARS)
-    if spec.storage.auth.env:
-        names.add(spec.storage.auth.env)
-    mounts = list(spec.mounts)
-    pool_config = phase.node.state_dir / "pool-config.json"
-    if pool_config.is_file():
-        try:
-            mounts += list(load_pool_config(pool_config).mounts)
-        except SpecError as e:
-            phase.log.warning("cannot read the pool's mounts (%s): %s", pool_config, e)
-    names.update(v for v in map(_mount_secret_var, mounts) if v)
-    if spec.storage.auth.env and spec.storage.auth.expose_to_renderer:
-        names.discard(spec.storage.auth.env)  # the spec's explicit, loud opt-in
-    return names
-
-
-def renderer_env(
-    phase: Phase, spec: JobSpec, extra: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Task environment + adapter + spec variables, then the entitlement pair exactly as Batch
-    set it; without any variable node_agent holds a secret in (secret_vars), nor any other
-    variable holding the same value. The renderer gets no storage credential."""
-    env = dict(phase.env)
-    env.update(extra or {})
-    env.update(spec.render.env)
-    secret_names = {n.upper() for n in secret_vars(phase, spec)}
-    values = {phase.env.get(n, "").strip().lstrip("?") for n in secret_vars(phase, spec)}
-    values = {v for v in values if len(v) >= 6}
-    removed = sorted(
-        k
-        for k, v in env.items()
-        if k.upper() not in ENTITLEMENT_VARS
-        and (k.upper() in secret_names or v.strip().lstrip("?") in values)
-    )
-    for k in removed:
-        del env[k]
-    if removed:
-        phase.log.info("not passed to the renderer (they hold secrets): %s", ", ".join(removed))
-    for var in ENTITLEMENT_VARS:
-        if var in phase.env:
-            env[var] = phase.env[var]
-        else:
-            env.pop(var, None)
-    return env
-
-
-def _show_env(phase: Phase, name: str, value: str) -> str:
-    if name == ENTITLEMENT_TOKEN or any(s in name.upper() for s in _SECRET_NAMES):
-        return "***"
-    return phase.redactor(value)
 
 
 def _command_text(argv: list[str], windows: bool) -> str:
@@ -121,7 +51,7 @@ def dry_run(phase: Phase, launch: Launch, env: dict[str, str], windows: bool) ->
     for path in launch.files:
         print(f"writes: {path}")
     for k in sorted(env):
-        print(f"env: {k}={_show_env(phase, k, env[k])}")
+        print(f"env: {k}={show_env(phase, k, env[k])}")
     return 0
 
 
@@ -155,12 +85,43 @@ def process_started_at() -> float:
         return psutil.Process().create_time()
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before the renderer starts (nothing written yet)."""
+
+    spec: JobSpec
+    frames: list[int]
+    launch: Launch
+    env: dict[str, str]
+    out_dir: Path
+    layout: Layout
+    meta: dict[str, str]
+    retry: Retry
+    agent_started: float
+
+
+@dataclass(frozen=True)
+class Executed:
+    """How the renderer's run went, and the uploader that ran beside it."""
+
+    result: RunResult | None
+    start_error: str
+    monitor: OutputMonitor
+    uploader: ProgressiveUploader
+    times: dict[str, float]
+
+
 def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> int:
-    agent_started = process_started_at()
-    node = phase.node
-    # Windows: drive mappings do not survive between tasks; map the pool's Azure Files again.
-    map_drives_before_task(node, phase.env, phase.redactor, phase.log)
-    spec = load_spec(spec_path or node.job_spec_path())
+    """Prepare the command, execute the renderer (frames uploaded as they appear), publish
+    the verdict, summary and logs. Raises the task's exit class (first real cause)."""
+    prepared = prepare(phase, frames_text, spec_path)
+    if dry:
+        return dry_run(phase, prepared.launch, prepared.env, phase.node.is_windows)
+    return publish(phase, prepared, execute(phase, prepared))
+
+
+def _load_spec(phase: Phase, spec_path: Path | None) -> JobSpec:
+    spec = load_spec(spec_path or phase.node.job_spec_path())
     if spec.storage.auth.env:
         phase.redactor.add(phase.env.get(spec.storage.auth.env))
         if spec.storage.auth.expose_to_renderer:
@@ -169,6 +130,16 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
                 "secret; it can reach the renderer's logs and outputs",
                 spec.storage.auth.env,
             )
+    return spec
+
+
+def prepare(phase: Phase, frames_text: str, spec_path: Path | None) -> Prepared:
+    """The spec, the frames, the renderer's command and environment, where outputs go."""
+    agent_started = process_started_at()
+    node = phase.node
+    # Windows: drive mappings do not survive between tasks; map the pool's Azure Files again.
+    map_drives_before_task(node, phase.env, phase.redactor, phase.log)
+    spec = _load_spec(phase, spec_path)
     try:
         frames = parse_frames(frames_text)
     except ValueError as e:
@@ -187,117 +158,163 @@ def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> in
     )
     launch = build_launch(spec.render, ctx, {**phase.env, **spec.render.env})
     env = renderer_env(phase, spec, launch.env)
-    if dry:
-        return dry_run(phase, launch, env, node.is_windows)
-    for path, text in launch.files.items():
-        write_atomic(Path(path), text.encode("utf-8"))
     layout = Layout(
         spec.render.output.container or job_container(str(node.job_id)),
         str(node.task_id),
         spec.render.output.prefix,
     )
     meta = {"job": str(node.job_id), "task": str(node.task_id), "node": node.node_id}
+    retry = Retry(budget_s=spec.policies.storage_retry_s)
+    return Prepared(spec, frames, launch, env, out_dir, layout, meta, retry, agent_started)
 
+
+def _store_factory(phase: Phase, spec: JobSpec) -> Callable[[], BlobStore]:
     def make_store() -> BlobStore:  # in the uploader's thread, while the renderer starts
         from node_agent.storage import BlobStore
 
         return BlobStore(spec.storage, phase.redactor, phase.env)
 
-    retry = Retry(budget_s=spec.policies.storage_retry_s)
-    monitor = OutputMonitor(spec.render.renderer, report=lambda s: phase.log.info("%s", s))
-    renderer_log = node.task_dir / "renderer.log"
-    command = phase.redactor(_command_text(launch.argv, node.is_windows))
+    return make_store
+
+
+def _options(
+    phase: Phase,
+    p: Prepared,
+    monitor: OutputMonitor,
+    times: dict[str, float],
+    cancel: threading.Event,
+) -> Options:
+    render = p.spec.render
+    return Options(
+        env=p.env,
+        cwd=phase.node.task_working_dir,
+        log_path=phase.node.task_dir / "renderer.log",
+        timeout_s=render.timeout_s,
+        stall_s=render.stall_timeout_s,
+        grace_s=render.kill_grace_s,
+        on_line=monitor,
+        on_start=lambda pid: times.__setitem__("renderer_started_at", time.time()),
+        cancel=cancel,
+        last_activity=lambda: monitor.last_progress,
+        redact=phase.redactor,
+    )
+
+
+def execute(phase: Phase, p: Prepared) -> Executed:
+    """Write the launch's files, run the renderer under the supervisor while the uploader
+    sends frames as they appear. SIGTERM to node-agent or a fatal upload error cancels."""
+    for path, text in p.launch.files.items():
+        write_atomic(Path(path), text.encode("utf-8"))
+    monitor = OutputMonitor(p.spec.render.renderer, report=lambda s: phase.log.info("%s", s))
+    command = phase.redactor(_command_text(p.launch.argv, phase.node.is_windows))
     phase.log.info("running: %s", command)
-    times: dict[str, float] = {"agent_started_at": agent_started}
+    times: dict[str, float] = {"agent_started_at": p.agent_started}
     result: RunResult | None = None
     start_error = ""
     with _Sigterm() as cancel:
         uploader = ProgressiveUploader(
-            make_store, layout, out_dir, meta, retry=retry, on_fatal=lambda e: cancel.set()
+            _store_factory(phase, p.spec),
+            p.layout,
+            p.out_dir,
+            p.meta,
+            retry=p.retry,
+            on_fatal=lambda e: cancel.set(),
         ).start()
         try:
-            options = Options(
-                env=env,
-                cwd=node.task_working_dir,
-                log_path=renderer_log,
-                timeout_s=spec.render.timeout_s,
-                stall_s=spec.render.stall_timeout_s,
-                grace_s=spec.render.kill_grace_s,
-                on_line=monitor,
-                on_start=lambda pid: times.__setitem__("renderer_started_at", time.time()),
-                cancel=cancel,
-                last_activity=lambda: monitor.last_progress,
-                redact=phase.redactor,
-            )
-            result = supervise(launch.argv, options)
+            result = supervise(p.launch.argv, _options(phase, p, monitor, times, cancel))
         except OSError as e:
-            start_error = f"cannot start '{launch.argv[0]}': {e.strerror or e}"
+            start_error = f"cannot start '{p.launch.argv[0]}': {e.strerror or e}"
     times["renderer_ended_at"] = time.time()
-    upload_error: UploadError | None = None
-    errors: list[NodeAgentError] = []
+    return Executed(result, start_error, monitor, uploader, times)
+
+
+def _finish_uploads(phase: Phase, p: Prepared, x: Executed) -> UploadError | None:
     try:
-        uploader.finish()
+        x.uploader.finish()
     except UploadError as e:
-        upload_error = e
+        return e
     except NodeAgentError as e:  # no blob store at all: nothing can be uploaded
-        phase.log.error("renderer stopped, outputs stay in %s: %s", out_dir, e)
+        phase.log.error("renderer stopped, outputs stay in %s: %s", p.out_dir, e)
         raise
-    outputs = uploader.done()  # exactly what storage holds from this task
-    store = uploader.store
-    times["uploads_done_at"] = time.time()
-    missing = missing_frames(outputs, launch.expected, agent_started)
-    not_uploaded = uploader.problems()
+    return None
+
+
+def publish(phase: Phase, p: Prepared, x: Executed) -> int:
+    """Finish the uploads, judge the run (render_result.verdict), write the summary (exactly
+    what storage holds), upload the logs and the summary last. The exit class is raised."""
+    node = phase.node
+    upload_error = _finish_uploads(phase, p, x)
+    outputs = x.uploader.done()  # exactly what storage holds from this task
+    x.times["uploads_done_at"] = time.time()
+    missing = missing_frames(outputs, p.launch.expected, p.agent_started)
+    not_uploaded = x.uploader.problems()
+    failure = x.monitor.failure()
     code, reason = verdict(
-        result, monitor.failure(), missing, launch.expected, upload_error, not_uploaded, start_error
+        x.result, failure, missing, p.launch.expected, upload_error, not_uploaded, x.start_error
     )
-    preview = None
-    if outputs:
-        last = max(outputs, key=lambda u: (u.frame is not None, u.frame or 0, u.rel))
-        preview = upload_preview(
-            store,
-            layout,
-            lambda: open_source(out_dir, last.source),
-            node.task_dir,
-            meta,
-            name=last.rel,
-        )
-    summary = summary_doc(
-        node=node,
-        frames=frames,
-        command=launch.argv,
-        code=code,
-        reason=reason,
-        result=result,
-        monitor=monitor,
-        outputs=outputs,
-        times=times,
-        preview=preview,
-        not_uploaded=not_uploaded,
-    )
-    summary_path = node.task_dir / "summary.json"
-    write_atomic(summary_path, phase.redactor(json.dumps(summary, indent=2)).encode())
+    summary_path = _write_summary(phase, p, x, code, reason, outputs, not_uploaded)
     phase.log.info(
         "task %s: %s; %d output file(s) uploaded to %s",
         node.task_id,
         reason,
         len(outputs),
-        layout.container,
+        p.layout.container,
     )
     sys.stdout.flush()
     sys.stderr.flush()
     logs = [node.task_dir / n for n in ("stdout.txt", "stderr.txt", "renderer.log")]
     logs += _phase_log_files(phase)
+    log_error: UploadError | None = None
     try:
-        upload_logs(store, layout, [*logs, summary_path], meta, retry)
+        upload_logs(x.uploader.store, p.layout, [*logs, summary_path], p.meta, p.retry)
     except UploadError as e:
-        errors.append(e)
+        log_error = e
     if code is ExitCode.UPLOAD and upload_error is not None:
         raise upload_error
     if code is not ExitCode.OK:
         raise RenderError(reason, code)
-    if errors:
-        raise errors[0]
+    if log_error is not None:
+        raise log_error
     return 0
+
+
+def _write_summary(
+    phase: Phase,
+    p: Prepared,
+    x: Executed,
+    code: ExitCode,
+    reason: str,
+    outputs: list[Uploaded],
+    not_uploaded: dict[str, str],
+) -> Path:
+    """The preview (of the last frame) and summary.json, written redacted; its path."""
+    preview = None
+    if outputs:
+        last = max(outputs, key=lambda u: (u.frame is not None, u.frame or 0, u.rel))
+        preview = upload_preview(
+            x.uploader.store,
+            p.layout,
+            lambda: open_source(p.out_dir, last.source),
+            phase.node.task_dir,
+            p.meta,
+            name=last.rel,
+        )
+    summary = summary_doc(
+        node=phase.node,
+        frames=p.frames,
+        command=p.launch.argv,
+        code=code,
+        reason=reason,
+        result=x.result,
+        monitor=x.monitor,
+        outputs=outputs,
+        times=x.times,
+        preview=preview,
+        not_uploaded=not_uploaded,
+    )
+    summary_path = phase.node.task_dir / "summary.json"
+    write_atomic(summary_path, phase.redactor(json.dumps(summary, indent=2)).encode())
+    return summary_path
 
 
 def _phase_log_files(phase: Phase) -> list[Path]:

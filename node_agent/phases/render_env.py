@@ -1,0 +1,82 @@
+"""What the renderer's environment holds: the task's, the adapter's and the spec's variables,
+the entitlement pair exactly as Batch set it, and no variable node_agent holds a secret in."""
+
+from __future__ import annotations
+
+from node_agent.batchenv import ENTITLEMENT_TOKEN, ENTITLEMENT_VARS
+from node_agent.errors import SpecError
+from node_agent.mounts.model import AzureFilesMount, MountSpec
+from node_agent.poolconfig import load_pool_config
+from node_agent.runtime import Phase
+from node_agent.spec import JobSpec
+
+_SECRET_NAMES = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "SAS", "CONNECTION_STRING")
+
+
+# Variables the Azure tools read a storage credential from; node_agent never passes them on.
+WELL_KNOWN_SECRET_VARS = (
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_BATCH_ACCESS_KEY",
+)
+
+
+def _mount_secret_var(m: MountSpec) -> str | None:
+    return m.key_env if isinstance(m, AzureFilesMount) else m.auth.env
+
+
+def secret_vars(phase: Phase, spec: JobSpec) -> set[str]:
+    """The variables node_agent holds a secret in: the spec's storage.auth.env, the secret
+    variable of every mount (the job's, and the pool's as the start task kept its config),
+    and the well-known Azure storage credential variables."""
+    names = set(WELL_KNOWN_SECRET_VARS)
+    if spec.storage.auth.env:
+        names.add(spec.storage.auth.env)
+    mounts = list(spec.mounts)
+    pool_config = phase.node.state_dir / "pool-config.json"
+    if pool_config.is_file():
+        try:
+            mounts += list(load_pool_config(pool_config).mounts)
+        except SpecError as e:
+            phase.log.warning("cannot read the pool's mounts (%s): %s", pool_config, e)
+    names.update(v for v in map(_mount_secret_var, mounts) if v)
+    if spec.storage.auth.env and spec.storage.auth.expose_to_renderer:
+        names.discard(spec.storage.auth.env)  # the spec's explicit, loud opt-in
+    return names
+
+
+def renderer_env(
+    phase: Phase, spec: JobSpec, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Task environment + adapter + spec variables, then the entitlement pair exactly as Batch
+    set it; without any variable node_agent holds a secret in (secret_vars), nor any other
+    variable holding the same value. The renderer gets no storage credential."""
+    env = dict(phase.env)
+    env.update(extra or {})
+    env.update(spec.render.env)
+    secret_names = {n.upper() for n in secret_vars(phase, spec)}
+    values = {phase.env.get(n, "").strip().lstrip("?") for n in secret_vars(phase, spec)}
+    values = {v for v in values if len(v) >= 6}
+    removed = sorted(
+        k
+        for k, v in env.items()
+        if k.upper() not in ENTITLEMENT_VARS
+        and (k.upper() in secret_names or v.strip().lstrip("?") in values)
+    )
+    for k in removed:
+        del env[k]
+    if removed:
+        phase.log.info("not passed to the renderer (they hold secrets): %s", ", ".join(removed))
+    for var in ENTITLEMENT_VARS:
+        if var in phase.env:
+            env[var] = phase.env[var]
+        else:
+            env.pop(var, None)
+    return env
+
+
+def show_env(phase: Phase, name: str, value: str) -> str:
+    if name == ENTITLEMENT_TOKEN or any(s in name.upper() for s in _SECRET_NAMES):
+        return "***"
+    return phase.redactor(value)
