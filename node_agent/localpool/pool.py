@@ -72,119 +72,160 @@ def _maybe_start_azurite(spec: JobSpec, stack: ExitStack, workdir: Path) -> None
     stack.enter_context(AzuriteServer(port=port, location=location))
 
 
+class _JobRun:
+    """One job on the local pool's nodes: the scheduler's shared state, the slots' worker
+    loop, job release. Every field is read and written under `lock` (or is thread-safe)."""
+
+    def __init__(self, spec: JobSpec, job: dict[str, Any], nodes: list[LocalNode]) -> None:
+        self.job, self.job_id, self.nodes = job, str(job["id"]), nodes
+        self.total = len(job["tasks"])
+        self.todo: queue.Queue[tuple[dict[str, Any], int]] = queue.Queue()
+        for t in job["tasks"]:
+            self.todo.put((t, 0))
+        spec_bytes = spec.model_dump_json(indent=2).encode()
+        self.prep = job["jobPreparationTask"]
+        self.prep_files = {
+            rf.get("filePath") or SPEC_FILE: spec_bytes for rf in self.prep.get("resourceFiles", [])
+        } or {SPEC_FILE: spec_bytes}
+        self.failed: list[str] = []
+        self.cancelled: list[str] = []
+        self.started: set[str] = set()
+        self.ended: dict[str, Any] = {}
+        self.stop = threading.Event()  # the job ended: no task starts, running ones are terminated
+        self.remaining = self.total  # tasks not finished for good
+        self.lock = threading.Lock()
+
+    def prep_env(self, node: LocalNode) -> dict[str, str]:
+        d = node.job_dir(self.job_id) / "jobpreparation"
+        return {"AZ_BATCH_JOB_PREP_DIR": str(d), "AZ_BATCH_JOB_PREP_WORKING_DIR": str(d / "wd")}
+
+    def ensure_prep(self, node: LocalNode) -> bool:
+        """Job prep before the node's first task of the job; whether it succeeded."""
+        with node.prep_lock:
+            if self.job_id not in node.prepped:
+                env = {"AZ_BATCH_JOB_ID": self.job_id, "AZ_BATCH_TASK_ID": self.prep["id"]}
+                run = node.run(
+                    "jobpreparation",
+                    self.prep["commandLine"],
+                    node.job_dir(self.job_id) / self.prep["id"],
+                    env,
+                    resource_files=self.prep_files,
+                )
+                node.prepped[self.job_id] = run.exit_code
+            return node.prepped[self.job_id] == 0
+
+    def worker(self, node: LocalNode) -> None:
+        """One slot of a node: take tasks until none is left or the job ended."""
+        while not self.stop.is_set():
+            with self.lock:
+                if self.remaining == 0:
+                    return
+            try:
+                task, attempt = self.todo.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self.stop.is_set():
+                return
+            if not self.ensure_prep(node):
+                self.todo.put((task, attempt))  # Batch: this node runs no task of the job
+                with self.lock:
+                    if all(n.prepped.get(self.job_id, 0) != 0 for n in self.nodes):
+                        self.failed.append("jobpreparation")
+                        self.remaining = 0
+                return
+            if self.stop.is_set():  # the job ended while this node prepared
+                return
+            if not self.run_task(node, task, attempt):
+                return
+
+    def run_task(self, node: LocalNode, task: dict[str, Any], attempt: int) -> bool:
+        """Run one attempt; queue a retry or record the outcome. False if it was cancelled."""
+        with self.lock:
+            self.started.add(task["id"])
+        env = {
+            "AZ_BATCH_JOB_ID": self.job_id,
+            "AZ_BATCH_TASK_ID": task["id"],
+            **self.prep_env(node),
+        }
+        task_dir = node.job_dir(self.job_id) / task["id"]
+        run = node.run("task", task["commandLine"], task_dir, env, attempt, cancel=self.stop)
+        if run.cancelled:
+            with self.lock:
+                self.cancelled.append(task["id"])
+            _say(f"task {task['id']} on {node.node_id} terminated with its job")
+            return False
+        retries = task["constraints"]["maxTaskRetryCount"]
+        if run.exit_code != 0 and (retries == -1 or attempt < retries):
+            _say(
+                f"task {task['id']} exited {run.exit_code} on {node.node_id}; "
+                f"retry {attempt + 1} of {'unlimited' if retries == -1 else retries}"
+            )
+            self.todo.put((task, attempt + 1))
+            return True
+        self.finish_task(node, task, run)
+        return True
+
+    def finish_task(self, node: LocalNode, task: dict[str, Any], run: TaskRun) -> None:
+        """A task done for good: count it, and apply its exitConditions' jobAction."""
+        action = job_action(self.job, task, run.exit_code)
+        with self.lock:
+            self.remaining -= 1
+            done = self.total - self.remaining
+            if run.exit_code != 0:
+                self.failed.append(task["id"])
+            ends = action in ("terminate", "disable") and not self.ended
+            if ends:
+                self.ended.update(action=action, task=task["id"], exit_code=run.exit_code)
+                self.stop.set()
+        _say(
+            f"task {task['id']} on {node.node_id} exited {run.exit_code} "
+            f"after {run.seconds:.1f}s ({done}/{self.total})"
+        )
+        if ends:
+            _say(
+                f"job {self.job_id} ends: task {task['id']} exited {run.exit_code} "
+                f"({code_name(run.exit_code)}), its exitConditions say jobAction {action}; "
+                "no further task starts"
+            )
+
+    def release(self) -> None:
+        """Job release on every node that ran job prep."""
+        release = self.job["jobReleaseTask"]
+        for node in self.nodes:
+            if self.job_id in node.prepped:
+                env = {
+                    "AZ_BATCH_JOB_ID": self.job_id,
+                    "AZ_BATCH_TASK_ID": release["id"],
+                    **self.prep_env(node),
+                }
+                task_dir = node.job_dir(self.job_id) / release["id"]
+                node.run("jobrelease", release["commandLine"], task_dir, env)
+
+    def result(self) -> JobResult:
+        runs = [r for n in self.nodes for r in n.events]
+        code = 0
+        if self.ended:
+            code = int(self.ended["exit_code"])
+        elif self.failed:
+            last = [r for r in runs if r.task_id in self.failed]
+            code = last[-1].exit_code if last else int(ExitCode.RENDER_FAILED)
+        not_run = [t["id"] for t in self.job["tasks"] if t["id"] not in self.started]
+        return JobResult(code, runs, self.failed, self.ended or None, self.cancelled, not_run)
+
+
+def _say(text: str) -> None:
+    print(f"local pool: {text}", flush=True)
+
+
 def run_job_on_nodes(
     spec: JobSpec, job: dict[str, Any], nodes: list[LocalNode], slots: int
 ) -> JobResult:
     """Job prep before a node's first task, tasks over nodes x slots, retries, the tasks'
     exitConditions (a jobAction terminate ends the job: no task starts after it, running
     ones are terminated), then job release on every node that ran job prep."""
-    job_id = job["id"]
-    todo: queue.Queue[tuple[dict[str, Any], int]] = queue.Queue()
-    for t in job["tasks"]:
-        todo.put((t, 0))
-    spec_bytes = spec.model_dump_json(indent=2).encode()
-    prep = job["jobPreparationTask"]
-    prep_files = {
-        rf.get("filePath") or SPEC_FILE: spec_bytes for rf in prep.get("resourceFiles", [])
-    } or {SPEC_FILE: spec_bytes}
-    failed: list[str] = []
-    cancelled: list[str] = []
-    started: set[str] = set()
-    ended: dict[str, Any] = {}
-    stop = threading.Event()  # the job ended: no task starts, running ones are terminated
-    remaining = [len(job["tasks"])]
-    lock = threading.Lock()
-
-    def prep_env(node: LocalNode) -> dict[str, str]:
-        d = node.job_dir(job_id) / "jobpreparation"
-        return {"AZ_BATCH_JOB_PREP_DIR": str(d), "AZ_BATCH_JOB_PREP_WORKING_DIR": str(d / "wd")}
-
-    def ensure_prep(node: LocalNode) -> bool:
-        with node.prep_lock:
-            if job_id not in node.prepped:
-                env = {"AZ_BATCH_JOB_ID": job_id, "AZ_BATCH_TASK_ID": prep["id"]}
-                run = node.run(
-                    "jobpreparation",
-                    prep["commandLine"],
-                    node.job_dir(job_id) / prep["id"],
-                    env,
-                    resource_files=prep_files,
-                )
-                node.prepped[job_id] = run.exit_code
-            return node.prepped[job_id] == 0
-
-    def worker(node: LocalNode) -> None:
-        while not stop.is_set():
-            with lock:
-                if remaining[0] == 0:
-                    return
-            try:
-                task, attempt = todo.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if stop.is_set():
-                return
-            if not ensure_prep(node):
-                todo.put((task, attempt))  # Batch: this node runs no task of the job
-                with lock:
-                    if all(n.prepped.get(job_id, 0) != 0 for n in nodes):
-                        failed.append("jobpreparation")
-                        remaining[0] = 0
-                return
-            if stop.is_set():  # the job ended while this node prepared
-                return
-            with lock:
-                started.add(task["id"])
-            env = {"AZ_BATCH_JOB_ID": job_id, "AZ_BATCH_TASK_ID": task["id"], **prep_env(node)}
-            run = node.run(
-                "task",
-                task["commandLine"],
-                node.job_dir(job_id) / task["id"],
-                env,
-                attempt,
-                cancel=stop,
-            )
-            if run.cancelled:
-                with lock:
-                    cancelled.append(task["id"])
-                print(
-                    f"local pool: task {task['id']} on {node.node_id} terminated with its job",
-                    flush=True,
-                )
-                return
-            retries = task["constraints"]["maxTaskRetryCount"]
-            if run.exit_code != 0 and (retries == -1 or attempt < retries):
-                print(
-                    f"local pool: task {task['id']} exited {run.exit_code} on {node.node_id}; "
-                    f"retry {attempt + 1} of {'unlimited' if retries == -1 else retries}",
-                    flush=True,
-                )
-                todo.put((task, attempt + 1))
-                continue
-            action = job_action(job, task, run.exit_code)
-            with lock:
-                remaining[0] -= 1
-                if run.exit_code != 0:
-                    failed.append(task["id"])
-                ends = action in ("terminate", "disable") and not ended
-                if ends:
-                    ended.update(action=action, task=task["id"], exit_code=run.exit_code)
-                    stop.set()
-            print(
-                f"local pool: task {task['id']} on {node.node_id} exited {run.exit_code} "
-                f"after {run.seconds:.1f}s ({len(job['tasks']) - remaining[0]}/{len(job['tasks'])})",
-                flush=True,
-            )
-            if ends:
-                print(
-                    f"local pool: job {job_id} ends: task {task['id']} exited {run.exit_code} "
-                    f"({code_name(run.exit_code)}), its exitConditions say jobAction {action}; "
-                    "no further task starts",
-                    flush=True,
-                )
-
+    state = _JobRun(spec, job, nodes)
     threads = [
-        threading.Thread(target=worker, args=(n,), name=f"{n.node_id}-slot{s}")
+        threading.Thread(target=state.worker, args=(n,), name=f"{n.node_id}-slot{s}")
         for n in nodes
         for s in range(slots)
     ]
@@ -192,26 +233,8 @@ def run_job_on_nodes(
         t.start()
     for t in threads:
         t.join()
-    release = job["jobReleaseTask"]
-    for node in nodes:
-        if job_id in node.prepped:
-            env = {
-                "AZ_BATCH_JOB_ID": job_id,
-                "AZ_BATCH_TASK_ID": release["id"],
-                **prep_env(node),
-            }
-            node.run(
-                "jobrelease", release["commandLine"], node.job_dir(job_id) / release["id"], env
-            )
-    runs = [r for n in nodes for r in n.events]
-    code = 0
-    if ended:
-        code = int(ended["exit_code"])
-    elif failed:
-        last = [r for r in runs if r.task_id in failed]
-        code = last[-1].exit_code if last else int(ExitCode.RENDER_FAILED)
-    not_run = [t["id"] for t in job["tasks"] if t["id"] not in started]
-    return JobResult(code, runs, failed, ended or None, cancelled, not_run)
+    state.release()
+    return state.result()
 
 
 def make_nodes(workdir: Path, pool_id: str, count: int) -> list[LocalNode]:
