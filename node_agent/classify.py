@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from node_agent import renderers
 from node_agent.errors import ExitCode
 
-_I = re.IGNORECASE
 CLASSIFY_HEAD = 512  # characters of each line searched for failure classes and progress
 
 _LICENSE_COMMON = [
@@ -48,61 +48,18 @@ _CRASH_COMMON = [
     r"fatal error",
 ]
 
-# Per renderer, extra patterns on top of the common ones.
-_EXTRA: dict[str, dict[ExitCode, list[str]]] = {
-    "blender": {
-        ExitCode.MISSING_ASSET: [
-            r"^Error: Cannot read file",
-            r"Warning: Path '.*' not found",
-            r"Unable to open image",
-            r"Cannot open library",
-            r"not found in \w+ library",
-        ],
-        ExitCode.OUT_OF_MEMORY: [r"System is out of GPU memory", r"CUDA error: Out of memory"],
-        ExitCode.CRASH: [r"Writing: .*\.crash\.txt", r"^Error: Not freed memory blocks"],
-    },
-    "maya": {
-        ExitCode.LICENSE: [r"License was not obtained", r"Render not licensed"],
-        ExitCode.MISSING_ASSET: [
-            r"Error: .*(?:Cannot find|Could not open|File not found)",
-            r"\[mtoa\].*(?:not found|unable to open)",
-            r"Error: Scene .* not found",
-        ],
-        ExitCode.CRASH: [r"Maya exited with status", r"Fatal Error\. Attempting to save"],
-    },
-    "arnold": {
-        ExitCode.MISSING_ASSET: [
-            r"ERROR .*(?:can't open|could not open|unable to open|file not found)",
-            r"\[texturesys\].*(?:not found|could not)",
-            r"ERROR .*couldn't open .*\.ass",
-        ],
-        ExitCode.CRASH: [r"\bCRASHED\b", r"signal caught"],
-    },
-    "vray": {
-        ExitCode.LICENSE: [r"Error obtaining license", r"license server"],
-        ExitCode.MISSING_ASSET: [
-            r"Error loading (?:scene|file)",
-            r"Failed to load (?:texture|bitmap)",
-            r"Cannot (?:open|find) (?:file|texture|bitmap)",
-        ],
-    },
-    "3dsmax": {
-        ExitCode.MISSING_ASSET: [
-            r"Missing (?:external file|map|bitmap|dll)",
-            r"Error loading file",
-        ],
-        ExitCode.LICENSE: [r"license.*(?:error|failed|not available)"],
-    },
-}
-
 _PRIORITY = (ExitCode.LICENSE, ExitCode.OUT_OF_MEMORY, ExitCode.MISSING_ASSET, ExitCode.CRASH)
 
-_BLENDER_SAMPLE = re.compile(r"Fra:\s*(\d+).*?Sample (\d+)/(\d+)")
-_BLENDER_SAVED = re.compile(r"^Saved: '(.+)'")
-_PERCENT = [
-    re.compile(r"(\d+(?:\.\d+)?)\s*% done", _I),  # Arnold, Maya+Arnold
-    re.compile(r"Rendering image\.*:\s*(\d+(?:\.\d+)?)\s*%", _I),  # V-Ray
-]
+
+def progress_patterns() -> tuple[list[re.Pattern[str]], list[re.Pattern[str]]]:
+    """Every registered renderer's progress and saved-frame patterns, in registry order,
+    each once: a custom template runs one of these programs too, so every one is read."""
+    progress = [p.regex for r in renderers.REGISTRY.values() for p in r.progress]
+    saved = [r.saved for r in renderers.REGISTRY.values() if r.saved]
+    return (
+        [re.compile(p) for p in dict.fromkeys(progress)],
+        [re.compile(p) for p in dict.fromkeys(saved)],
+    )
 
 
 def _folded(pattern: str) -> str:
@@ -120,9 +77,12 @@ def patterns_for(renderer: str) -> dict[ExitCode, re.Pattern[str]]:
         ExitCode.MISSING_ASSET: _MISSING_COMMON,
         ExitCode.CRASH: _CRASH_COMMON,
     }
-    extra = _EXTRA.get(renderer, {})
+    descriptor = renderers.get(renderer)
+    extra = descriptor.failure_patterns if descriptor else {}
     return {
-        code: re.compile("|".join(f"(?:{_folded(p)})" for p in common[code] + extra.get(code, [])))
+        code: re.compile(
+            "|".join(f"(?:{_folded(p)})" for p in [*common[code], *extra.get(code, ())])
+        )
         for code in _PRIORITY
     }
 
@@ -141,6 +101,7 @@ class OutputMonitor:
         self, renderer: str, report: Callable[[str], None] | None = None, every_s: float = 10.0
     ) -> None:
         self.patterns = patterns_for(renderer)
+        self.progress_patterns, self.saved_patterns = progress_patterns()
         self.report = report
         self.every_s = every_s
         self.findings: dict[ExitCode, Finding] = {}
@@ -165,18 +126,20 @@ class OutputMonitor:
     def _progress(self, line: str) -> None:
         before = self.percent
         changed = False
-        m = _BLENDER_SAMPLE.search(line)
-        if m:
-            frame, done, total = int(m.group(1)), int(m.group(2)), int(m.group(3))
-            changed = frame != self.frame
-            self.frame, self.percent = frame, 100.0 * done / max(total, 1)
-        else:
-            for pat in _PERCENT:
-                m = pat.search(line)
-                if m:
-                    self.percent = float(m.group(1))
-                    break
-        saved = _BLENDER_SAVED.search(line)
+        m = None
+        for pat in self.progress_patterns:
+            m = pat.search(line)
+            if m is None:
+                continue
+            groups = m.groupdict()
+            if groups.get("percent") is not None:
+                self.percent = float(groups["percent"])
+            else:
+                frame, done, total = int(groups["frame"]), int(groups["done"]), int(groups["total"])
+                changed = frame != self.frame
+                self.frame, self.percent = frame, 100.0 * done / max(total, 1)
+            break
+        saved = next((s for p in self.saved_patterns if (s := p.search(line))), None)
         if saved:
             self.saved.append(saved.group(1))
         if m or saved:

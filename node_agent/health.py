@@ -16,19 +16,13 @@ from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from node_agent import renderers
 from node_agent.batchenv import ENTITLEMENT_VARS, BatchNode
+from node_agent.errors import HealthError
 from node_agent.mounts.platform import probe
 from node_agent.poolconfig import PoolConfig, RendererCheck
 from node_agent.runtime import write_atomic
 
-# renderer -> (executable, *_EXEC variable prefix of the Batch rendering images, version flag)
-RENDERERS: dict[str, tuple[str, str, list[str]]] = {
-    "blender": ("blender", "BLENDER_", ["--version"]),
-    "maya": ("Render", "MAYA_", ["-help"]),
-    "arnold": ("kick", "ARNOLD_", ["-version"]),
-    "vray": ("vray", "VRAY_", ["-version"]),
-    "3dsmax": ("3dsmaxcmdio", "3DSMAX_", ["-?"]),
-}
 EARLIEST_SANE = 1_704_067_200  # 2024-01-01T00:00:00Z: a clock before this is wrong
 
 
@@ -53,8 +47,18 @@ def check_disk(node: BatchNode, min_gb: float) -> Check:
     return Check("temp-disk", free >= min_gb * 2**30, detail)
 
 
+def _executables(name: str) -> renderers.Executables:
+    """The registry's program names and version flags for a renderer a pool config names
+    (the config accepts only registered renderers with a program of their own)."""
+    descriptor = renderers.get(name)
+    if descriptor is None or descriptor.executables is None:
+        raise HealthError(f"renderers: '{name}' is not a registered renderer with a program")
+    return descriptor.executables
+
+
 def find_renderer(check: RendererCheck, env: Mapping[str, str]) -> str | None:
-    exe, prefix, _ = RENDERERS[check.name]
+    executables = _executables(check.name)
+    exe, prefix = executables.linux, executables.env_prefix
     if check.executable:
         path = Path(check.executable)
         return str(path) if path.is_file() else shutil.which(check.executable, path=env.get("PATH"))
@@ -72,9 +76,13 @@ def check_renderer(check: RendererCheck, env: Mapping[str, str]) -> Check:
     name = f"renderer-{check.name}"
     exe = find_renderer(check, env)
     if not exe:
-        wanted = check.executable or RENDERERS[check.name][0]
+        wanted = check.executable or _executables(check.name).linux
         return Check(name, False, f"renderer '{check.name}' not found ('{wanted}' is not on PATH)")
-    args = check.version_args if check.version_args is not None else RENDERERS[check.name][2]
+    args = (
+        check.version_args
+        if check.version_args is not None
+        else list(_executables(check.name).version_args)
+    )
     try:
         proc = subprocess.run(
             [exe, *args],

@@ -8,27 +8,44 @@ the free space the temp disk must have, and whether application licenses are exp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from node_agent import renderers as registry
 from node_agent.errors import SpecError
 from node_agent.mounts.model import MountList
 from node_agent.spec import format_validation_error
 from node_agent.specfile import read_document
 
-RendererName = Literal["blender", "maya", "arnold", "vray", "3dsmax"]
+
+def _license_name(v: object) -> object:
+    valid = registry.license_names()  # the registry's, read when a config is validated
+    if not isinstance(v, str) or v not in valid:
+        raise ValueError(registry.not_one_of(v, valid))
+    return v
+
+
+LicenseName = Annotated[str, BeforeValidator(_license_name)]
 
 
 class RendererCheck(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: RendererName
+    name: str = Field(description="a registered renderer with a program of its own")
     executable: str | None = Field(
         None, description="default: the image's *_EXEC variable, else PATH"
     )
     version_args: list[str] | None = Field(None, description="default: the renderer's usual flag")
     timeout_s: int = Field(60, ge=1, le=600)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, v: object) -> object:
+        valid = registry.names(with_executables=True)
+        if not isinstance(v, str) or v not in valid:
+            raise ValueError(registry.not_one_of(v, valid))
+        return v
 
 
 class PoolConfig(BaseModel):
@@ -37,7 +54,7 @@ class PoolConfig(BaseModel):
     mounts: MountList = []
     renderers: list[RendererCheck] = []
     min_free_temp_disk_gb: float = Field(0.0, ge=0)
-    application_licenses: list[Literal["maya", "arnold", "vray", "3dsmax"]] = Field(
+    application_licenses: list[LicenseName] = Field(
         default_factory=list, description="licenses the pool lists; entitlement variables required"
     )
     max_clock_skew_s: int = Field(300, ge=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -17,34 +16,19 @@ from pydantic import (
     model_validator,
 )
 
+from node_agent import renderers
 from node_agent.batchenv import ENTITLEMENT_VARS
 from node_agent.errors import SpecError
 from node_agent.frames import parse_frames
 from node_agent.mounts.model import MountList
+from node_agent.renderers.template import (
+    check_no_code_placeholder,
+    check_no_renderer_code_placeholder,
+    check_placeholders,
+)
 from node_agent.specfile import MAX_SPEC_BYTES as MAX_SPEC_BYTES
 from node_agent.specfile import read_document
 
-RENDERERS = ("blender", "maya", "arnold", "vray", "3dsmax", "custom")
-PLACEHOLDERS = frozenset(
-    {
-        "scene",
-        "frame",
-        "frames",
-        "start",
-        "end",
-        "step",
-        "output_dir",
-        "output_prefix",
-        "output_pattern",
-        "output_format",
-        "assets_dir",
-        "task_dir",
-        "threads",
-        "job_id",
-        "task_id",
-        "executable",
-    }
-)
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -81,79 +65,6 @@ def _check_blob_prefix(v: str) -> str:
     if any(seg in (".", "..") for seg in v.split("/")):
         raise ValueError(f"'{v}' must not contain '.' or '..' segments")
     return v
-
-
-# Programs whose inline-code argument (`sh -c CODE`) would interpret a placeholder's value
-# as code, and the flags that introduce such code.
-_INTERPRETERS = re.compile(
-    r"^(?:sh|bash|dash|zsh|ksh|fish|cmd|powershell|pwsh|python[0-9.]*|perl|ruby|node|mayapy)$"
-)
-_INLINE_CODE_FLAGS = frozenset({"-c", "/c", "/k", "-command", "--command", "-e", "--eval"})
-
-
-def _code_flag_with_placeholder(args: list[str], flags: frozenset[str]) -> str | None:
-    """The first flag in `flags` whose next argument (code) holds a placeholder."""
-    for flag, arg in zip(args[:-1], args[1:], strict=True):
-        if flag.lower() in flags and any(n for _, n, _, _ in string.Formatter().parse(arg)):
-            return flag
-    return None
-
-
-def _check_no_code_placeholder(argv: list[str]) -> None:
-    program = re.split(r"[\\/]", argv[0])[-1].lower().removesuffix(".exe")
-    if not _INTERPRETERS.match(program):
-        return
-    flag = _code_flag_with_placeholder(argv[1:], _INLINE_CODE_FLAGS)
-    if flag is not None:
-        raise ValueError(
-            f"a placeholder in the code that '{program} {flag}' runs would be "
-            "interpreted, not passed: put placeholders in their own arguments after "
-            "the code (sys.argv / $1)"
-        )
-
-
-# Built-in renderers' flags whose next argument is code the renderer runs (Blender Python,
-# Maya MEL): a placeholder there would be interpreted, as in `sh -c`.
-_RENDERER_CODE_FLAGS = {
-    "blender": frozenset({"--python-expr"}),
-    "maya": frozenset(
-        {
-            "-prerender",
-            "-postrender",
-            "-prelayer",
-            "-postlayer",
-            "-preframe",
-            "-postframe",
-            "-pre",
-            "-post",
-            "-insertprerendermel",
-            "-insertpostrendermel",
-        }
-    ),
-}
-
-
-def _check_placeholders(args: list[str]) -> None:
-    """Only known placeholders, each without format spec or conversion."""
-    for arg in args:
-        for _, name, spec, conv in string.Formatter().parse(arg):
-            if name is None:
-                continue
-            if name not in PLACEHOLDERS:
-                raise ValueError(
-                    f"unknown placeholder '{{{name}}}' (known: {', '.join(sorted(PLACEHOLDERS))})"
-                )
-            if spec or conv:
-                raise ValueError(f"placeholder '{{{name}}}' takes no format spec or conversion")
-
-
-def _check_no_renderer_code_placeholder(renderer: str, args: list[str]) -> None:
-    flag = _code_flag_with_placeholder(args, _RENDERER_CODE_FLAGS.get(renderer, frozenset()))
-    if flag is not None:
-        raise ValueError(
-            f"a placeholder in the code that {renderer} '{flag}' runs would be interpreted, "
-            "not passed: run a script file and give it the value as its own argument"
-        )
 
 
 class StorageAuth(_Model):
@@ -253,7 +164,7 @@ class Output(_Model):
 
 
 class Render(_Model):
-    renderer: Literal["blender", "maya", "arnold", "vray", "3dsmax", "custom"]
+    renderer: str = Field(description="a registered renderer (node_agent.renderers.REGISTRY)")
     scene: str
     frames: str
     frames_per_task: int = Field(1, ge=1, le=10_000)
@@ -276,6 +187,13 @@ class Render(_Model):
     kill_grace_s: int = Field(10, ge=0, le=600)
 
     _scene = field_validator("scene")(_check_relpath)
+
+    @field_validator("renderer", mode="before")
+    @classmethod
+    def _renderer(cls, v: object) -> object:
+        if not isinstance(v, str) or renderers.get(v) is None:
+            raise ValueError(renderers.not_one_of(v, renderers.names()))
+        return v
 
     @field_validator("frames")
     @classmethod
@@ -312,8 +230,8 @@ class Render(_Model):
             return v
         if not v:
             raise ValueError("command template is empty")
-        _check_placeholders(v)
-        _check_no_code_placeholder(v)
+        check_placeholders(v)
+        check_no_code_placeholder(v)
         return v
 
     @field_validator("extra_args")
@@ -322,26 +240,29 @@ class Render(_Model):
         if not v:
             return v
         renderer = info.data.get("renderer")
-        if renderer == "custom":
+        descriptor = renderers.get(renderer) if renderer else None
+        if descriptor is not None and descriptor.build is None:
             raise ValueError(
-                "renderer 'custom' has no adapter command to extend: put the arguments in 'command'"
+                f"renderer '{renderer}' has no adapter command to extend: put the arguments "
+                "in 'command'"
             )
         if info.data.get("command"):
             raise ValueError(
                 "use 'command' (replaces the adapter's command) or 'extra_args' (extends it), "
                 "not both: add the arguments to 'command'"
             )
-        _check_placeholders(v)
+        check_placeholders(v)
         if renderer:
-            _check_no_renderer_code_placeholder(renderer, v)
+            check_no_renderer_code_placeholder(renderer, v)
         if info.data.get("executable"):  # a wrapper such as `sh`: its -c code runs too
-            _check_no_code_placeholder([info.data["executable"], *v])
+            check_no_code_placeholder([info.data["executable"], *v])
         return v
 
     @model_validator(mode="after")
     def _custom_needs_command(self) -> Render:
-        if self.renderer == "custom" and not self.command:
-            raise ValueError("renderer 'custom' needs a 'command' template")
+        descriptor = renderers.get(self.renderer)
+        if descriptor is not None and descriptor.build is None and not self.command:
+            raise ValueError(f"renderer '{self.renderer}' needs a 'command' template")
         return self
 
     @property

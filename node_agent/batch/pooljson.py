@@ -14,6 +14,7 @@ from typing import Any, Literal
 from azure.batch import models as bm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from node_agent import renderers
 from node_agent.batch.restcheck import unknown_fields
 from node_agent.errors import SpecError
 from node_agent.jobplan import POOL_CONFIG_FILE, start_task_script
@@ -26,8 +27,6 @@ OS = Literal["linux", "windows"]
 PACKAGE_FILE = "node-agent-package.zip"
 # package (packages/), specs (jobs/<job_id>/job.json), pool configs (pools/<pool_id>/...)
 AGENT_CONTAINER = "node-agent"
-# Renderers whose pay-per-use license Batch granted through the pool's applicationLicenses.
-LICENSED_RENDERERS = ("maya", "arnold", "vray", "3dsmax")
 
 _IMAGES: dict[str, tuple[dict[str, str], str]] = {
     "linux": (
@@ -298,12 +297,10 @@ def start_task(
 
 
 def licenses_for(spec: JobSpec | None) -> list[str]:
-    if spec is None or spec.render.renderer not in LICENSED_RENDERERS:
-        return []
-    names = {spec.render.renderer}
-    if spec.render.renderer == "maya":  # Maya on the rendering images renders with Arnold
-        names.add("arnold")
-    return sorted(names)
+    """The pay-per-use licenses (the pool's applicationLicenses) the spec's renderer needs:
+    its registry entry's `licenses` (Maya's include Arnold, its renderer on the images)."""
+    descriptor = renderers.get(spec.render.renderer) if spec is not None else None
+    return sorted(set(descriptor.licenses)) if descriptor is not None else []
 
 
 def pool_json(

@@ -17,12 +17,11 @@ from node_agent.mounts.manager import POOL, read_records
 from node_agent.mounts.platform import Platform, current, probe
 from node_agent.ops.nodeview import pool_config_doc, task_records, tree_size
 from node_agent.redact import Redactor
-from node_agent.renderers import find_executable
+from node_agent.renderers import find_executable, renderer_binaries
 from node_agent.spec import JobSpec, load_spec
 from node_agent.sync.cache import cache_budget_mb, verify_cache
 from node_agent.sync.state import db_path, quick_check
 
-RENDERER_BINARIES = ("blender", "Render", "kick", "vray", "3dsmaxcmdio")
 MIN_FREE_BYTES = 2 * 1024**3
 
 
@@ -239,7 +238,7 @@ def _renderer_check(node: BatchNode, spec: JobSpec | None, env: Mapping[str, str
     <NAME>_<version>_EXEC variable, then PATH); required whenever a spec names one. Without
     a spec: which known renderers are on PATH (information only)."""
     if spec is None:
-        found = {n: p for n in RENDERER_BINARIES if (p := shutil.which(n, path=env.get("PATH")))}
+        found = {n: p for n in renderer_binaries() if (p := shutil.which(n, path=env.get("PATH")))}
         return Check(
             "renderers",
             bool(found),

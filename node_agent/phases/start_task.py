@@ -18,13 +18,11 @@ from pathlib import Path
 
 import psutil
 
-from node_agent import health
+from node_agent import health, renderers
 from node_agent.errors import HealthError
 from node_agent.mounts.manager import MountContext, ensure_mounts, results_json
 from node_agent.poolconfig import PoolConfig, load_pool_config
 from node_agent.runtime import Phase, write_atomic
-
-RENDERER_BINARIES = ("blender", "Render", "kick", "vray", "3dsmaxcmdio")
 
 
 def node_facts(phase: Phase) -> dict[str, object]:
@@ -32,7 +30,7 @@ def node_facts(phase: Phase) -> dict[str, object]:
     disk = shutil.disk_usage(node.root_dir)
     found = {
         name: path
-        for name in RENDERER_BINARIES
+        for name in renderers.renderer_binaries()  # the registry's programs
         if (path := shutil.which(name, path=phase.env.get("PATH")))
     }
     return {

@@ -7,17 +7,23 @@ kick renders one frame per call: a per-frame scene uses `#` in render.scene
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from node_agent.errors import ExitCode, RenderError
 from node_agent.remap import arnold_pathmap, resolve_map
 from node_agent.renderers.base import (
     EXTENSIONS,
     CommandContext,
+    Executables,
     Launch,
+    ProgressPattern,
+    Renderer,
     expected_frame_name,
     extra_args,
 )
-from node_agent.spec import Render
+
+if TYPE_CHECKING:
+    from node_agent.spec import Render
 
 KICK_FORMATS = {"PNG": "png", "JPEG": "jpg", "OPEN_EXR": "exr", "TIFF": "tif"}
 
@@ -50,3 +56,21 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
         files[str(path)] = arnold_pathmap(resolve_map(render.path_map, ctx.assets_dir), ctx.windows)
         env["ARNOLD_PATHMAP"] = str(path)
     return Launch(argv, {frame: name}, env=env, files=files)
+
+
+RENDERER = Renderer(
+    name="arnold",
+    build=build,
+    executables=Executables("kick", "kick.exe", "ARNOLD_", ("-version",)),
+    failure_patterns={
+        ExitCode.MISSING_ASSET: (
+            r"ERROR .*(?:can't open|could not open|unable to open|file not found)",
+            r"\[texturesys\].*(?:not found|could not)",
+            r"ERROR .*couldn't open .*\.ass",
+        ),
+        ExitCode.CRASH: (r"\bCRASHED\b", r"signal caught"),
+    },
+    progress=(ProgressPattern(r"(?i)(?P<percent>\d+(?:\.\d+)?)\s*% done"),),
+    licenses=("arnold",),
+    path_remap="an ARNOLD_PATHMAP file (remap.arnold_pathmap)",
+)

@@ -1,16 +1,23 @@
-"""What every renderer adapter shares: the task context, placeholders, executables, frames."""
+"""What every renderer shares: the `Renderer` descriptor, the task context, placeholders, frames.
+
+Nothing here imports the spec at run time: the spec validates renderer names against the
+registry (node_agent.renderers), which is built from these descriptors.
+"""
 
 from __future__ import annotations
 
 import itertools
-import shutil
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 from node_agent.errors import ExitCode, RenderError
 from node_agent.frames import format_frames
-from node_agent.spec import Render
+
+if TYPE_CHECKING:
+    from node_agent.spec import Render
 
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "OPEN_EXR": ".exr", "TIFF": ".tif"}
 
@@ -91,38 +98,6 @@ def frame_range(frames: list[int], renderer: str) -> tuple[int, int, int]:
     return frames[0], frames[-1], step
 
 
-# Executable names per renderer (Linux, Windows) and the *_EXEC variable prefix of the
-# Batch rendering images (e.g. MAYA_2020_EXEC, ARNOLD_2020_EXEC, 3DSMAX_2021_EXEC).
-EXECUTABLES = {
-    "blender": ("blender", "blender.exe", "BLENDER_"),
-    "maya": ("Render", "Render.exe", "MAYA_"),
-    "arnold": ("kick", "kick.exe", "ARNOLD_"),
-    "vray": ("vray", "vray.exe", "VRAY_"),
-    "3dsmax": ("3dsmaxcmdio", "3dsmaxcmdio.exe", "3DSMAX_"),
-}
-
-
-def find_executable(render: Render, env: Mapping[str, str], windows: bool = False) -> str:
-    """The spec's executable, else the image's `<NAME>_<version>_EXEC` variable, else PATH."""
-    if render.executable:
-        return render.executable
-    if render.renderer == "custom":
-        return ""
-    linux_name, win_name, prefix = EXECUTABLES[render.renderer]
-    for var in sorted(env, reverse=True):  # newest version first
-        if var.upper().startswith(prefix) and var.upper().endswith("_EXEC") and env[var]:
-            return env[var]
-    name = win_name if windows else linux_name
-    found = shutil.which(name, path=env.get("PATH"))
-    if not found:
-        raise RenderError(
-            f"render.renderer: '{render.renderer}' executable '{name}' not found on PATH "
-            f"(set render.executable or {prefix}<version>_EXEC)",
-            ExitCode.RENDER_FAILED,
-        )
-    return found
-
-
 def substitute(template: list[str], values: Mapping[str, str]) -> list[str]:
     """Fill placeholders; each template item stays exactly one argument, nothing reaches a shell."""
     return [arg.format_map(values) for arg in template]
@@ -132,3 +107,88 @@ def extra_args(render: Render, ctx: CommandContext, executable: str) -> list[str
     """`render.extra_args` with placeholders filled, for the adapter to insert where its
     renderer takes options (each item one argument)."""
     return substitute(render.extra_args, ctx.values(render, executable))
+
+
+@dataclass(frozen=True)
+class RangeOutput:
+    """What the range-taking renderers (V-Ray, 3ds Max) share: the task's frames as a
+    start/end/step range and the output file stem they append a 4-digit frame number to."""
+
+    start: int
+    end: int
+    step: int
+    stem: str
+    ext: str
+
+    def expected(self, frames: list[int], sep: str = "") -> dict[int, str]:
+        return {f: f"{self.stem}{sep}{f:04d}{self.ext}" for f in frames}
+
+
+def range_output(
+    render: Render, ctx: CommandContext, renderer: str, default_stem: str, strip: str = ""
+) -> RangeOutput:
+    """The frame range (an irregular frame set refused) and the output stem: the pattern's
+    part before '#', `strip` characters removed from its end, `default_stem` when empty."""
+    start, end, step = frame_range(ctx.frames, renderer)
+    stem = output_stem(render.output.pattern).rstrip(strip) or default_stem
+    return RangeOutput(start, end, step, stem, EXTENSIONS[render.output.format])
+
+
+Builder = Callable[["Render", CommandContext, str], Launch]
+# scene file -> the paths it references, as written in the scene (before any remap):
+# preflight checks them against the synced assets (issue 13).
+DependencyScanner = Callable[[Path], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class Executables:
+    """Where a renderer's program is found and how to ask its version."""
+
+    linux: str
+    windows: str
+    # prefix of the Batch rendering images' `<NAME>_<version>_EXEC` variables
+    # (e.g. MAYA_2020_EXEC, ARNOLD_2020_EXEC, 3DSMAX_2021_EXEC)
+    env_prefix: str
+    version_args: tuple[str, ...]  # the health check runs `<exe> *version_args`
+
+    def name(self, windows: bool = False) -> str:
+        return self.windows if windows else self.linux
+
+
+@dataclass(frozen=True)
+class ProgressPattern:
+    """A line that reports progress: named groups `percent`, or `frame`, `done`, `total`."""
+
+    regex: str
+
+    def __post_init__(self) -> None:
+        groups = set(re.compile(self.regex).groupindex)
+        if "percent" not in groups and not {"frame", "done", "total"} <= groups:
+            raise ValueError(
+                f"progress pattern {self.regex!r}: needs a (?P<percent>...) group, or "
+                "(?P<frame>...), (?P<done>...) and (?P<total>...)"
+            )
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """Everything node_agent knows about one renderer. One module per renderer defines one;
+    node_agent.renderers.REGISTRY lists them (adding a renderer: that module + one line)."""
+
+    name: str  # the spec's render.renderer
+    # None: no built-in adapter, the spec must give render.command (renderer 'custom')
+    build: Builder | None
+    executables: Executables | None  # None: the command template names its program
+    # flags whose next argument is code the renderer runs (a placeholder there is refused)
+    code_flags: frozenset[str] = frozenset()
+    # failure class -> patterns on top of the common ones (node_agent.classify)
+    failure_patterns: Mapping[ExitCode, tuple[str, ...]] = field(default_factory=dict)
+    progress: tuple[ProgressPattern, ...] = ()
+    saved: str | None = None  # a line naming a frame file the renderer wrote (group 1)
+    # names in the Batch pool's applicationLicenses this renderer needs: the REST spec's
+    # PoolSpecification.applicationLicenses lists 'maya', 'vray', '3dsmax', 'arnold'
+    # (Azure/azure-rest-api-specs specification/batch/data-plane/Microsoft.Batch/stable/
+    # 2018-12-01.8.0/BatchService.json; retired with API 2025-06-01)
+    licenses: tuple[str, ...] = ()
+    path_remap: str = ""  # how render.path_map reaches the renderer (node_agent.remap)
+    scan_dependencies: DependencyScanner | None = None  # preflight hook (issue 13)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from node_agent.errors import ExitCode
 from node_agent.remap import blender_script, resolve_map
 from node_agent.renderers.base import (
     EXTENSIONS,
     CommandContext,
+    Executables,
     Launch,
+    ProgressPattern,
+    Renderer,
     expected_frame_name,
     extra_args,
 )
-from node_agent.spec import Render
+
+if TYPE_CHECKING:
+    from node_agent.spec import Render
 
 
 def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
@@ -37,3 +45,25 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
     ext = EXTENSIONS[fmt]
     expected = {f: expected_frame_name(render.output.pattern, f, ext) for f in ctx.frames}
     return Launch(argv, expected, files=files)
+
+
+RENDERER = Renderer(
+    name="blender",
+    build=build,
+    executables=Executables("blender", "blender.exe", "BLENDER_", ("--version",)),
+    code_flags=frozenset({"--python-expr"}),  # Blender Python
+    failure_patterns={
+        ExitCode.MISSING_ASSET: (
+            r"^Error: Cannot read file",
+            r"Warning: Path '.*' not found",
+            r"Unable to open image",
+            r"Cannot open library",
+            r"not found in \w+ library",
+        ),
+        ExitCode.OUT_OF_MEMORY: (r"System is out of GPU memory", r"CUDA error: Out of memory"),
+        ExitCode.CRASH: (r"Writing: .*\.crash\.txt", r"^Error: Not freed memory blocks"),
+    },
+    progress=(ProgressPattern(r"Fra:\s*(?P<frame>\d+).*?Sample (?P<done>\d+)/(?P<total>\d+)"),),
+    saved=r"^Saved: '(.+)'",
+    path_remap="a -P script run after the scene loads (remap.blender_script)",
+)

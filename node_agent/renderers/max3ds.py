@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from node_agent.errors import ExitCode
 from node_agent.remap import max_path_file, resolve_map
 from node_agent.renderers.base import (
-    EXTENSIONS,
     CommandContext,
+    Executables,
     Launch,
+    Renderer,
     extra_args,
-    frame_range,
-    output_stem,
+    range_output,
 )
-from node_agent.spec import Render
+
+if TYPE_CHECKING:
+    from node_agent.spec import Render
 
 
 def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
-    start, end, step = frame_range(ctx.frames, "3dsmax")
-    ext = EXTENSIONS[render.output.format]
-    stem = output_stem(render.output.pattern) or "frame_"
-    argv = [exe, "-secure", "off", "-rfw:0", "-v:5", f"-start:{start}", f"-end:{end}"]
-    if step != 1:
-        argv.append(f"-nthFrame:{step}")
+    out = range_output(render, ctx, "3dsmax", default_stem="frame_")
+    argv = [exe, "-secure", "off", "-rfw:0", "-v:5", f"-start:{out.start}", f"-end:{out.end}"]
+    if out.step != 1:
+        argv.append(f"-nthFrame:{out.step}")
     # 3ds Max appends a 4-digit frame number to the output name: frame_0001.png
-    argv.append(f"-outputName:{ctx.output_dir / (stem + ext)}")
+    argv.append(f"-outputName:{ctx.output_dir / (out.stem + out.ext)}")
     files: dict[str, str] = {}
     if render.path_map:
         mxp = ctx.task_dir / "node_agent_paths.mxp"
@@ -32,5 +35,20 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
         argv.append(f"-pathFile:{mxp}")
     argv += extra_args(render, ctx, exe)  # options come before the scene file
     argv.append(str(ctx.scene))
-    expected = {f: f"{stem}{f:04d}{ext}" for f in ctx.frames}
-    return Launch(argv, expected, files=files)
+    return Launch(argv, out.expected(ctx.frames), files=files)
+
+
+RENDERER = Renderer(
+    name="3dsmax",
+    build=build,
+    executables=Executables("3dsmaxcmdio", "3dsmaxcmdio.exe", "3DSMAX_", ("-?",)),
+    failure_patterns={
+        ExitCode.MISSING_ASSET: (
+            r"Missing (?:external file|map|bitmap|dll)",
+            r"Error loading file",
+        ),
+        ExitCode.LICENSE: (r"license.*(?:error|failed|not available)",),
+    },
+    licenses=("3dsmax",),
+    path_remap="a -pathFile: .mxp path file (remap.max_path_file)",
+)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from node_agent.errors import ExitCode, RenderError
 from node_agent.remap import maya_mel, resolve_map
 from node_agent.renderers.base import (
     EXTENSIONS,
     CommandContext,
+    Executables,
     Launch,
+    ProgressPattern,
+    Renderer,
     expected_frame_name,
     extra_args,
     frame_range,
     output_stem,
 )
-from node_agent.spec import Render
+
+if TYPE_CHECKING:
+    from node_agent.spec import Render
 
 MAYA_FORMATS = {"PNG": "png", "JPEG": "jpeg", "OPEN_EXR": "exr", "TIFF": "tif"}
 SUB_RENDERERS = ("arnold", "vray", "sw")
@@ -45,3 +52,36 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
     ext = EXTENSIONS[render.output.format]
     expected = {f: expected_frame_name(pattern, f, ext) for f in ctx.frames}
     return Launch(argv, expected)
+
+
+RENDERER = Renderer(
+    name="maya",
+    build=build,
+    executables=Executables("Render", "Render.exe", "MAYA_", ("-help",)),
+    code_flags=frozenset(  # Maya MEL
+        {
+            "-prerender",
+            "-postrender",
+            "-prelayer",
+            "-postlayer",
+            "-preframe",
+            "-postframe",
+            "-pre",
+            "-post",
+            "-insertprerendermel",
+            "-insertpostrendermel",
+        }
+    ),
+    failure_patterns={
+        ExitCode.LICENSE: (r"License was not obtained", r"Render not licensed"),
+        ExitCode.MISSING_ASSET: (
+            r"Error: .*(?:Cannot find|Could not open|File not found)",
+            r"\[mtoa\].*(?:not found|unable to open)",
+            r"Error: Scene .* not found",
+        ),
+        ExitCode.CRASH: (r"Maya exited with status", r"Fatal Error\. Attempting to save"),
+    },
+    progress=(ProgressPattern(r"(?i)(?P<percent>\d+(?:\.\d+)?)\s*% done"),),  # Maya+Arnold
+    licenses=("maya", "arnold"),  # Maya on the rendering images renders with Arnold
+    path_remap="dirmap MEL given to -preRender (remap.maya_mel)",
+)

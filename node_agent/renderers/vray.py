@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from node_agent.errors import ExitCode
 from node_agent.remap import resolve_map, vray_assets_path
 from node_agent.renderers.base import (
-    EXTENSIONS,
     CommandContext,
+    Executables,
     Launch,
+    ProgressPattern,
+    Renderer,
     extra_args,
-    frame_range,
-    output_stem,
+    range_output,
 )
-from node_agent.spec import Render
+
+if TYPE_CHECKING:
+    from node_agent.spec import Render
 
 
 def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
-    start, end, step = frame_range(ctx.frames, "vray")
-    ext = EXTENSIONS[render.output.format]
-    stem = output_stem(render.output.pattern).rstrip("._") or "frame"
-    frames = f"{start}-{end}" if step == 1 else ";".join(str(f) for f in ctx.frames)
+    out = range_output(render, ctx, "vray", default_stem="frame", strip="._")
+    frames = f"{out.start}-{out.end}" if out.step == 1 else ";".join(str(f) for f in ctx.frames)
     argv = [exe, f"-sceneFile={ctx.scene}", f"-frames={frames}"]
     # V-Ray inserts the frame number before the extension: <stem>.0001.png
-    argv += [f"-imgFile={ctx.output_dir / (stem + ext)}", "-display=0", "-autoClose=1"]
+    argv += [f"-imgFile={ctx.output_dir / (out.stem + out.ext)}", "-display=0", "-autoClose=1"]
     argv += [f"-verboseLevel={render.options.get('verbosity', 3)}"]
     if render.threads:
         argv.append(f"-numThreads={render.threads}")
@@ -31,5 +35,22 @@ def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
             resolve_map(render.path_map, ctx.assets_dir), ctx.assets_dir, ctx.windows
         )
     }
-    expected = {f: f"{stem}.{f:04d}{ext}" for f in ctx.frames}
-    return Launch(argv, expected, env=env)
+    return Launch(argv, out.expected(ctx.frames, sep="."), env=env)
+
+
+RENDERER = Renderer(
+    name="vray",
+    build=build,
+    executables=Executables("vray", "vray.exe", "VRAY_", ("-version",)),
+    failure_patterns={
+        ExitCode.LICENSE: (r"Error obtaining license", r"license server"),
+        ExitCode.MISSING_ASSET: (
+            r"Error loading (?:scene|file)",
+            r"Failed to load (?:texture|bitmap)",
+            r"Cannot (?:open|find) (?:file|texture|bitmap)",
+        ),
+    },
+    progress=(ProgressPattern(r"(?i)Rendering image\.*:\s*(?P<percent>\d+(?:\.\d+)?)\s*%"),),
+    licenses=("vray",),
+    path_remap="VRAY_ASSETS_PATH: the assets folder and the path_map targets",
+)
