@@ -5,6 +5,16 @@ Each GET and each listing page goes over a shared urllib3 pool: measured here, t
 deserialization) and ~2 ms per small download; the lean path a fraction of that.
 With managed identity there is no key to sign a SAS: listing and downloads use the SDK.
 Big blobs are fetched in parallel ranges.
+
+Versions are pinned: every byte of one fetch comes from one version of the blob. Each GET
+carries `If-Match` on the listed ETag (or, when the caller has none, on the first response's,
+and every response's ETag is compared with it), as the SDK's own downloader does
+(azure-storage-blob 12.x, `_download.py`, StorageStreamDownloader: "This makes sure that
+if_match is set so that we can validate that subsequent downloads are to an unmodified blob";
+AzCopy's Azure Files downloader fails a chunk whose Last-Modified differs, "modified during
+transfer"). A blob that changed (412, another ETag or size, a Content-MD5 of another version)
+is fetched again once at its new version; twice is an AssetError of its own. The pin is a
+header on the GETs made anyway: the fast path costs no extra request.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote, unquote
@@ -25,7 +35,7 @@ from xml.etree import ElementTree
 import urllib3
 
 from node_agent.diskfull import disk_full_error, is_disk_full
-from node_agent.errors import StorageError, network_reason
+from node_agent.errors import AssetError, StorageError, network_reason
 from node_agent.logs import get_logger
 from node_agent.sync.access import Access
 
@@ -47,9 +57,15 @@ log = get_logger("sync")
 
 @dataclass(frozen=True)
 class Fetched:
+    """What was really fetched: `size` and `etag` of the version read (`changed` when that is
+    not the listed one; `content_md5` is then that version's Content-MD5 property)."""
+
     size: int
     sha256: str
-    md5: bytes
+    md5: bytes  # of the bytes; b"" for a ranged blob without a Content-MD5 to check
+    etag: str = ""
+    changed: bool = False
+    content_md5: bytes | None = None
 
 
 class Listed(NamedTuple):
@@ -57,6 +73,38 @@ class Listed(NamedTuple):
     size: int
     etag: str
     md5: bytes | None
+
+
+class _Changed(Exception):
+    """The blob is not the version being fetched (`corrupt`: only its Content-MD5 said so)."""
+
+    def __init__(self, etag: str, *, corrupt: bool = False) -> None:
+        super().__init__(etag)
+        self.etag = etag
+        self.corrupt = corrupt
+
+
+class _Pin:
+    """The one version a fetch reads: sent as If-Match once known, checked in every answer."""
+
+    def __init__(self, etag: str | None, size: int) -> None:
+        self.etag = etag or None
+        self.size = size
+        self._lock = threading.Lock()
+
+    def headers(self) -> dict[str, str]:
+        return {"If-Match": f'"{self.etag}"'} if self.etag else {}
+
+    def check(self, r: urllib3.BaseHTTPResponse) -> None:
+        etag = (r.headers.get("ETag") or "").strip('"')
+        rng = r.headers.get("Content-Range") or ""
+        total = rng.rpartition("/")[2] if rng else r.headers.get("Content-Length")
+        with self._lock:
+            if self.etag is None and etag:
+                self.etag = etag  # the first answer names the version
+            pinned = self.etag
+        if (etag and etag != pinned) or (total and total.isdigit() and int(total) != self.size):
+            raise _Changed(pinned or "")
 
 
 class Fetcher:
@@ -81,48 +129,114 @@ class Fetcher:
         )
         self.ranges = ThreadPoolExecutor(max(4, connections // 2), thread_name_prefix="range")
         self.parts = threading.BoundedSemaphore(PARTS_IN_MEMORY)
+        self.changes = 0  # blobs fetched again because they changed during the sync
+        self._changes_lock = threading.Lock()
 
     def close(self) -> None:
         self.ranges.shutdown(wait=True)
         self.pool.close()
 
-    def fetch(self, name: str, size: int, md5: bytes | None, tmp: Path) -> Fetched:
-        """Download a blob to `tmp` (the caller removes it); a full disk is DiskFullError."""
+    def fetch(
+        self, name: str, size: int, md5: bytes | None, tmp: Path, etag: str | None = None
+    ) -> Fetched:
+        """Download a blob to `tmp` (the caller removes it) at the version `etag` names (from
+        the listing; None: the first response's); a full disk is DiskFullError."""
         what = f"blob '{self.container}/{name}'"
         try:
-            return self._fetch(name, size, md5, tmp, what)
+            return self._fetch_pinned(name, size, md5, etag, tmp, what)
         except OSError as e:
             if not is_disk_full(e):
                 raise
             tmp.unlink(missing_ok=True)  # so the free bytes reported are what is really free
             raise disk_full_error(f"{what} ({size:,} bytes)", tmp, e) from None
 
-    def _fetch(self, name: str, size: int, md5: bytes | None, tmp: Path, what: str) -> Fetched:
+    def _fetch_pinned(
+        self, name: str, size: int, md5: bytes | None, etag: str | None, tmp: Path, what: str
+    ) -> Fetched:
+        """One version, whole; a blob that changed is fetched again once at its new version."""
+        for attempt in (1, 2):
+            try:
+                got = self._fetch(name, size, md5, etag, tmp, what)
+                return replace(got, changed=attempt > 1, content_md5=md5)
+            except _Changed as e:
+                tmp.unlink(missing_ok=True)  # nothing of the old version is kept
+                now = self._properties(name, what)
+                if e.corrupt and now.md5 == md5 and now.etag == e.etag:
+                    # the same version as listed: its bytes do not match its own Content-MD5
+                    raise StorageError(f"{what}: content does not match its Content-MD5") from None
+                if attempt > 1:
+                    raise AssetError(
+                        f"{what} kept changing during the sync (twice); "
+                        "re-run job prep when uploads have finished"
+                    ) from None
+                log.warning("%s changed during sync: fetched again at its new version", what)
+                with self._changes_lock:
+                    self.changes += 1
+                size, md5, etag = now.size, now.md5, now.etag
+        raise AssertionError("unreachable")
+
+    def _fetch(
+        self, name: str, size: int, md5: bytes | None, etag: str | None, tmp: Path, what: str
+    ) -> Fetched:
+        pin = _Pin(etag, size)
         if self.sas is None:
-            self._sdk_download(name, tmp, what)
-            got = _hash_file(tmp)
+            got = _hash_file(tmp, self._sdk_download(name, size, tmp, what, pin))
         elif size > PART_SIZE:
-            got = self._ranged(name, size, tmp, what, want_md5=md5 is not None)
+            got = self._ranged(name, size, tmp, what, pin, want_md5=md5 is not None)
         else:
-            data = self._get(name, None, what)
+            data = self._get(name, None, what, pin)
             with open(tmp, "wb") as fh:
                 fh.write(data)
-            got = Fetched(len(data), hashlib.sha256(data).hexdigest(), hashlib.md5(data).digest())
+            got = Fetched(
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+                hashlib.md5(data).digest(),
+                pin.etag or "",
+            )
         if got.size != size:
             raise StorageError(f"{what}: got {got.size} bytes, expected {size}")
         if md5 and got.md5 != md5:
-            raise StorageError(f"{what}: content does not match its Content-MD5")
+            raise _Changed(got.etag, corrupt=True)  # another version's bytes, or corrupt ones
         return got
+
+    def _properties(self, name: str, what: str) -> Listed:
+        """Size, ETag and Content-MD5 as they are now (only asked after a change)."""
+        if self.sas is None:
+            from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+            try:
+                p = self.access.store.container(self.container).get_blob_client(name)
+                props = p.get_blob_properties()
+            except ResourceNotFoundError:
+                raise StorageError(f"{what}: not found (BlobNotFound)") from None
+            except AzureError as e:
+                raise StorageError(f"{what}: {type(e).__name__}") from None
+            cs = props.content_settings
+            md5 = bytes(cs.content_md5) if cs is not None and cs.content_md5 else None
+            return Listed(name, int(props.size), str(props.etag).strip('"'), md5)
+        h = self._request(self._url(name), None, what, method="HEAD").headers
+        b64 = h.get("Content-MD5")
+        return Listed(
+            name,
+            int(h.get("Content-Length") or 0),
+            (h.get("ETag") or "").strip('"'),
+            base64.b64decode(b64) if b64 else None,
+        )
 
     # --- the lean path ------------------------------------------------------
     def _url(self, name: str) -> str:
         return f"{self.path}/{quote(name, safe='/')}?{self.sas}"
 
-    def _get(self, name: str, rng: tuple[int, int] | None, what: str) -> bytes:
-        headers = {"x-ms-range": f"bytes={rng[0]}-{rng[1]}"} if rng else None
-        return self._request(self._url(name), headers, what)
+    def _get(self, name: str, rng: tuple[int, int] | None, what: str, pin: _Pin) -> bytes:
+        headers = {"x-ms-range": f"bytes={rng[0]}-{rng[1]}"} if rng else {}
+        headers.update(pin.headers())
+        r = self._request(self._url(name), headers or None, what)
+        pin.check(r)
+        return bytes(r.data)
 
-    def _request(self, url: str, headers: dict[str, str] | None, what: str) -> bytes:
+    def _request(
+        self, url: str, headers: dict[str, str] | None, what: str, method: str = "GET"
+    ) -> urllib3.BaseHTTPResponse:
         """GET with retries: connection errors and 429/5xx are retried with backoff for at
         least ATTEMPTS tries and for `retry_s` seconds, so a storage outage of a few seconds
         (a restarted front end, a throttling burst) costs time, not the phase."""
@@ -131,9 +245,11 @@ class Fetcher:
         attempt = 0
         while True:
             try:
-                r = self.pool.request("GET", url, headers=headers, preload_content=True)
+                r = self.pool.request(method, url, headers=headers, preload_content=True)
                 if r.status in (200, 206):
-                    return bytes(r.data)
+                    return r
+                if r.status == 412:  # If-Match: the blob is no longer that version
+                    raise _Changed((headers or {}).get("If-Match", "").strip('"'))
                 if r.status not in RETRY_STATUS:
                     code = r.headers.get("x-ms-error-code", "")
                     if r.status == 404:
@@ -162,7 +278,7 @@ class Fetcher:
         """One small blob, whole."""
         if self.sas is None:
             return self.access.store.read_blob(self.container, name)
-        return self._get(name, None, f"blob '{self.container}/{name}'")
+        return bytes(self._request(self._url(name), None, f"blob '{self.container}/{name}'").data)
 
     def list(self, prefix: str) -> Iterator[Listed]:
         """The container's blobs under `prefix`, page by page (SDK when there is no SAS)."""
@@ -177,14 +293,16 @@ class Fetcher:
                 f"{self.path}?restype=container&comp=list&maxresults=5000"
                 f"&prefix={quote(prefix, safe='')}&marker={quote(marker, safe='')}&{self.sas}"
             )
-            root = ElementTree.fromstring(self._request(url, None, what))
+            root = ElementTree.fromstring(self._request(url, None, what).data)
             for el in root.iter("Blob"):
                 yield _entry(el)
             marker = root.findtext("NextMarker") or ""
             if not marker:
                 return
 
-    def _ranged(self, name: str, size: int, tmp: Path, what: str, *, want_md5: bool) -> Fetched:
+    def _ranged(
+        self, name: str, size: int, tmp: Path, what: str, pin: _Pin, *, want_md5: bool
+    ) -> Fetched:
         """Parallel ranges, hashed and written in order as they arrive (WINDOW parts ahead per
         blob; a semaphore keeps the parts held in memory bounded over all blobs)."""
         sha, md5 = hashlib.sha256(), hashlib.md5() if want_md5 else None
@@ -192,7 +310,7 @@ class Fetcher:
 
         def part(start: int) -> bytes:
             end = min(size, start + PART_SIZE) - 1
-            data = self._get(name, (start, end), what)
+            data = self._get(name, (start, end), what, pin)
             if len(data) != end - start + 1:
                 raise StorageError(f"{what}: short range {start}-{end}")
             return data
@@ -230,19 +348,33 @@ class Fetcher:
                     f.cancel()
                 for _ in range(held):
                     self.parts.release()
-        return Fetched(size, sha.hexdigest(), md5.digest() if md5 is not None else b"")
+        md5_bytes = md5.digest() if md5 is not None else b""
+        return Fetched(size, sha.hexdigest(), md5_bytes, pin.etag or "")
 
     # --- managed identity: the SDK --------------------------------------------
-    def _sdk_download(self, name: str, tmp: Path, what: str) -> None:
-        from azure.core.exceptions import AzureError
+    def _sdk_download(self, name: str, size: int, tmp: Path, what: str, pin: _Pin) -> str:
+        """The SDK pins the version itself after its first response (if_match on its ETag);
+        given the listed ETag, it pins that one from the start. Returns the ETag read."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceModifiedError
 
+        pinned = f'"{pin.etag}"' if pin.etag else None
         try:
             with open(tmp, "wb") as fh:
-                self.access.store.container(self.container).download_blob(
-                    name, max_concurrency=4
-                ).readinto(fh)
+                d = self.access.store.container(self.container).download_blob(
+                    name,
+                    max_concurrency=4,
+                    etag=pinned,
+                    match_condition=MatchConditions.IfNotModified if pinned else None,
+                )
+                if d.size != size:
+                    raise _Changed(pin.etag or "")
+                d.readinto(fh)
+        except ResourceModifiedError:
+            raise _Changed(pin.etag or "") from None
         except AzureError as e:
             raise StorageError(f"{what}: {type(e).__name__}") from None
+        return str(d.properties.etag).strip('"')
 
 
 def _said(problem: str) -> str:
@@ -268,11 +400,11 @@ def _entry(b: ElementTree.Element) -> Listed:
     )
 
 
-def _hash_file(path: Path) -> Fetched:
+def _hash_file(path: Path, etag: str) -> Fetched:
     sha, md5, n = hashlib.sha256(), hashlib.md5(), 0
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             sha.update(chunk)
             md5.update(chunk)
             n += len(chunk)
-    return Fetched(n, sha.hexdigest(), md5.digest())
+    return Fetched(n, sha.hexdigest(), md5.digest(), etag)
