@@ -326,20 +326,8 @@ def run_local_job(
                 int(unusable[0]["exit_code"]), [], [], not_run=[t["id"] for t in job["tasks"]]
             )
         runs = [r for n in pool for r in n.events]
-        record = {
-            "job": spec.job_id,
-            "job_json": str(job_file),
-            "nodes": [n.node_id for n in pool],
-            "unusable_nodes": unusable,
-            "exit_code": result.exit_code,
-            "failed_tasks": result.failed_tasks,
-            "ended_by": result.ended_by,
-            "cancelled_tasks": result.cancelled_tasks,
-            "tasks_not_run": result.not_run,
-            "runs": [r.__dict__ for r in runs],
-            "start_task_s": start_s,
-            "total_s": time.monotonic() - t0,
-        }
+        record = _run_record(spec, job_file, pool, unusable, result)
+        record.update(start_task_s=start_s, total_s=time.monotonic() - t0)
         out = workdir / pool_id / f"run-{spec.job_id}.json"
         out.write_text(json.dumps(record, indent=2))
         print_report(spec, pool, runs, record, out)
@@ -351,6 +339,28 @@ def run_local_job(
             _as_exit_code(int(first["exit_code"])),
         )
     return result.exit_code
+
+
+def _run_record(
+    spec: JobSpec,
+    job_file: Path,
+    pool: list[LocalNode],
+    unusable: list[dict[str, Any]],
+    result: JobResult,
+) -> dict[str, Any]:
+    """What `local run` writes to run-<job>.json (start_task_s and total_s added by it)."""
+    return {
+        "job": spec.job_id,
+        "job_json": str(job_file),
+        "nodes": [n.node_id for n in pool],
+        "unusable_nodes": unusable,
+        "exit_code": result.exit_code,
+        "failed_tasks": result.failed_tasks,
+        "ended_by": result.ended_by,
+        "cancelled_tasks": result.cancelled_tasks,
+        "tasks_not_run": result.not_run,
+        "runs": [r.__dict__ for n in pool for r in n.events],
+    }
 
 
 def _as_exit_code(code: int) -> ExitCode:
