@@ -37,7 +37,10 @@ def test_many_big_blobs_share_a_small_part_budget(
         listed = {b.name: b for b in f.list("")}
         with ThreadPoolExecutor(16) as ex:
             futs = {
-                n: ex.submit(f.fetch, n, listed[n].size, listed[n].md5, tmp_path / n) for n in blobs
+                n: ex.submit(
+                    f.fetch, n, listed[n].size, listed[n].md5, tmp_path / n, listed[n].etag
+                )
+                for n in blobs
             }
             got = {n: fu.result(timeout=120) for n, fu in futs.items()}
     finally:
@@ -45,4 +48,6 @@ def test_many_big_blobs_share_a_small_part_budget(
     for name, data in blobs.items():
         assert (tmp_path / name).read_bytes() == data
         assert got[name].sha256 == hashlib.sha256(data).hexdigest()
+        # every range pinned to the listed version (If-Match), none of them changed
+        assert (got[name].etag, got[name].changed) == (listed[name].etag, False)
     assert f.parts._value == 4  # every permit given back  # type: ignore[attr-defined]
