@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from node_agent.commands.batch import pool_settings_option
 from node_agent.errors import ExitCode
 from node_agent.redact import Redactor
 from node_agent.runtime import run_edge, start_phase
@@ -44,7 +45,8 @@ def cli() -> None:
     "--pool-config",
     type=click.Path(path_type=Path),
     default=None,
-    help="Pool config: mounts and health checks (docs/ops.md).",
+    help="The node's pool config (the `node_config` of the Batch pool settings): mounts and "
+    "health checks (docs/ops.md).",
 )
 @_log_format
 @_verbose
@@ -165,15 +167,9 @@ def local_group() -> None:
     help="Where the nodes' folders live.",
 )
 @click.option("--fresh", is_flag=True, help="Delete the pool's folders first (new nodes).")
-@click.option(
-    "--pool-config",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The pool settings `batch pool-json|submit` take; each node's start task gets "
-    "its node_config (mounts, health checks) with --pool-config, as on Batch.",
-)
+@pool_settings_option
 def local_run_cmd(
-    spec_path: Path, nodes: int, slots: int, workdir: Path, fresh: bool, pool_config: Path | None
+    spec_path: Path, nodes: int, slots: int, workdir: Path, fresh: bool, pool_settings: Path | None
 ) -> None:
     """Run a job on a local pool of NODES nodes with SLOTS task slots each.
 
@@ -188,7 +184,7 @@ def local_run_cmd(
             slots=slots,
             workdir=workdir,
             fresh=fresh,
-            pool_config=pool_config,
+            pool_config=pool_settings,
         )
 
     _exit(run_edge(go))

@@ -1,22 +1,26 @@
-"""The pool config: what the start task makes true on every node of a pool.
+"""The node config ("pool config" in the docs): what the start task makes true on every node.
 
 A JSON or YAML document given to `node-agent start-task --pool-config <file>` (a
 resource file of the start task): the mounts to make, the renderers that must run,
 the free space the temp disk must have, and whether application licenses are expected.
+The start task keeps it as state/pool-config.json (node_agent.nodestate reads it back).
+
+Not to be confused with the Batch pool settings (node_agent.batch.pooljson
+BatchPoolSettings, `batch ... --pool-settings`), which hold a node config under
+`node_config`.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from node_agent import renderers as registry
-from node_agent.errors import SpecError
 from node_agent.mounts.model import MountList
-from node_agent.spec import format_validation_error
-from node_agent.specfile import read_document
+from node_agent.specfile import load_document
 
 
 def _license_name(v: object) -> object:
@@ -48,7 +52,7 @@ class RendererCheck(BaseModel):
         return v
 
 
-class PoolConfig(BaseModel):
+class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mounts: MountList = []
@@ -72,14 +76,21 @@ class PoolConfig(BaseModel):
         return v
 
 
-def load_pool_config(path: Path) -> PoolConfig:
-    # one reader for every settings file: size cap, duplicate keys, one-line errors
-    data = read_document(path, "pool config")
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: the pool config must be a mapping of fields")
-    try:
-        return PoolConfig.model_validate(data)
-    except ValidationError as err:
-        raise SpecError(format_validation_error(str(path), err)) from None
+def load_node_config(path: Path) -> NodeConfig:
+    """The node config file (an empty file is all defaults): node_agent.specfile's loader
+    (size cap, duplicate keys, one line per error naming the field)."""
+    return load_document(path, NodeConfig, "pool config", empty_ok=True)
+
+
+_FORMER_NAMES = {"PoolConfig": "NodeConfig", "load_pool_config": "load_node_config"}
+
+
+def __getattr__(name: str) -> Any:
+    """The former names, for callers not yet renamed (a DeprecationWarning)."""
+    if name in _FORMER_NAMES:
+        new = _FORMER_NAMES[name]
+        warnings.warn(
+            f"node_agent.poolconfig.{name} is now {new}", DeprecationWarning, stacklevel=2
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -18,7 +17,6 @@ from pydantic import (
 
 from node_agent import renderers
 from node_agent.batchenv import ENTITLEMENT_VARS
-from node_agent.errors import SpecError
 from node_agent.frames import parse_frames
 from node_agent.mounts.model import MountList
 from node_agent.renderers.template import (
@@ -26,8 +24,10 @@ from node_agent.renderers.template import (
     check_no_renderer_code_placeholder,
     check_placeholders,
 )
+from node_agent.safepath import rel_problem
 from node_agent.specfile import MAX_SPEC_BYTES as MAX_SPEC_BYTES
-from node_agent.specfile import read_document
+from node_agent.specfile import format_validation_error as format_validation_error
+from node_agent.specfile import load_document, validate_document
 
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -47,23 +47,37 @@ def _check_container(v: str | None) -> str | None:
 
 
 def _check_relpath(v: str) -> str:
-    if not v or "\x00" in v or "\\" in v:
-        raise ValueError("must be a relative path with '/' separators")
-    p = PurePosixPath(v)
-    if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", v):
-        raise ValueError(f"'{v}' must stay inside the assets folder (no absolute path, no '..')")
+    """A path below the job's assets folder (render.scene, assets[].dest, path_map targets).
+
+    The containment rule is safepath's (no absolute path, drive, '..', NUL or look-alike of
+    '.' or '/'); on top, this field takes '/' only. A '.' or empty component is allowed here
+    (`./scene.blend`, `textures/`): the path is joined on disk, where they mean nothing."""
+    if "\\" in v:
+        raise ValueError(f"'{v}' must be a relative path with '/' separators")
+    problem = rel_problem(v.rstrip("/") or v, allow_dot=True, allow_empty=True)
+    if problem:
+        raise ValueError(
+            f"'{v}' {problem}: it must stay inside the assets folder (a relative path with "
+            "'/' separators, no '..')"
+        )
     return v
 
 
 def _check_blob_prefix(v: str) -> str:
-    """A blob name prefix: '/'-separated, relative, no '.' or '..' segment (storage resolves
-    them in URLs, so 'a/../b' would land somewhere else than it says)."""
+    """A blob name prefix: the containment rule of safepath on the prefix without its
+    trailing '/'; on top, '/' separators only and no '.' segment (storage resolves '.' and
+    '..' in URLs, so 'a/./b' would name something else than it says). An empty segment
+    ('a//b') is a real blob name and stays allowed."""
     if not v:
         return v
-    if "\x00" in v or "\\" in v or v.startswith("/"):
+    if "\\" in v:
         raise ValueError(f"'{v}' must be a relative blob prefix with '/' separators")
-    if any(seg in (".", "..") for seg in v.split("/")):
-        raise ValueError(f"'{v}' must not contain '.' or '..' segments")
+    problem = rel_problem(v.rstrip("/") or v, allow_empty=True)
+    if problem:
+        raise ValueError(
+            f"'{v}' {problem}: it must be a relative blob prefix with '/' separators "
+            "(no '.' or '..' segments)"
+        )
     return v
 
 
@@ -308,38 +322,12 @@ class JobSpec(_Model):
         return self
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
-
-
-def format_validation_error(source: str, err: ValidationError) -> str:
-    """One line per error: `<file>: <field.path>: <reason>`."""
-    lines = []
-    for e in err.errors():
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            msg = "is required"
-        elif e["type"] == "extra_forbidden":
-            msg = "is not a known field"
-        elif e["type"] == "literal_error":
-            msg = f"{e.get('input')!r} is not one of: {msg.split('Input should be ')[-1]}"
-        lines.append(f"{source}: {_field_path(tuple(e['loc']))}: {msg}")
-    return "\n".join(lines)
-
-
 def spec_from_data(data: Any, source: str = "job spec") -> JobSpec:
-    if not isinstance(data, dict):
-        raise SpecError(f"{source}: the document must be a mapping of fields")
-    try:
-        return JobSpec.model_validate(data)
-    except ValidationError as err:
-        raise SpecError(format_validation_error(source, err)) from None
+    """`data` (a parsed document) as a JobSpec; SpecError naming `source` and each field."""
+    return validate_document(data, JobSpec, source, "job spec")
 
 
 def load_spec(path: Path) -> JobSpec:
     """Read and validate a job spec file (JSON or YAML; at most MAX_SPEC_BYTES, no key given
-    twice: see node_agent.specfile)."""
-    return spec_from_data(read_document(path, "job spec"), str(path))
+    twice: node_agent.specfile.load_document)."""
+    return load_document(path, JobSpec, "job spec")

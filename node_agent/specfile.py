@@ -1,5 +1,7 @@
-"""Reading a spec document (JSON or YAML) from a file: a size cap checked before anything is
-parsed, and a key given twice at any depth refused instead of the last one silently winning.
+"""Reading a configuration document (JSON or YAML) from a file: a size cap checked before
+anything is parsed, a key given twice at any depth refused instead of the last one silently
+winning, and (load_document) the pydantic validation with one line per error naming the field.
+The one loader of the job spec, the node's pool config and the Batch pool settings.
 
 The cap is 1 MiB. A real job spec (a hundred asset sources, a long path_map, a command
 template) is a few KB to a few tens of KB, so 1 MiB is over 50 times what a studio writes;
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from node_agent.errors import SpecError
 
@@ -23,6 +27,7 @@ MAX_SPEC_BYTES = 1024 * 1024
 MAX_SPEC_TEXT = "1 MiB"
 _MERGE = "tag:yaml.org,2002:merge"
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+M = TypeVar("M", bound=BaseModel)
 
 
 class DuplicateKey(ValueError):
@@ -147,3 +152,64 @@ def read_document(path: Path, what: str = "job spec") -> Any:
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SpecError(f"{path}: not valid {kind}: {first}") from None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """One line per error: `<file>: <field.path>: <reason>`."""
+    lines = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            msg = "is required"
+        elif e["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        elif e["type"] == "literal_error":
+            msg = f"{e.get('input')!r} is not one of: {msg.split('Input should be ')[-1]}"
+        lines.append(f"{source}: {_field_path(tuple(e['loc']))}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_document(
+    data: Any,
+    model: type[M],
+    source: str,
+    what: str,
+    *,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
+) -> M:
+    """`data` (a parsed document) as `model`; SpecError with one line per error, each
+    `<source>: <field.path>: <reason>`. `check` may refuse the raw mapping first: it returns
+    `<field>: <reason>` or None."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the {what} must be a mapping of fields")
+    problem = check(data) if check is not None else None
+    if problem:
+        raise SpecError(f"{source}: {problem}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(source, err)) from None
+
+
+def load_document(
+    path: Path,
+    model: type[M],
+    what: str,
+    *,
+    empty_ok: bool = False,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
+) -> M:
+    """The one loader of a configuration file: read_document (size cap, duplicate keys, JSON
+    or YAML by suffix) then validate_document. `empty_ok`: an empty file is `{}` (the
+    model's defaults) instead of an error."""
+    data = read_document(path, what)
+    if data is None and empty_ok:
+        data = {}
+    return validate_document(data, model, str(path), what, check=check)

@@ -17,7 +17,7 @@ from conftest import STANDINS, make_spec_doc, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import job_json, local_plan
-from node_agent.batch.pooljson import PackageSource, PoolConfig, pool_json
+from node_agent.batch.pooljson import BatchPoolSettings, PackageSource, pool_json
 from node_agent.batch.restcheck import unknown_fields
 from node_agent.cli import main
 from node_agent.errors import ExitCode
@@ -44,7 +44,7 @@ def _spec(**render: Any) -> JobSpec:
 @pytest.mark.parametrize("os_name", ["linux", "windows"])
 @pytest.mark.parametrize("kind", ["application", "resource_file"])
 def test_pool_json_round_trips_through_sdk(os_name: str, kind: str) -> None:
-    cfg = PoolConfig(
+    cfg = BatchPoolSettings(
         os=os_name,
         task_slots_per_node=4,  # type: ignore[arg-type]
         package=PackageSource(kind=kind, url=f"{URL}/node-agent/packages/p.zip"),  # type: ignore[arg-type]
@@ -85,7 +85,7 @@ def test_pool_json_round_trips_through_sdk(os_name: str, kind: str) -> None:
 
 def test_auto_storage_downloads_need_no_identity() -> None:
     pkg = PackageSource(kind="resource_file", blob="packages/node-agent-0.1.0.zip")
-    cfg = PoolConfig(blob_access="auto_storage", package=pkg)
+    cfg = BatchPoolSettings(blob_access="auto_storage", package=pkg)
     pool = pool_json(cfg)
     assert unknown_fields(bm.BatchPoolCreateOptions, pool) == []
     st = bm.BatchPoolCreateOptions(pool).start_task
@@ -124,7 +124,7 @@ NODE_CONFIG = {
 @pytest.mark.parametrize("access", ["identity", "auto_storage"])
 def test_pool_json_gives_the_start_task_its_pool_config(os_name: str, access: str) -> None:
     identity = "/subscriptions/s/resourceGroups/g/providers/x/userAssignedIdentities/render"
-    cfg = PoolConfig.model_validate(
+    cfg = BatchPoolSettings.model_validate(
         {
             "os": os_name,
             "blob_access": access,
@@ -166,7 +166,7 @@ def test_pool_json_cli_warns_about_secrets_and_places_node_settings(
     spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
     cfg = tmp_path / "pool.yaml"
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "node_config": NODE_CONFIG}))
-    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == 0
+    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == 0
     out = capsys.readouterr()
     st = json.loads(out.out)["startTask"]
     assert "--pool-config pool-config.json" in st["commandLine"]
@@ -174,34 +174,42 @@ def test_pool_json_cli_warns_about_secrets_and_places_node_settings(
     assert "$LIBRARY_KEY" in out.err and "c2VjcmV0" not in out.out + out.err
     # the start task's settings at the top level are pointed to node_config
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "renderers": ["maya"]}))
-    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
+        ExitCode.USAGE
+    )
     assert capsys.readouterr().err.strip() == (
         f"node-agent: error: {cfg}: renderers: is a setting of the start task's pool config: "
         "put it under node_config"
     )
     cfg.write_text(yaml.safe_dump({"mounts": NODE_CONFIG["mounts"]}))
-    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
+        ExitCode.USAGE
+    )
     assert "put it under node_config.mounts" in capsys.readouterr().err
     # a node config the start task would refuse is refused here, before any node starts
     cfg.write_text(yaml.safe_dump({"node_config": {"renderers": ["houdini"]}}))
-    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
+        ExitCode.USAGE
+    )
     assert "node_config.renderers" in capsys.readouterr().err
 
 
 def test_application_licenses_only_when_asked_and_only_for_licensed_renderers() -> None:
     maya = _spec(renderer="maya")
-    assert "applicationLicenses" not in pool_json(PoolConfig(), maya)
-    body = pool_json(PoolConfig(application_licenses=True), maya)
+    assert "applicationLicenses" not in pool_json(BatchPoolSettings(), maya)
+    body = pool_json(BatchPoolSettings(application_licenses=True), maya)
     assert body["applicationLicenses"] == ["arnold", "maya"]
     # azure-batch 15 (API 2025-06-01) no longer has the field: pay-per-use licensing was retired
     assert unknown_fields(bm.BatchPoolCreateOptions, body) == ["applicationLicenses"]
-    assert "applicationLicenses" not in pool_json(PoolConfig(application_licenses=True), _spec())
+    assert "applicationLicenses" not in pool_json(
+        BatchPoolSettings(application_licenses=True), _spec()
+    )
 
 
 @pytest.mark.parametrize("os_name", ["linux", "windows"])
 def test_job_and_tasks_round_trip_through_sdk(os_name: str) -> None:
     spec = _spec()
-    doc = job_json(spec, PoolConfig(os=os_name, identity_resource_id="/sub/x/id"))  # type: ignore[arg-type]
+    doc = job_json(spec, BatchPoolSettings(os=os_name, identity_resource_id="/sub/x/id"))  # type: ignore[arg-type]
     job, tasks = doc["job"], doc["tasks"]
     assert unknown_fields(bm.BatchJobCreateOptions, job) == []
     assert round_trip(bm.BatchJobCreateOptions, job) == job
@@ -238,7 +246,7 @@ def test_job_and_tasks_round_trip_through_sdk(os_name: str) -> None:
 
 
 def test_exit_conditions_come_from_the_exit_code_table() -> None:
-    doc = job_json(_spec(), PoolConfig())
+    doc = job_json(_spec(), BatchPoolSettings())
     table = {e["code"]: e["exitOptions"]["jobAction"] for e in exit_conditions()["exitCodes"]}
     assert table == {
         int(ExitCode.LICENSE): "none",
@@ -256,7 +264,7 @@ def test_exit_conditions_come_from_the_exit_code_table() -> None:
 @pytest.mark.parametrize("access", ["identity", "auto_storage"])
 def test_batch_json_is_the_local_plan_plus_batch_only_fields(access: str) -> None:
     spec = _spec()
-    doc = job_json(spec, PoolConfig(blob_access=access))  # type: ignore[arg-type]
+    doc = job_json(spec, BatchPoolSettings(blob_access=access))  # type: ignore[arg-type]
     assert local_plan(doc) == plan_job(spec)
     plan_tasks = plan_job(spec)["tasks"]
     assert [t["commandLine"] for t in doc["tasks"]] == [t["commandLine"] for t in plan_tasks]
@@ -268,23 +276,27 @@ def test_commands_print_the_bodies(tmp_path: Path, capsys: pytest.CaptureFixture
     cfg = tmp_path / "pool.yaml"
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "task_slots_per_node": 2}))
     assert (
-        main(["batch", "pool-json", str(spec), "--pool-config", str(cfg), "--os", "windows"]) == 0
+        main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg), "--os", "windows"]) == 0
     )
     pool = json.loads(capsys.readouterr().out)
     assert pool["id"] == "farm" and pool["taskSlotsPerNode"] == 2
     assert pool["virtualMachineConfiguration"]["nodeAgentSKUId"] == "batch.node.windows amd64"
-    assert main(["batch", "job-json", str(spec), "--pool-config", str(cfg)]) == 0
+    assert main(["batch", "job-json", str(spec), "--pool-settings", str(cfg)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["job"]["poolInfo"]["poolId"] == "farm"
     mount = {"azureBlobFileSystemConfiguration": {"accountName": "a", "containerNme": "c"}}
     cfg.write_text(yaml.safe_dump({"mounts": [mount]}))
-    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
+        ExitCode.USAGE
+    )
     assert capsys.readouterr().err.strip() == (
         f"node-agent: error: {cfg}: mounts: [0]: 'azureBlobFileSystemConfiguration.containerNme' "
         "is not a Batch mountConfiguration field"
     )
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "vm_sise": "x"}))
-    assert main(["batch", "pool-json", str(spec), "--pool-config", str(cfg)]) == int(ExitCode.USAGE)
+    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
+        ExitCode.USAGE
+    )
     err = capsys.readouterr().err
     assert err.strip() == f"node-agent: error: {cfg}: vm_sise: is not a known field"
 
@@ -336,7 +348,9 @@ def test_local_pool_runs_the_generated_job_json_unchanged(
     doc["job_id"] = "batch-json-local"
     doc["assets"][0]["prefix"] = "batchjson/"  # type: ignore[index]
     spec = spec_from_data(doc)
-    batch_doc = json.loads(json.dumps(job_json(spec, PoolConfig())))  # exactly what job-json prints
+    batch_doc = json.loads(
+        json.dumps(job_json(spec, BatchPoolSettings()))
+    )  # exactly what job-json prints
     nodes = []
     for n in make_nodes(tmp_path / "pool", "localpool", 2):
         nodes.append(RecordingNode(n.node_id, n.root, n.pool_id, n.token))
@@ -350,3 +364,28 @@ def test_local_pool_runs_the_generated_job_json_unchanged(
     assert releases == {batch_doc["job"]["jobReleaseTask"]["commandLine"]}
     rendered = sorted(int(x.split()[0]) for x in (state / "rendered.txt").read_text().splitlines())
     assert rendered == [1, 2, 3, 4, 5, 6]
+
+
+def test_pool_settings_option_and_its_former_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--pool-settings` is the Batch pool settings; `--pool-config` (the start task's node
+    config elsewhere) still works here as its former name, with a warning."""
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
+    cfg = tmp_path / "pool.yaml"
+    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "vm_size": "Standard_X"}))
+    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == 0
+    new = capsys.readouterr()
+    assert json.loads(new.out)["vmSize"] == "Standard_X" and "warning" not in new.err
+    assert main(["batch", "job-json", str(spec), "--pool-config", str(cfg)]) == 0
+    old = capsys.readouterr()
+    assert json.loads(old.out)["job"]["poolInfo"]["poolId"] == "farm"
+    assert "--pool-config is now --pool-settings" in old.err
+    both = ["--pool-settings", str(cfg), "--pool-config", str(cfg)]
+    assert main(["batch", "pool-json", str(spec), *both]) == int(ExitCode.USAGE)
+    assert "--pool-settings only" in capsys.readouterr().err
+    assert "--pool-config" not in capsys.readouterr().out
+    main(["batch", "pool-json", "--help"])
+    helptext = capsys.readouterr().out
+    assert "--pool-settings" in helptext and "--pool-config" not in helptext

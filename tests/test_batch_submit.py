@@ -15,11 +15,10 @@ from conftest import make_spec_doc
 
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob
-from node_agent.batch.pooljson import PackageSource, load_pool_config, pool_json
+from node_agent.batch.pooljson import PackageSource, load_pool_settings, pool_json
 from node_agent.cli import main
 from node_agent.errors import ExitCode
-from node_agent.poolconfig import PoolConfig as NodeConfig
-from node_agent.poolconfig import load_pool_config as load_node_config
+from node_agent.poolconfig import NodeConfig, load_node_config
 from node_agent.spec import load_spec
 from node_agent.storage import BlobStore
 
@@ -144,7 +143,7 @@ def test_submit_sends_pool_job_and_task_chunks(
                 "batch",
                 "submit",
                 str(files["spec"]),
-                "--pool-config",
+                "--pool-settings",
                 str(files["pool"]),
                 "--endpoint",
                 batch.url,
@@ -177,7 +176,7 @@ def test_submit_sends_pool_job_and_task_chunks(
     # the bodies are exactly what pool-json / job-json print (with the uploaded package)
     spec = load_spec(files["spec"])
     package_url = f"{spec.storage.account_url}/{SPEC_CONTAINER}/packages/node-agent-0.1.0.zip"
-    cfg = load_pool_config(files["pool"])
+    cfg = load_pool_settings(files["pool"])
     cfg = cfg.model_copy(update={"package": PackageSource(kind="resource_file", url=package_url)})
     assert batch.requests[1]["body"] == pool_json(cfg, spec)
     doc = job_json(spec, cfg)
@@ -218,7 +217,7 @@ def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
                 "batch",
                 "submit",
                 str(files["spec"]),
-                "--pool-config",
+                "--pool-settings",
                 str(files["pool"]),
                 "--endpoint",
                 batch.url,
@@ -262,7 +261,7 @@ def test_rejected_key_is_one_line_without_the_key(
                 "batch",
                 "submit",
                 str(files["spec"]),
-                "--pool-config",
+                "--pool-settings",
                 str(files["pool"]),
                 "--endpoint",
                 batch.url,
@@ -288,7 +287,7 @@ def test_submit_needs_a_pool_identity(
             "batch",
             "submit",
             str(files["spec"]),
-            "--pool-config",
+            "--pool-settings",
             str(files["pool"]),
             "--endpoint",
             "http://127.0.0.1:9",
@@ -314,7 +313,7 @@ def test_auto_storage_submit_puts_package_and_spec_where_batch_downloads_them(
                 "batch",
                 "submit",
                 str(files["spec"]),
-                "--pool-config",
+                "--pool-settings",
                 str(files["pool"]),
                 "--endpoint",
                 batch.url,
@@ -370,7 +369,7 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
                 "batch",
                 "submit",
                 str(files["spec"]),
-                "--pool-config",
+                "--pool-settings",
                 str(files["pool"]),
                 "--endpoint",
                 batch.url,
@@ -398,7 +397,7 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
     assert start["commandLine"].endswith(
         '"$NODE_AGENT_HOME/start_task/run.sh" --pool-config pool-config.json\''
     )
-    cfg = load_pool_config(files["pool"])
+    cfg = load_pool_settings(files["pool"])
     assert pool_body == pool_json(cfg, spec)  # what pool-json prints
     # the start task's environment names no secret, and no secret went anywhere
     assert start["environmentSettings"] == [{"name": "NODE_AGENT_HOME", "value": cfg.home()}]

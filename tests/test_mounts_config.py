@@ -20,7 +20,7 @@ from node_agent.mounts.manager import MountContext, paths_for, plan_for, resolve
 from node_agent.mounts.model import AzureFilesMount, Blobfuse2Mount, RcloneMount
 from node_agent.mounts.plan import MountPlan
 from node_agent.mounts.platform import WindowsPlatform
-from node_agent.poolconfig import PoolConfig
+from node_agent.poolconfig import NodeConfig
 from node_agent.redact import Redactor
 
 KEY = "c2VjcmV0LWFjY291bnQta2V5LWZvci10ZXN0cw=="
@@ -279,7 +279,7 @@ def test_mount_documents_are_validated(mount: dict[str, object], message: str) -
         **mount,
     }
     with pytest.raises(ValidationError, match=message):
-        PoolConfig.model_validate({"mounts": [doc]})
+        NodeConfig.model_validate({"mounts": [doc]})
 
 
 def test_duplicate_mount_names_refused() -> None:
@@ -291,7 +291,7 @@ def test_duplicate_mount_names_refused() -> None:
         "auth": {"mode": "msi"},
     }
     with pytest.raises(ValidationError, match="mount names must be unique"):
-        PoolConfig.model_validate({"mounts": [m, {**m, "path": "other"}]})
+        NodeConfig.model_validate({"mounts": [m, {**m, "path": "other"}]})
 
 
 def test_bad_pool_config_is_a_usage_error(tmp_path: Path) -> None:
@@ -310,7 +310,7 @@ def test_windows_tasks_map_drives_from_the_kept_pool_config(tmp_path: Path) -> N
 
     ctx = _ctx(tmp_path)
     assert task_drive_commands(ctx.node) == []
-    config = PoolConfig.model_validate({"mounts": [_files_mount(drive="T:").model_dump()]})
+    config = NodeConfig.model_validate({"mounts": [_files_mount(drive="T:").model_dump()]})
     state = ctx.node.state_dir
     state.mkdir(parents=True, exist_ok=True)
     (state / "pool-config.json").write_text(config.model_dump_json())
@@ -397,7 +397,7 @@ def test_render_task_maps_the_pool_drives_first_on_windows(
     env = {**node_env(root, "job-a", "frames-00001-00002"), **ENV}
     env["PATH"] = f"{bin_dir}:{env['PATH']}"
     node = BatchNode.from_env(env, need_job=True).model_copy(update={"is_windows": windows})
-    config = PoolConfig.model_validate(
+    config = NodeConfig.model_validate(
         {
             "mounts": [
                 _files_mount(drive="t:").model_dump(),

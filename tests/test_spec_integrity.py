@@ -262,8 +262,8 @@ def test_spec_over_the_cap_is_refused_before_parsing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("which", ["start task", "batch"])
 def test_pool_configs_share_the_spec_reader(tmp_path: Path, which: str) -> None:
     """Both pool config loaders refuse a key given twice and a file over the cap, one line."""
-    from node_agent.batch.pooljson import load_pool_config as load_batch
-    from node_agent.poolconfig import load_pool_config as load_node
+    from node_agent.batch.pooljson import load_pool_settings as load_batch
+    from node_agent.poolconfig import load_node_config as load_node
 
     load = load_node if which == "start task" else load_batch
     twice = tmp_path / "pool.yaml"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from node_agent.batch.pooljson import AGENT_CONTAINER, PoolConfig, auto_user
+from node_agent.batch.pooljson import AGENT_CONTAINER, BatchPoolSettings, auto_user
 from node_agent.conventions import job_container
 from node_agent.errors import SpecError
 from node_agent.jobplan import SPEC_FILE, plan_job
@@ -43,7 +43,9 @@ def _windows(command_line: str) -> str:
     return f'cmd /c "{inner}"'
 
 
-def job_json(spec: JobSpec, pool: PoolConfig, spec_source: str | None = None) -> dict[str, Any]:
+def job_json(
+    spec: JobSpec, pool: BatchPoolSettings, spec_source: str | None = None
+) -> dict[str, Any]:
     """`{"job": <POST /jobs body>, "tasks": [<task bodies>]}` for a spec on a pool."""
     plan = plan_job(spec)
     tasks = plan.pop("tasks")

@@ -2,30 +2,36 @@
 
 The start task installs node_agent from its package (application package or resource file)
 into NODE_AGENT_HOME once per node, then runs the same `start_task/run.sh` the local pool runs.
+
+BatchPoolSettings is the file `batch pool-json|job-json|submit` and `local run` take with
+`--pool-settings`: the Batch side of a pool (VM size, image, nodes, package, Batch mounts).
+Its `node_config` is the node side (node_agent.poolconfig.NodeConfig), the file the start
+task takes with `--pool-config`.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
 from azure.batch import models as bm
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from node_agent import renderers
 from node_agent.batch.restcheck import unknown_fields
 from node_agent.errors import SpecError
 from node_agent.jobplan import POOL_CONFIG_FILE, start_task_script
 from node_agent.mounts.model import AzureFilesMount
-from node_agent.poolconfig import PoolConfig as NodeConfig
-from node_agent.spec import JobSpec, format_validation_error
-from node_agent.specfile import read_document
+from node_agent.poolconfig import NodeConfig
+from node_agent.spec import JobSpec
+from node_agent.specfile import load_document
 
 OS = Literal["linux", "windows"]
 PACKAGE_FILE = "node-agent-package.zip"
-# package (packages/), specs (jobs/<job_id>/job.json), pool configs (pools/<pool_id>/...)
+# package (packages/), specs (jobs/<job_id>/job.json), node configs (pools/<pool_id>/...)
 AGENT_CONTAINER = "node-agent"
 
 _IMAGES: dict[str, tuple[dict[str, str], str]] = {
@@ -82,7 +88,7 @@ class PackageSource(_Model):
     )
 
 
-class PoolConfig(_Model):
+class BatchPoolSettings(_Model):
     pool_id: str = Field(default="render-pool", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     os: OS = "linux"
     vm_size: str = "Standard_D8s_v5"
@@ -140,7 +146,7 @@ class PoolConfig(_Model):
         v = self.package.version
         return f"C:\\node_agent\\{v}" if self.os == "windows" else f"/opt/node_agent/{v}"
 
-    def with_os(self, os_name: OS | None) -> PoolConfig:
+    def with_os(self, os_name: OS | None) -> BatchPoolSettings:
         return (
             self
             if os_name is None or os_name == self.os
@@ -148,23 +154,18 @@ class PoolConfig(_Model):
         )
 
 
-def load_pool_config(path: Path | None) -> PoolConfig:
+def _node_setting_at_top(data: dict[str, Any]) -> str | None:
+    for key in data:
+        if key in NodeConfig.model_fields and key not in BatchPoolSettings.model_fields:
+            return f"{key}: is a setting of the start task's pool config: put it under node_config"
+    return None
+
+
+def load_pool_settings(path: Path | None) -> BatchPoolSettings:
     """The pool settings file (YAML or JSON); no file means the defaults."""
     if path is None:
-        return PoolConfig()
-    data = read_document(path, "pool config")  # size cap, duplicate keys, one-line errors
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: the pool config must be a mapping of fields")
-    for key in data:
-        if key in NodeConfig.model_fields and key not in PoolConfig.model_fields:
-            raise SpecError(
-                f"{path}: {key}: is a setting of the start task's pool config: "
-                "put it under node_config"
-            )
-    try:
-        return PoolConfig.model_validate(data)
-    except ValidationError as err:
-        raise SpecError(format_validation_error(str(path), err)) from None
+        return BatchPoolSettings()
+    return load_document(path, BatchPoolSettings, "pool settings", check=_node_setting_at_top)
 
 
 def pool_config_blob(pool_id: str) -> str:
@@ -190,7 +191,7 @@ def secret_env_names(node: NodeConfig | None) -> list[str]:
     return sorted(n for n in names if n)
 
 
-def secret_warnings(cfg: PoolConfig) -> list[str]:
+def secret_warnings(cfg: BatchPoolSettings) -> list[str]:
     names = secret_env_names(cfg.node_config)
     if not names:
         return []
@@ -210,7 +211,7 @@ def app_package_var(application_id: str, pkg_version: str, os_name: OS) -> str:
     return f"AZ_BATCH_APP_PACKAGE_{clean.lower()}"
 
 
-def _identity(cfg: PoolConfig) -> dict[str, Any]:
+def _identity(cfg: BatchPoolSettings) -> dict[str, Any]:
     return (
         {"identityReference": {"resourceId": cfg.identity_resource_id}}
         if cfg.identity_resource_id
@@ -223,7 +224,7 @@ def auto_user(elevation: str) -> dict[str, Any]:
 
 
 def _pool_config_file(
-    cfg: PoolConfig, account_url: str | None, url: str | None
+    cfg: BatchPoolSettings, account_url: str | None, url: str | None
 ) -> tuple[dict[str, Any], str] | None:
     """The node config's resource file and its path in the start task's working folder."""
     if cfg.node_config is None:
@@ -241,7 +242,7 @@ def _pool_config_file(
 
 
 def start_task(
-    cfg: PoolConfig, account_url: str | None = None, config_url: str | None = None
+    cfg: BatchPoolSettings, account_url: str | None = None, config_url: str | None = None
 ) -> dict[str, Any]:
     """Install node_agent (idempotent), then the same start task script the local pool runs,
     with the pool's node config (a resource file) when it has one."""
@@ -304,7 +305,7 @@ def licenses_for(spec: JobSpec | None) -> list[str]:
 
 
 def pool_json(
-    cfg: PoolConfig, spec: JobSpec | None = None, config_url: str | None = None
+    cfg: BatchPoolSettings, spec: JobSpec | None = None, config_url: str | None = None
 ) -> dict[str, Any]:
     """The `POST /pools` body for a render pool. The node config, if any, is read from
     `config_url`, else from where `submit` uploads it in the spec's storage account."""
@@ -333,3 +334,17 @@ def pool_json(
     if cfg.application_licenses and licenses:
         body["applicationLicenses"] = licenses
     return body
+
+
+_FORMER_NAMES = {"PoolConfig": "BatchPoolSettings", "load_pool_config": "load_pool_settings"}
+
+
+def __getattr__(name: str) -> Any:
+    """The former names, for callers not yet renamed (a DeprecationWarning)."""
+    if name in _FORMER_NAMES:
+        new = _FORMER_NAMES[name]
+        warnings.warn(
+            f"node_agent.batch.pooljson.{name} is now {new}", DeprecationWarning, stacklevel=2
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

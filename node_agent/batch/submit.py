@@ -29,7 +29,7 @@ from node_agent.azurite import is_local_url
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob, task_chunks
 from node_agent.batch.pooljson import (
     AGENT_CONTAINER,
-    PoolConfig,
+    BatchPoolSettings,
     node_config_json,
     pool_config_blob,
     pool_config_url,
@@ -165,14 +165,14 @@ def _check_added(result: bm.BatchCreateTaskCollectionResult, chunk: list[dict[st
 
 def submit(
     spec: JobSpec,
-    pool: PoolConfig,
+    pool: BatchPoolSettings,
     opts: SubmitOptions,
     redactor: Redactor,
     say: Callable[[str], None] = print,
 ) -> SubmitResult:
     if pool.blob_access == "identity" and not pool.identity_resource_id:
         raise NodeAgentError(
-            "pool config: identity_resource_id is required with blob_access 'identity': the nodes "
+            "pool settings: identity_resource_id is required with blob_access 'identity': the nodes "
             "read the package and the job spec with the pool's managed identity "
             "(or use blob_access 'auto_storage')",
             ExitCode.USAGE,

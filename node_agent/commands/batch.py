@@ -2,30 +2,65 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
 from node_agent.redact import Redactor
 from node_agent.runtime import run_edge
 
-_pool_config = click.option(
-    "--pool-config",
-    "pool_config",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Pool settings (YAML/JSON): pool_id, vm_size, image, nodes, slots, package, mounts, "
-    "node_config (what the start task applies and checks on every node).",
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def pool_settings_option(f: F) -> F:
+    """`--pool-settings FILE` (the Batch pool settings, passed as `pool_settings`), and its
+    former name `--pool-config`, hidden and warned about: `--pool-config` is the start
+    task's node config (`node-agent start-task --pool-config`), a different file."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, pool_config_former: Path | None = None, **kwargs: Any) -> Any:
+        if pool_config_former is not None:
+            if kwargs.get("pool_settings") is not None:
+                raise click.UsageError("give --pool-settings only (--pool-config is its old name)")
+            click.echo(
+                "node-agent: warning: --pool-config is now --pool-settings here (the Batch "
+                "pool settings; --pool-config is the start task's node config)",
+                err=True,
+            )
+            kwargs["pool_settings"] = pool_config_former
+        return f(*args, **kwargs)
+
+    wrapper = click.option(
+        "--pool-config",
+        "pool_config_former",
+        type=click.Path(path_type=Path),
+        default=None,
+        hidden=True,
+        help="Former name of --pool-settings.",
+    )(wrapper)
+    wrapper = click.option(
+        "--pool-settings",
+        "pool_settings",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Batch pool settings (YAML/JSON): pool_id, vm_size, image, nodes, slots, package, "
+        "mounts, node_config (the start task's pool config: what it applies and checks on "
+        "every node).",
+    )(wrapper)
+    return cast(F, wrapper)
+
+
 _os = click.option(
     "--os",
     "os_name",
     type=click.Choice(["linux", "windows"]),
     default=None,
-    help="Node OS (overrides the pool config).",
+    help="Node OS (overrides the pool settings).",
 )
 
 
@@ -50,21 +85,21 @@ def register(cli: click.Group) -> None:
 
     @batch_group.command("pool-json")
     @click.argument("spec_path", type=click.Path(path_type=Path))
-    @_pool_config
+    @pool_settings_option
     @_os
     @click.option(
         "--out", type=click.Path(path_type=Path), default=None, help="Write here, not stdout."
     )
     def pool_json_cmd(
-        spec_path: Path, pool_config: Path | None, os_name: str | None, out: Path | None
+        spec_path: Path, pool_settings: Path | None, os_name: str | None, out: Path | None
     ) -> None:
         """The POST /pools body of a render pool for SPEC."""
-        from node_agent.batch.pooljson import load_pool_config, pool_json, secret_warnings
+        from node_agent.batch.pooljson import load_pool_settings, pool_json, secret_warnings
         from node_agent.spec import load_spec
 
         def go(r: Redactor) -> int:
             spec = load_spec(spec_path)
-            cfg = load_pool_config(pool_config).with_os(os_name)  # type: ignore[arg-type]
+            cfg = load_pool_settings(pool_settings).with_os(os_name)  # type: ignore[arg-type]
             for line in secret_warnings(cfg):
                 click.echo(f"pool-json: warning: {line}", err=True)
             _emit(pool_json(cfg, spec), out)
@@ -74,22 +109,22 @@ def register(cli: click.Group) -> None:
 
     @batch_group.command("job-json")
     @click.argument("spec_path", type=click.Path(path_type=Path))
-    @_pool_config
+    @pool_settings_option
     @_os
     @click.option(
         "--out", type=click.Path(path_type=Path), default=None, help="Write here, not stdout."
     )
     def job_json_cmd(
-        spec_path: Path, pool_config: Path | None, os_name: str | None, out: Path | None
+        spec_path: Path, pool_settings: Path | None, os_name: str | None, out: Path | None
     ) -> None:
         """The job (POST /jobs) and its tasks for SPEC: {"job": ..., "tasks": [...]}."""
         from node_agent.batch.jobjson import job_json
-        from node_agent.batch.pooljson import load_pool_config
+        from node_agent.batch.pooljson import load_pool_settings
         from node_agent.spec import load_spec
 
         def go(r: Redactor) -> int:
             spec = load_spec(spec_path)
-            cfg = load_pool_config(pool_config).with_os(os_name)  # type: ignore[arg-type]
+            cfg = load_pool_settings(pool_settings).with_os(os_name)  # type: ignore[arg-type]
             _emit(job_json(spec, cfg), out)
             return 0
 
@@ -125,7 +160,7 @@ def register(cli: click.Group) -> None:
 
     @batch_group.command("submit")
     @click.argument("spec_path", type=click.Path(path_type=Path))
-    @_pool_config
+    @pool_settings_option
     @_os
     @click.option(
         "--endpoint",
@@ -162,7 +197,7 @@ def register(cli: click.Group) -> None:
     )
     def submit_cmd(
         spec_path: Path,
-        pool_config: Path | None,
+        pool_settings: Path | None,
         os_name: str | None,
         endpoint: str,
         account_name: str | None,
@@ -172,13 +207,13 @@ def register(cli: click.Group) -> None:
         assets_dir: Path | None,
     ) -> None:
         """Upload package, spec and assets; create the pool if asked; add the job and its tasks."""
-        from node_agent.batch.pooljson import load_pool_config
+        from node_agent.batch.pooljson import load_pool_settings
         from node_agent.batch.submit import SubmitOptions, submit
         from node_agent.spec import load_spec
 
         def go(r: Redactor) -> int:
             spec = load_spec(spec_path)
-            cfg = load_pool_config(pool_config).with_os(os_name)  # type: ignore[arg-type]
+            cfg = load_pool_settings(pool_settings).with_os(os_name)  # type: ignore[arg-type]
             opts = SubmitOptions(endpoint, account_name, key_env, create_pool, package, assets_dir)
             submit(spec, cfg, opts, r, say=lambda line: click.echo(line))
             return 0
