@@ -26,8 +26,15 @@ from node_agent.logs import get_logger
 
 log = get_logger("safepath")
 _DRIVE = re.compile(r"^[A-Za-z]:")
-# an empty, '.' or '..' component, with '/' or '\\' as the separator
+# an empty, '.' or '..' component, with '/' or '\\' as the separator; the variants for the
+# fields that allow '.' and/or empty components (a '..' is refused by every one of them)
 _BAD_PART = re.compile(r"(?:^|[/\\])(\.{0,2})(?=[/\\]|\Z)")
+_BAD_PARTS = {
+    (False, False): _BAD_PART,
+    (True, False): re.compile(r"(?:^|[/\\])(\.\.|)(?=[/\\]|\Z)"),
+    (False, True): re.compile(r"(?:^|[/\\])(\.{1,2})(?=[/\\]|\Z)"),
+    (True, True): re.compile(r"(?:^|[/\\])(\.\.)(?=[/\\]|\Z)"),
+}
 _SEP = re.compile(r"[/\\]")
 # Characters that Windows' best-fit ("WorstFit") mapping or NFKC normalisation turns into
 # a separator or a dot, and the look-alikes a human reads as one: refused in every name.
@@ -43,8 +50,13 @@ class ContainmentError(NodeAgentError):
     exit_code = ExitCode.ASSETS
 
 
-def rel_problem(rel: str) -> str | None:
-    """Why `rel` (a relative name, '/' or '\\' separated) is not a safe path below a root."""
+def rel_problem(rel: str, *, allow_dot: bool = False, allow_empty: bool = False) -> str | None:
+    """Why `rel` (a relative name, '/' or '\\' separated) is not a safe path below a root.
+
+    The containment rule: not empty, no NUL, not absolute, no drive, no look-alike of '.'
+    or '/', no '..' component. By default a '.' or empty component ('a//b', a trailing '/')
+    is refused too, so that a name has one spelling (two blob names, one file); a field that
+    is only ever joined to its root may allow them (`allow_dot`, `allow_empty`)."""
     if not rel:
         return "is empty"
     if "\x00" in rel:
@@ -58,7 +70,7 @@ def rel_problem(rel: str) -> str | None:
     if look:
         ch = look.group()
         return f"contains U+{ord(ch):04X} ({unicodedata.name(ch, '?').lower()}), a look-alike of '.' or '/'"
-    bad = _BAD_PART.search(rel)
+    bad = _BAD_PARTS[allow_dot, allow_empty].search(rel)
     if bad:
         return f"has a '{bad.group(1) or '//'}' component"
     return None

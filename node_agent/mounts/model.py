@@ -7,11 +7,12 @@ holds the account key, SAS or client secret (as in the job spec's storage.auth).
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from node_agent.safepath import rel_problem
 
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SHARE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -24,11 +25,18 @@ class _Model(BaseModel):
 
 
 def _relpath(v: str) -> str:
-    if not v or "\x00" in v or "\\" in v or re.match(r"^[A-Za-z]:", v):
+    """A folder below the mounts folder (a mount's path) or in a container (a blob mount's
+    prefix), without its leading/trailing '/'. The containment rule is safepath's (no
+    absolute path, drive, '..', NUL or look-alike of '.' or '/'); on top, this field takes
+    '/' only and no '.' component. An empty component ('a//b') stays allowed, as before."""
+    if "\\" in v:
         raise ValueError(f"'{v}' must be a relative path with '/' separators")
-    p = PurePosixPath(v)
-    if p.is_absolute() or ".." in p.parts or "." in p.parts:
-        raise ValueError(f"'{v}' must stay inside the mounts folder (no absolute path, no '..')")
+    problem = rel_problem(v.rstrip("/") or v, allow_empty=True)
+    if problem:
+        raise ValueError(
+            f"'{v}' {problem}: it must stay inside the mounts folder (no absolute path, "
+            "no '.' or '..')"
+        )
     return v.strip("/")
 
 
