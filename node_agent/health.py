@@ -6,7 +6,6 @@ node unusable (`waitForSuccess`); the failing reason is the first line on stderr
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,12 +15,11 @@ from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from node_agent import renderers
+from node_agent import nodestate, renderers
 from node_agent.batchenv import ENTITLEMENT_VARS, BatchNode
 from node_agent.errors import HealthError
 from node_agent.mounts.platform import probe
-from node_agent.poolconfig import PoolConfig, RendererCheck
-from node_agent.runtime import write_atomic
+from node_agent.poolconfig import NodeConfig, RendererCheck
 
 EARLIEST_SANE = 1_704_067_200  # 2024-01-01T00:00:00Z: a clock before this is wrong
 
@@ -106,7 +104,7 @@ def check_renderer(check: RendererCheck, env: Mapping[str, str]) -> Check:
     return Check(name, True, f"{exe}: {first[:120]}")
 
 
-def check_entitlement(config: PoolConfig, env: Mapping[str, str]) -> Check:
+def check_entitlement(config: NodeConfig, env: Mapping[str, str]) -> Check:
     if not config.application_licenses:
         return Check("entitlement", True, "no application licenses expected")
     missing = [v for v in ENTITLEMENT_VARS if not env.get(v)]
@@ -158,7 +156,7 @@ def check_clock(reference_url: str | None, max_skew_s: int) -> Check:
 
 
 def run_checks(
-    node: BatchNode, config: PoolConfig, env: Mapping[str, str], mount_targets: list[Path]
+    node: BatchNode, config: NodeConfig, env: Mapping[str, str], mount_targets: list[Path]
 ) -> list[Check]:
     reference = next(
         (getattr(m, "account_url", None) for m in config.mounts if hasattr(m, "account_url")), None
@@ -172,7 +170,6 @@ def run_checks(
 
 
 def write_record(node: BatchNode, checks: list[Check]) -> Path:
-    path = node.state_dir / "health.json"
     doc = {
         "node_id": node.node_id,
         "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -180,5 +177,4 @@ def write_record(node: BatchNode, checks: list[Check]) -> Path:
         "checks": [asdict(c) for c in checks],
         "pid": os.getpid(),
     }
-    write_atomic(path, json.dumps(doc, indent=2).encode())
-    return path
+    return nodestate.write_health(node, doc)

@@ -8,7 +8,6 @@ Pool mounts (start task) live at <mounts dir>/<path>; job-scoped mounts at
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from node_agent import nodestate
 from node_agent.azurite import AZURITE_KEY
 from node_agent.batchenv import BatchNode
 from node_agent.errors import MountError
@@ -119,23 +119,16 @@ def _write_secret_files(plan: MountPlan, config_dir: Path) -> None:
 
 
 # --- the record of what is mounted --------------------------------------------------
-def _state_file(node: BatchNode) -> Path:
-    return node.state_dir / "mounts.json"
-
-
 def read_records(node: BatchNode) -> list[dict[str, object]]:
-    try:
-        data = json.loads(_state_file(node).read_text())
-    except (OSError, ValueError):
-        return []
-    return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+    """Every mount node_agent recorded (state/mounts.json); [] when none."""
+    return nodestate.read_mount_records(node)
 
 
 def _update_records(
     node: BatchNode, add: dict[str, object] | None = None, drop: str | None = None
 ) -> None:
     node.state_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(_state_file(node)) + ".lock", timeout=60):
+    with FileLock(str(nodestate.mount_records_path(node)) + ".lock", timeout=60):
         records = [
             r
             for r in read_records(node)
@@ -143,7 +136,7 @@ def _update_records(
         ]
         if add:
             records.append(add)
-        write_atomic(_state_file(node), json.dumps(records, indent=2).encode())
+        nodestate.write_mount_records(node, records)
 
 
 # --- mount / unmount -------------------------------------------------------------
@@ -288,23 +281,16 @@ def results_json(results: list[MountResult]) -> list[dict[str, object]]:
 
 def pool_probe_timeout(node: BatchNode, default: float = 30.0) -> float:
     """`probe_timeout_s` of the pool config the start task kept, else `default`."""
-    try:
-        doc = json.loads((node.state_dir / "pool-config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
-    value = doc.get("probe_timeout_s") if isinstance(doc, dict) else None
-    return float(value) if isinstance(value, int | float) and value > 0 else default
+    config = nodestate.kept_pool_config(node)
+    return float(config.probe_timeout_s) if config is not None else default
 
 
 def task_drive_commands(node: BatchNode) -> list[Command]:
     """Windows: `net use` for each Azure Files mount of the pool, to run before every task
     (a mapping does not survive between tasks). Reads the pool config the start task kept."""
-    from node_agent.poolconfig import load_pool_config
-
-    path = node.state_dir / "pool-config.json"
-    if not path.is_file():
+    config = nodestate.read_pool_config(node)
+    if config is None:
         return []
-    config = load_pool_config(path)
     return [azurefiles.net_use_command(m) for m in config.mounts if isinstance(m, AzureFilesMount)]
 
 

@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from node_agent import nodestate
 from node_agent.batchenv import ENTITLEMENT_VARS, BatchNode
 from node_agent.errors import NodeAgentError
-from node_agent.mounts.manager import POOL, read_records
+from node_agent.mounts.manager import POOL
 from node_agent.mounts.platform import Platform, current, probe
-from node_agent.ops.nodeview import pool_config_doc, task_records, tree_size
+from node_agent.ops.nodeview import task_records, tree_size
 from node_agent.redact import Redactor
 from node_agent.renderers import find_executable, renderer_binaries
 from node_agent.spec import JobSpec, load_spec
@@ -105,7 +106,7 @@ def _mount_checks(node: BatchNode) -> list[Check]:
     platform = current(node.is_windows)
     checks: list[Check] = []
     recorded: set[str] = set()
-    for rec in read_records(node):
+    for rec in nodestate.read_mount_records(node):
         name, scope = str(rec.get("name")), str(rec.get("scope", POOL))
         target = Path(str(rec.get("target")))
         recorded.add(os.path.realpath(target))
@@ -158,9 +159,9 @@ def _disk_check(node: BatchNode) -> Check:
     """Free space under the node root against the pool config's `min_free_temp_disk_gb`
     (as the start task applied it), else MIN_FREE_BYTES."""
     free = shutil.disk_usage(node.root_dir).free
-    minimum = pool_config_doc(node).get("min_free_temp_disk_gb")
-    if isinstance(minimum, int | float) and not isinstance(minimum, bool) and minimum >= 0:
-        min_bytes, source = float(minimum) * 2**30, "from the pool config"
+    config = nodestate.kept_pool_config(node)
+    if config is not None:
+        min_bytes, source = config.min_free_temp_disk_gb * 2**30, "from the pool config"
     else:
         min_bytes, source = float(MIN_FREE_BYTES), "default; no pool config on this node"
     return Check(

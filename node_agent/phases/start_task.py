@@ -7,7 +7,6 @@ unfit, the first line on stderr is the reason.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -18,11 +17,11 @@ from pathlib import Path
 
 import psutil
 
-from node_agent import health, renderers
+from node_agent import health, nodestate, renderers
 from node_agent.errors import HealthError
 from node_agent.mounts.manager import MountContext, ensure_mounts, results_json
-from node_agent.poolconfig import PoolConfig, load_pool_config
-from node_agent.runtime import Phase, write_atomic
+from node_agent.poolconfig import NodeConfig, load_node_config
+from node_agent.runtime import Phase
 
 
 def node_facts(phase: Phase) -> dict[str, object]:
@@ -56,7 +55,7 @@ def _progress_to_stdout(log: logging.Logger) -> None:
 def run(phase: Phase, pool_config: Path | None = None) -> int:
     node = phase.node
     _progress_to_stdout(phase.log)
-    config = load_pool_config(pool_config) if pool_config else None
+    config = load_node_config(pool_config) if pool_config else None
     for d in (
         node.agent_dir,
         node.logs_dir,
@@ -66,7 +65,7 @@ def run(phase: Phase, pool_config: Path | None = None) -> int:
     ):
         d.mkdir(parents=True, exist_ok=True)
     facts = node_facts(phase)
-    write_atomic(node.state_dir / "node.json", json.dumps(facts, indent=2).encode())
+    nodestate.write_node_facts(node, facts)
     found = facts["renderers"]
     names = ", ".join(sorted(found)) if isinstance(found, dict) and found else "none"
     disk = shutil.disk_usage(node.root_dir)
@@ -83,18 +82,16 @@ def run(phase: Phase, pool_config: Path | None = None) -> int:
     return 0
 
 
-def prepare_node(phase: Phase, config: PoolConfig) -> None:
+def prepare_node(phase: Phase, config: NodeConfig) -> None:
     """Mounts first (health checks read them), then the health checks."""
     node = phase.node
     # Later phases (e.g. Windows drive mappings before a task) read the pool config here;
     # it names environment variables, never secrets.
-    write_atomic(node.state_dir / "pool-config.json", config.model_dump_json(indent=2).encode())
+    nodestate.write_pool_config(node, config)
     ctx = MountContext.create(node, phase.env, phase.redactor, phase.log)
     ctx.probe_timeout = float(config.probe_timeout_s)
     results = ensure_mounts(ctx, list(config.mounts))
-    write_atomic(
-        node.state_dir / "pool-mounts.json", json.dumps(results_json(results), indent=2).encode()
-    )
+    nodestate.write_pool_mounts(node, results_json(results))
     checks = health.run_checks(node, config, phase.env, [Path(r.target) for r in results])
     record = health.write_record(node, checks)
     for c in checks:
