@@ -354,3 +354,43 @@ def test_bytes_that_do_not_match_their_own_md5_are_still_corruption(
     assert "blob 'versions-bad/bad/scene.blend': content does not match its Content-MD5" in r.stderr
     assert CHANGED not in r.stderr and "kept changing" not in r.stderr
     _no_temp_left(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("shape", ["small", "ranged"])
+def test_a_blob_fetched_again_is_recorded_at_its_new_version(
+    azurite: AzuriteServer, store: BlobStore, tmp_path: Path, shape: str
+) -> None:
+    container, name = "versions-record", f"{shape}/scene.bin"
+    old, new = (
+        (os.urandom(3000), os.urandom(5000))
+        if shape == "small"
+        else (os.urandom(17 * MB), os.urandom(18 * MB))
+    )
+    store.ensure_container(container)
+    if shape == "small":
+        seed(store, container, {name: old})
+    else:
+        _put_block_list(store, container, name, old)
+    done = threading.Event()
+
+    def before(method: str, path: str, headers: dict[str, str]) -> None:
+        if method == "GET" and path.endswith(name) and not done.is_set():
+            done.set()
+            if shape == "small":
+                seed(store, container, {name: new})
+            else:
+                _put_block_list(store, container, name, new)
+
+    proxy = _Proxy(azurite.account_url, before)
+    try:
+        r = _sync(f"{container}/{shape}/", tmp_path / "out", proxy.url)
+        assert r.returncode == 0, r.stderr
+        assert CHANGED in r.stderr
+        assert "1 changed during sync" in r.stdout + r.stderr  # the summary counts it
+        assert _file_sha(tmp_path / "out" / "scene.bin") == _sha(new)
+        r = _sync(f"{container}/{shape}/", tmp_path / "out", proxy.url)  # the same source
+    finally:
+        proxy.close()
+    assert r.returncode == 0, r.stderr
+    assert "1 listed, 1 unchanged, 0 downloaded" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "cached content" not in r.stderr

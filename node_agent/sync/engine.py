@@ -48,6 +48,7 @@ class _Run:
     new_objects: list[tuple[str, int, int, bytes | None]] = field(default_factory=list)
     new_blobs: list[tuple[str, str, int, str, bytes | None, str]] = field(default_factory=list)
     inflight_bytes: int = 0
+    listed_sizes: dict[str, int] = field(default_factory=dict)  # in flight, by blob name
     # content being fetched -> other items with the same content, placed when it lands
     followers: dict[str, list[Item]] = field(default_factory=dict)
     by_md5: dict[tuple[bytes, int], str] = field(default_factory=dict)
@@ -77,7 +78,7 @@ class SyncEngine:
         with disk_full_as("the node's content store", cache_dir):
             self.cstore = ContentStore(cache_dir)
         with disk_full_as("the sync state database", db_path(state_dir)):
-            self.db = StateDB(db_path(state_dir))
+            self.db = StateDB(db_path(state_dir), self.cstore.objects)
         self.access = access
         self.reserve = reserve_bytes
         self.windows = windows
@@ -150,6 +151,7 @@ class SyncEngine:
                         )
                         self._sync_items(source, items, checker, view, fetcher)
                     finally:
+                        self.summary.changed += fetcher.changes
                         fetcher.close()
             self.local_files = prune_view(view_root, set(view), remove=prune)
             with disk_full_as("the sync state database", self.db.path):
@@ -229,6 +231,7 @@ class SyncEngine:
                 self._check_disk(todo, run)
                 for item in todo:
                     run.inflight_bytes += item.size
+                    run.listed_sizes[item.name] = item.size
                     f = pool.submit(self._fetch_one, fetcher, item)
                     pending.add(f)
                     f.add_done_callback(done_q.put)
@@ -290,7 +293,9 @@ class SyncEngine:
     def _fetch_one(self, fetcher: Fetcher, item: Item) -> tuple[Item, str, int, bytes]:
         tmp = self.cstore.tmp_path()
         try:
-            got = fetcher.fetch(item.name, item.size, item.md5, tmp)
+            got = fetcher.fetch(item.name, item.size, item.md5, tmp, etag=item.etag or None)
+            if got.changed:  # fetched again at its new version: record that one
+                item = item.at_version(got.size, got.etag, got.content_md5)
             if item.hash and got.sha256 != item.hash:
                 from node_agent.errors import StorageError
 
@@ -337,7 +342,8 @@ class SyncEngine:
         pending.difference_update(done)
         for f in done:
             item, h, mtime_ns, md5 = f.result()
-            run.inflight_bytes -= item.size
+            # the size listed is what was counted in flight (a changed blob may differ)
+            run.inflight_bytes -= run.listed_sizes.pop(item.name, item.size)
             md5_or_none = md5 or None  # big blobs without a Content-MD5 are not md5-hashed
             run.new_objects.append((h, item.size, mtime_ns, md5_or_none))
             run.objects[h] = ObjectRow(h, item.size, mtime_ns, md5_or_none, time.time())

@@ -32,6 +32,7 @@ class SyncSummary:
     downloaded: int = 0
     bytes_downloaded: int = 0
     refused: int = 0
+    changed: int = 0  # blobs that changed during the sync and were fetched again
     seconds: float = 0.0
     refused_names: list[str] = field(default_factory=list)
 
@@ -50,7 +51,8 @@ class SyncSummary:
         return (
             f"sync: {self.listed} listed, {self.unchanged} unchanged, {self.downloaded} downloaded "
             f"({self.bytes_downloaded / 1e6:.1f} MB), {self.refused} refused, "
-            f"{self.seconds:.1f}s, {self.mb_per_s:.1f} MB/s"
+            + (f"{self.changed} changed during sync, " if self.changed else "")
+            + f"{self.seconds:.1f}s, {self.mb_per_s:.1f} MB/s"
         )
 
     def progress_line(self, seconds: float) -> str:
