@@ -184,7 +184,7 @@ def local_run_cmd(
             slots=slots,
             workdir=workdir,
             fresh=fresh,
-            pool_config=pool_settings,
+            pool_settings=pool_settings,
         )
 
     _exit(run_edge(go))

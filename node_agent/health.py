@@ -20,6 +20,7 @@ from node_agent.batchenv import ENTITLEMENT_VARS, BatchNode
 from node_agent.errors import HealthError
 from node_agent.mounts.platform import probe
 from node_agent.poolconfig import NodeConfig, RendererCheck
+from node_agent.supervise import run_captured
 
 EARLIEST_SANE = 1_704_067_200  # 2024-01-01T00:00:00Z: a clock before this is wrong
 
@@ -82,16 +83,8 @@ def check_renderer(check: RendererCheck, env: Mapping[str, str]) -> Check:
         else list(_executables(check.name).version_args)
     )
     try:
-        proc = subprocess.run(
-            [exe, *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=check.timeout_s,
-            stdin=subprocess.DEVNULL,
-            env=dict(env),
-            check=False,
-        )
+        # the one runner: own process group, the whole tree stopped on a timeout
+        proc = run_captured([exe, *args], timeout_s=check.timeout_s, env=dict(env))
     except subprocess.TimeoutExpired:
         return Check(
             name, False, f"renderer '{check.name}' ({exe}) did not answer within {check.timeout_s}s"

@@ -12,9 +12,8 @@ BatchPoolSettings, `batch ... --pool-settings`), which hold a node config under
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -80,17 +79,3 @@ def load_node_config(path: Path) -> NodeConfig:
     """The node config file (an empty file is all defaults): node_agent.specfile's loader
     (size cap, duplicate keys, one line per error naming the field)."""
     return load_document(path, NodeConfig, "pool config", empty_ok=True)
-
-
-_FORMER_NAMES = {"PoolConfig": "NodeConfig", "load_pool_config": "load_node_config"}
-
-
-def __getattr__(name: str) -> Any:
-    """The former names, for callers not yet renamed (a DeprecationWarning)."""
-    if name in _FORMER_NAMES:
-        new = _FORMER_NAMES[name]
-        warnings.warn(
-            f"node_agent.poolconfig.{name} is now {new}", DeprecationWarning, stacklevel=2
-        )
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

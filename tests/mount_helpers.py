@@ -25,8 +25,12 @@ def run_agent(
 
 
 def mounts_under(root: Path) -> list[str]:
+    """Storage mounts below `root`; job views (overlays at node_agent/jobs/<job>/assets,
+    made by job prep for view isolation) are not storage mounts and are left out."""
     return [
-        p for p in LinuxPlatform().mount_table() if p == str(root) or p.startswith(str(root) + "/")
+        p
+        for p in LinuxPlatform().mount_table()
+        if (p == str(root) or p.startswith(str(root) + "/")) and "/node_agent/jobs/" not in p
     ]
 
 

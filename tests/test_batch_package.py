@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, make_spec_doc, node_env
 
 from node_agent.batch.package import Target, build_package
-from node_agent.batch.pooljson import PACKAGE_FILE, PackageSource, PoolConfig, pool_json
+from node_agent.batch.pooljson import PACKAGE_FILE, BatchPoolSettings, PackageSource, pool_json
 from node_agent.cli import main
 from node_agent.errors import ExitCode
 
@@ -79,7 +79,7 @@ def test_start_task_installs_from_the_zip_alone_once_per_node(
     package: Path, tmp_path: Path, access: str
 ) -> None:
     blob = "packages/node-agent-0.1.0.zip"
-    cfg = PoolConfig(
+    cfg = BatchPoolSettings(
         package=PackageSource(
             kind="resource_file",
             url=f"https://acct.blob.core.windows.net/node-agent/{blob}",

@@ -13,7 +13,7 @@ from mount_helpers import run_agent
 
 from node_agent import health
 from node_agent.batchenv import ENTITLEMENT_TOKEN, BatchNode
-from node_agent.poolconfig import PoolConfig, RendererCheck
+from node_agent.poolconfig import NodeConfig, RendererCheck
 
 
 def _start(tmp_path: Path, config: dict[str, object], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -109,5 +109,5 @@ def test_unreadable_mount_fails(tmp_path: Path) -> None:
     node = BatchNode.from_env(node_env(tmp_path / "node"))
     c = health.check_mount(tmp_path / "not-there", 10)
     assert not c.ok and "No such file" in c.detail
-    checks = health.run_checks(node, PoolConfig(), {}, [tmp_path / "not-there"])
+    checks = health.run_checks(node, NodeConfig(), {}, [tmp_path / "not-there"])
     assert [x.name for x in checks if not x.ok] == ["mount not-there"]

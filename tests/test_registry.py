@@ -22,13 +22,13 @@ import pytest
 from conftest import make_spec_doc, node_env
 
 from node_agent import health, renderers
-from node_agent.batch.pooljson import PoolConfig, licenses_for, pool_json
+from node_agent.batch.pooljson import BatchPoolSettings, licenses_for, pool_json
 from node_agent.batchenv import BatchNode
 from node_agent.classify import OutputMonitor
 from node_agent.errors import ExitCode, SpecError
 from node_agent.ops import doctor
 from node_agent.phases import start_task
-from node_agent.poolconfig import PoolConfig as NodeConfig
+from node_agent.poolconfig import NodeConfig
 from node_agent.poolconfig import RendererCheck
 from node_agent.redact import Redactor
 from node_agent.renderers import CommandContext, build_launch, find_executable
@@ -177,7 +177,9 @@ def test_the_start_task_health_checks_and_doctor_see_its_program(
 def test_the_pool_asks_for_its_licence(toy: renderers.Renderer) -> None:
     spec = _toy_spec()
     assert licenses_for(spec) == ["toy"]
-    assert pool_json(PoolConfig(application_licenses=True), spec)["applicationLicenses"] == ["toy"]
+    assert pool_json(BatchPoolSettings(application_licenses=True), spec)["applicationLicenses"] == [
+        "toy"
+    ]
     assert NodeConfig.model_validate({"application_licenses": ["toy"]}).application_licenses == [
         "toy"
     ]

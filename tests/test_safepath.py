@@ -196,11 +196,6 @@ def test_check_component_refuses(value: str, problem: str) -> None:
 
 
 # --- Go's Windows device names: sync/names.name_problem(windows=True) on top ------------
-_SUPERSCRIPT_GAP = pytest.mark.xfail(
-    strict=True, reason="superscript digits (COM¹, LPT³) are Windows devices too; not refused yet"
-)
-
-
 @pytest.mark.parametrize(
     ("name", "ok"),
     [
@@ -227,8 +222,8 @@ _SUPERSCRIPT_GAP = pytest.mark.xfail(
         ("CONOUT$", False),
         ("conout$", False),
         ("dollar$", True),
-        pytest.param("com\u00b9", False, marks=_SUPERSCRIPT_GAP),
-        pytest.param("lpt\u00b3", False, marks=_SUPERSCRIPT_GAP),
+        ("com\u00b9", False),
+        ("lpt\u00b3", False),
     ],
     ids=repr,
 )

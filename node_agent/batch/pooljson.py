@@ -12,7 +12,6 @@ task takes with `--pool-config`.
 from __future__ import annotations
 
 import re
-import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
@@ -334,17 +333,3 @@ def pool_json(
     if cfg.application_licenses and licenses:
         body["applicationLicenses"] = licenses
     return body
-
-
-_FORMER_NAMES = {"PoolConfig": "BatchPoolSettings", "load_pool_config": "load_pool_settings"}
-
-
-def __getattr__(name: str) -> Any:
-    """The former names, for callers not yet renamed (a DeprecationWarning)."""
-    if name in _FORMER_NAMES:
-        new = _FORMER_NAMES[name]
-        warnings.warn(
-            f"node_agent.batch.pooljson.{name} is now {new}", DeprecationWarning, stacklevel=2
-        )
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from node_agent.azurite import AzuriteServer, is_local_url, port_open
 from node_agent.batch.jobjson import job_json, local_plan
-from node_agent.batch.pooljson import PoolConfig, load_pool_config, node_config_json
+from node_agent.batch.pooljson import BatchPoolSettings, load_pool_settings, node_config_json
 from node_agent.errors import ExitCode, NodeAgentError
 from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE, start_task_command
 from node_agent.localpool.node import LocalNode, TaskRun
@@ -260,7 +260,7 @@ def _first_line(path: Path) -> str:
     return next((ln.strip() for ln in lines if ln.strip()), "")
 
 
-def start_nodes(nodes: list[LocalNode], cfg: PoolConfig) -> list[dict[str, Any]]:
+def start_nodes(nodes: list[LocalNode], cfg: BatchPoolSettings) -> list[dict[str, Any]]:
     """Each node's start task, with the pool's node config as a resource file when it has
     one. Returns the unusable nodes: with waitForSuccess, Batch schedules nothing on a node
     whose start task failed."""
@@ -289,11 +289,11 @@ def run_local_job(
     slots: int,
     workdir: Path,
     fresh: bool = False,
-    pool_config: Path | None = None,
+    pool_settings: Path | None = None,
 ) -> int:
     spec = load_spec(spec_path)
     # the pool settings `batch pool-json|job-json|submit` take; the local pool is Linux
-    cfg = load_pool_config(pool_config).with_os("linux")
+    cfg = load_pool_settings(pool_settings).with_os("linux")
     workdir = workdir.resolve()
     pool_id = "localpool"
     if fresh and (workdir / pool_id).exists():

@@ -54,11 +54,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def pool_config_doc(node: BatchNode) -> dict[str, Any]:
-    """The pool config the start task applied (state/pool-config.json); {} when none."""
-    return _read_json(node.state_dir / "pool-config.json")
-
-
 def task_records(node: BatchNode) -> list[TaskRecord]:
     """Every frame task that left a summary on this node, newest first."""
     out = []

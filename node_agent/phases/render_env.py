@@ -3,10 +3,9 @@ the entitlement pair exactly as Batch set it, and no variable node_agent holds a
 
 from __future__ import annotations
 
+from node_agent import nodestate
 from node_agent.batchenv import ENTITLEMENT_TOKEN, ENTITLEMENT_VARS
-from node_agent.errors import SpecError
 from node_agent.mounts.model import AzureFilesMount, MountSpec
-from node_agent.poolconfig import load_pool_config
 from node_agent.runtime import Phase
 from node_agent.spec import JobSpec
 
@@ -34,12 +33,9 @@ def secret_vars(phase: Phase, spec: JobSpec) -> set[str]:
     if spec.storage.auth.env:
         names.add(spec.storage.auth.env)
     mounts = list(spec.mounts)
-    pool_config = phase.node.state_dir / "pool-config.json"
-    if pool_config.is_file():
-        try:
-            mounts += list(load_pool_config(pool_config).mounts)
-        except SpecError as e:
-            phase.log.warning("cannot read the pool's mounts (%s): %s", pool_config, e)
+    kept = nodestate.kept_pool_config(phase.node, phase.log)
+    if kept is not None:
+        mounts += list(kept.mounts)
     names.update(v for v in map(_mount_secret_var, mounts) if v)
     if spec.storage.auth.env and spec.storage.auth.expose_to_renderer:
         names.discard(spec.storage.auth.env)  # the spec's explicit, loud opt-in

@@ -12,7 +12,6 @@ bad disk, a write with the mtime restored) is found by `verify_cache` only.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sqlite3
@@ -92,12 +91,10 @@ def cache_budget_mb(node: BatchNode, spec_budget_mb: int | None) -> int | None:
     pool config the start task applied (state/pool-config.json), else none."""
     if spec_budget_mb is not None:
         return spec_budget_mb
-    try:
-        doc = json.loads((node.state_dir / "pool-config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    budget = doc.get("cache_budget_mb") if isinstance(doc, dict) else None
-    return budget if isinstance(budget, int) and budget >= 0 else None
+    from node_agent.nodestate import kept_pool_config
+
+    cfg = kept_pool_config(node)
+    return cfg.cache_budget_mb if cfg is not None else None
 
 
 def jobs_on_node(node: BatchNode) -> set[str]:

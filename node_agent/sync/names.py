@@ -12,8 +12,9 @@ from node_agent.safepath import rel_problem
 
 _WIN_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
-    + [f"COM{i}" for i in range(1, 10)]
-    + [f"LPT{i}" for i in range(1, 10)]
+    # Windows also reads the superscript digits as digits here ("COM¹", "LPT³" are devices):
+    # learn.microsoft.com/windows/win32/fileio/naming-a-file, and Go's filepath.IsLocal cases
+    + [f"{d}{i}" for d in ("COM", "LPT") for i in [*range(1, 10), "\u00b9", "\u00b2", "\u00b3"]]
 )
 _WIN_BAD_CHARS = re.compile(r'[<>:"|?*\x00-\x1f]')
 MAX_COMPONENT_BYTES = 255
