@@ -25,12 +25,12 @@ deps: $(BIN)/node-agent node_modules/.bin/azurite-blob .sysdeps
 demo: deps
 	$(BIN)/python examples/demo.py
 
-test: deps
+test: deps lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: deps
 	$(BIN)/ruff check node_agent tests bench
-	$(BIN)/ruff format --check node_agent
+	$(BIN)/ruff format --check node_agent tests bench
 	$(BIN)/mypy
 
 clean:
