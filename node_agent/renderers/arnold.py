@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from node_agent.errors import ExitCode, RenderError
 from node_agent.remap import arnold_pathmap, resolve_map
+from node_agent.renderers import arnold_scan
 from node_agent.renderers.base import (
     EXTENSIONS,
     CommandContext,
@@ -73,4 +74,5 @@ RENDERER = Renderer(
     progress=(ProgressPattern(r"(?i)(?P<percent>\d+(?:\.\d+)?)\s*% done"),),
     licenses=("arnold",),
     path_remap="an ARNOLD_PATHMAP file (remap.arnold_pathmap)",
+    scan_dependencies=arnold_scan.scan,
 )

@@ -135,9 +135,38 @@ def range_output(
 
 
 Builder = Callable[["Render", CommandContext, str], Launch]
-# scene file -> the paths it references, as written in the scene (before any remap):
-# preflight checks them against the synced assets (issue 13).
-DependencyScanner = Callable[[Path], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One file a scene needs, as the scene writes it. node_agent.preflight resolves it the
+    way the renderer would on the node (render.path_map, then relative to `bases`) and
+    expands `<UDIM>`/`<udim>`/`####`/`%04d` against the files present."""
+
+    written: str  # as in the scene file (what the TD recognises)
+    where: str  # which file and node/block refers to it: "spin.blend: image IMchecker"
+    bases: tuple[Path, ...]  # folders a relative path is looked up in, first found wins
+    path: str = ""  # the path to resolve, when not `written` (Blender's '//' taken off)
+    sequence: bool = False  # a frame or tile set: present when one file matches
+
+    @property
+    def target(self) -> str:
+        return self.path or self.written
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """What a scanner gets: the scene file, the job's assets folder, and `locate`, which
+    maps a path written in a scene through render.path_map to this machine (a scanner that
+    follows references, such as Blender's linked libraries, opens what it returns)."""
+
+    scene: Path
+    assets_dir: Path
+    locate: Callable[[str], Path]
+
+
+# preflight hook (issue 13): every dependency the scene file refers to (missing ones too)
+DependencyScanner = Callable[[ScanContext], Iterable[Dependency]]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from node_agent.errors import ExitCode
 from node_agent.remap import blender_script, resolve_map
+from node_agent.renderers import blender_scan
 from node_agent.renderers.base import (
     EXTENSIONS,
     CommandContext,
@@ -66,4 +67,5 @@ RENDERER = Renderer(
     progress=(ProgressPattern(r"Fra:\s*(?P<frame>\d+).*?Sample (?P<done>\d+)/(?P<total>\d+)"),),
     saved=r"^Saved: '(.+)'",
     path_remap="a -P script run after the scene loads (remap.blender_script)",
+    scan_dependencies=blender_scan.scan,
 )

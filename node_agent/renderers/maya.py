@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from node_agent.errors import ExitCode, RenderError
 from node_agent.remap import maya_mel, resolve_map
+from node_agent.renderers import maya_scan
 from node_agent.renderers.base import (
     EXTENSIONS,
     CommandContext,
@@ -84,4 +85,5 @@ RENDERER = Renderer(
     progress=(ProgressPattern(r"(?i)(?P<percent>\d+(?:\.\d+)?)\s*% done"),),  # Maya+Arnold
     licenses=("maya", "arnold"),  # Maya on the rendering images renders with Arnold
     path_remap="dirmap MEL given to -preRender (remap.maya_mel)",
+    scan_dependencies=maya_scan.scan,
 )

@@ -1,0 +1,290 @@
+"""Preflight (issue 13): every file a scene needs, resolved as its renderer would resolve it
+on the node, each missing one named; `validate --assets` and job prep refuse with exit 12.
+
+Real Blender builds the .blend files (a linked library, an image sequence, a UDIM set,
+workstation-absolute paths); the .ma and .ass files are written here with known
+dependencies. Job prep runs as a real process against a real Azurite.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import make_spec_doc, node_env, upload_tree
+
+from node_agent.azurite import AzuriteServer
+from node_agent.preflight import scan
+from node_agent.spec import Render, spec_from_data
+from node_agent.storage import BlobStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+_BUILD = r'''
+import bpy, os, sys
+out = os.path.abspath(sys.argv[sys.argv.index("--") + 1])
+
+def img(name, path, source="FILE", tiled=False):
+    im = bpy.data.images.new(name, 4, 4, tiled=tiled)
+    im.source = source
+    im.filepath = path
+    im.use_fake_user = True
+    return im
+
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.mesh.primitive_cube_add()
+cube = bpy.context.object
+cube.name = "LibCube"
+mat = bpy.data.materials.new("LibMat")
+mat.use_nodes = True
+tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+tex.image = img("libtex", "//libtex.png")
+cube.data.materials.append(mat)
+os.makedirs(out + "/libs", exist_ok=True)
+bpy.ops.wm.save_as_mainfile(filepath=out + "/libs/lib.blend")
+
+bpy.ops.wm.read_factory_settings(use_empty=True)
+os.makedirs(out + "/shots", exist_ok=True)
+bpy.ops.wm.save_as_mainfile(filepath=out + "/shots/main.blend")
+with bpy.data.libraries.load("//../libs/lib.blend", link=True, relative=True) as (src, dst):
+    dst.objects = ["LibCube"]
+for ob in dst.objects:
+    bpy.context.scene.collection.objects.link(ob)
+img("tex_a", "//../textures/a.png")
+img("seq", "//../seq/frame_0001.png", source="SEQUENCE")
+img("skin", "//../udim/skin.<UDIM>.png", source="TILED", tiled=True)
+img("wall", "/mnt/studio/proj/tex/wall.png")
+img("floor", "C:\\studio\\proj\\tex\\floor.png")
+scene = bpy.context.scene
+scene.frame_start, scene.frame_end, scene.frame_step = 5, 30, 5
+bpy.ops.wm.save_as_mainfile(filepath=out + "/shots/main.blend")
+bpy.data.libraries[0].filepath = "/mnt/studio/proj/libs/lib.blend"
+bpy.ops.wm.save_as_mainfile(filepath=out + "/shots/mapped.blend")
+'''
+FILES = [
+    "libs/libtex.png",
+    "textures/a.png",
+    "seq/frame_0001.png",
+    "seq/frame_0002.png",
+    "udim/skin.1001.png",
+    "udim/skin.1002.png",
+    "tex/wall.png",
+    "tex/floor.png",
+]
+PATH_MAP = {"/mnt/studio/proj": "", "C:\\studio\\proj": ""}
+
+
+@pytest.fixture(scope="session")
+def bat_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bat")
+    script = out / "build.py"
+    script.write_text(_BUILD)
+    subprocess.run(
+        ["blender", "-b", "--python-exit-code", "1", "-P", str(script), "--", str(out / "src")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    for rel in FILES:
+        (out / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / "src" / rel).write_bytes(b"\x89PNG " + rel.encode())
+    return out / "src"
+
+
+def _assets(src: Path, tmp: Path, drop: tuple[str, ...] = ()) -> Path:
+    dest = tmp / "assets"
+    shutil.copytree(src, dest)
+    for rel in drop:
+        for p in dest.glob(rel):
+            p.unlink()
+    return dest
+
+
+def _render(**kw: object) -> Render:
+    doc = make_spec_doc("http://127.0.0.1:10000/devstoreaccount1", **kw)
+    return spec_from_data(doc).render
+
+
+def _missing(render: Render, assets: Path) -> list[str]:
+    result = scan(render, assets, outside_ok=False)
+    assert result.scanned and not result.unreadable
+    return sorted(m.shown for m in result.missing)
+
+
+def test_blender_all_present_through_relative_udim_sequence_library_and_path_map(
+    bat_scene: Path, tmp_path: Path
+) -> None:
+    assets = _assets(bat_scene, tmp_path)
+    render = _render(scene="shots/main.blend", path_map=PATH_MAP)
+    result = scan(render, assets, outside_ok=False)
+    assert result.missing == []
+    # a.png, the sequence, the UDIM set, wall, floor, the library and the library's texture
+    assert result.found == 7
+
+
+@pytest.mark.parametrize(
+    ("drop", "named"),
+    [
+        (("textures/a.png",), "textures/a.png"),
+        (("seq/frame_*.png",), "seq/frame_0001.png"),
+        (("udim/skin.*.png",), "udim/skin.<UDIM>.png"),
+        (("libs/libtex.png",), "libs/libtex.png"),  # needed by the linked library
+        (("tex/wall.png",), "tex/wall.png"),  # absolute, mapped by path_map
+        (("tex/floor.png",), "tex/floor.png"),  # a Windows drive path, mapped
+    ],
+)
+def test_blender_names_each_missing_dependency(
+    bat_scene: Path, tmp_path: Path, drop: tuple[str, ...], named: str
+) -> None:
+    assets = _assets(bat_scene, tmp_path, drop)
+    render = _render(scene="shots/main.blend", path_map=PATH_MAP)
+    assert _missing(render, assets) == [named]
+
+
+def test_blender_one_tile_or_frame_is_enough_for_a_set(bat_scene: Path, tmp_path: Path) -> None:
+    assets = _assets(bat_scene, tmp_path, ("udim/skin.1001.png", "seq/frame_0001.png"))
+    render = _render(scene="shots/main.blend", path_map=PATH_MAP)
+    assert _missing(render, assets) == []
+
+
+def test_blender_library_followed_through_path_map(bat_scene: Path, tmp_path: Path) -> None:
+    """mapped.blend links /mnt/studio/proj/libs/lib.blend: path_map takes the scan into the
+    library in the assets, where its texture is missing."""
+    assets = _assets(bat_scene, tmp_path, ("libs/libtex.png",))
+    render = _render(scene="shots/mapped.blend", path_map=PATH_MAP)
+    assert _missing(render, assets) == ["libs/libtex.png"]
+
+
+def test_blender_unmapped_absolute_path_is_missing(bat_scene: Path, tmp_path: Path) -> None:
+    assets = _assets(bat_scene, tmp_path)
+    render = _render(scene="shots/main.blend", path_map={"/mnt/studio/proj": ""})
+    result = scan(render, assets, outside_ok=False)
+    assert [(m.shown, m.reason) for m in result.missing] == [
+        ("C:/studio/proj/tex/floor.png", "absolute path not mapped by render.path_map")
+    ]
+
+
+MA = r"""//Maya ASCII 2022 scene
+//Name: shot.ma
+requires maya "2022";
+file -rdi 1 -ns "chr" -rfn "chrRN" -typ "mayaAscii" "assets/chr.ma";
+file -rdi 1 -ns "prop" -rfn "propRN" -typ "mayaAscii" "D:/studio/proj/props/prop.ma";
+file -r -ns "chr" -dr 1 -rfn "chrRN" -typ "mayaAscii" "assets/chr.ma";
+file -r -ns "prop" -dr 1 -rfn "propRN" -typ "mayaAscii" "D:/studio/proj/props/prop.ma";
+createNode transform -n "pCube1";
+createNode file -n "colorTex";
+	setAttr ".ftn" -type "string" "sourceimages/color.png";
+createNode file -n "skinTex";
+	setAttr ".ftn" -type "string" "sourceimages/skin.<UDIM>.exr";
+createNode file -n "bumpTex";
+	setAttr ".uvt" 3;
+	setAttr ".ftn" -type "string" "sourceimages/bump.1001.exr";
+createNode file -n "missingTex";
+	setAttr ".ftn" -type "string" "sourceimages/gone.png";
+createNode AlembicNode -n "anim_abc";
+	setAttr ".fn" -type "string" "cache/anim.abc";
+createNode cacheFile -n "clothCache";
+	setAttr ".cp" -type "string" "cache/nCache/";
+	setAttr ".cn" -type "string" "cloth";
+createNode aiStandIn -n "treeStandIn";
+	setAttr ".dso" -type "string" "D:/studio/proj/standins/tree.ass";
+"""
+MA_PRESENT = [
+    "assets/chr.ma",
+    "props/prop.ma",
+    "sourceimages/color.png",
+    "sourceimages/skin.1001.exr",
+    "sourceimages/bump.1001.exr",
+    "sourceimages/bump.1002.exr",
+    "cache/anim.abc",
+    "cache/nCache/cloth.xml",
+    "standins/tree.ass",
+]
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_maya_ascii_references_textures_udim_caches(tmp_path: Path) -> None:
+    assets = _tree(tmp_path / "a", {"scenes/shot.ma": MA, **dict.fromkeys(MA_PRESENT, "x")})
+    render = _render(renderer="maya", scene="scenes/shot.ma", path_map={"D:\\studio\\proj": ""})
+    result = scan(render, assets, outside_ok=False)
+    assert [m.shown for m in result.missing] == ["sourceimages/gone.png"]
+    assert "colorTex" not in result.missing[0].dep.where
+    assert "missingTex" in result.missing[0].dep.where
+    assert result.found == 9
+    for rel in ("props/prop.ma", "sourceimages/skin.1001.exr", "cache/nCache/cloth.xml"):
+        (assets / rel).unlink()
+    (assets / "sourceimages/bump.1001.exr").unlink()  # 1002 still there: the set is present
+    assert _missing(render, assets) == [
+        "cache/nCache/cloth.xml",
+        "props/prop.ma",
+        "sourceimages/gone.png",
+        "sourceimages/skin.<UDIM>.exr",
+    ]
+
+
+def test_maya_scene_folder_is_searched_after_the_project(tmp_path: Path) -> None:
+    assets = _tree(tmp_path / "a", {"scenes/shot.ma": MA, **dict.fromkeys(MA_PRESENT, "x")})
+    (assets / "sourceimages/color.png").unlink()
+    render = _render(renderer="maya", scene="scenes/shot.ma", path_map={"D:\\studio\\proj": ""})
+    assert "sourceimages/color.png" in _missing(render, assets)
+    _tree(assets, {"scenes/sourceimages/color.png": "x"})
+    assert "sourceimages/color.png" not in _missing(render, assets)
+
+
+ASS = r"""### exported: Arnold 7
+options
+{
+ AA_samples 3
+ texture_searchpath "C:/old/textures"
+}
+image
+{
+ name diffuseTex
+ filename "textures/wood.<udim>.tx"
+}
+image
+{
+ name "specTex"
+ filename "/mnt/studio/proj/textures/spec.tx"
+}
+procedural
+{
+ name crowd
+ filename "procs/crowd.####.ass"
+}
+image
+{
+ name lostTex
+ filename "textures/lost.tx"
+}
+"""
+
+
+def test_arnold_ass_filename_parameters(tmp_path: Path) -> None:
+    present = ["textures/wood.1001.tx", "textures/spec.tx", "procs/crowd.0007.ass"]
+    assets = _tree(tmp_path / "a", {"shot.ass": ASS, **dict.fromkeys(present, "x")})
+    render = _render(
+        renderer="arnold", scene="shot.ass", frames="1", path_map={"/mnt/studio/proj": ""}
+    )
+    result = scan(render, assets, outside_ok=False)
+    assert [m.shown for m in result.missing] == ["textures/lost.tx"]
+    assert "image 'lostTex'" in result.missing[0].dep.where
+    assert result.found == 4
+    (assets / "textures/wood.1001.tx").unlink()
+    (assets / "textures/spec.tx").unlink()
+    assert _missing(render, assets) == [
+        "textures/lost.tx",
+        "textures/spec.tx",
+        "textures/wood.<udim>.tx",
+    ]
