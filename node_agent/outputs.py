@@ -23,7 +23,6 @@ import mimetypes
 import os
 import re
 import stat
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from node_agent.conventions import task_log, task_output, task_preview
 from node_agent.errors import StorageError, UploadError
 from node_agent.logs import get_logger
 from node_agent.safepath import ContainmentError, check_component, is_within, rel_problem, split_rel
+from node_agent.storage.retry import DEFAULT_POLICY, RetryPolicy
 
 if TYPE_CHECKING:
     from node_agent.storage import BlobStore
@@ -45,17 +45,10 @@ PREVIEW_NAME = "preview.png"
 Opener = Callable[[], BinaryIO]
 
 
-@dataclass(frozen=True)
-class Retry:
-    """At least `attempts` tries, and more while the first failure is younger than
-    `budget_s` (the spec's policies.storage_retry_s), with doubling delays up to 8 s."""
-
-    attempts: int = 4
-    first_delay_s: float = 1.0
-    budget_s: float = 0.0
-
-
-DEFAULT_RETRY = Retry()
+# The one storage retry policy (storage.retry): at least 4 tries, then more while the first
+# failure is younger than policies.storage_retry_s, doubling delays up to 8 s.
+Retry = RetryPolicy
+DEFAULT_RETRY = DEFAULT_POLICY
 
 
 @dataclass(frozen=True)
@@ -238,42 +231,37 @@ def upload_with_retry(
     *,
     name: str | None = None,
 ) -> str:
-    """Upload with backoff (1 s, 2 s, 4 s, 8 s...); UploadError (exit 17) when the retries
-    are spent: the file stays on the node for the task's retry. `source` is a file
-    node_agent wrote (opened without following a link) or an opener of the bytes to send.
-    FileNotFoundError when the file is gone (the caller decides what that means)."""
+    """Upload under `retry` (the one storage policy; the SDK's own retries are off, see
+    storage.blob); UploadError (exit 17) when the retries are spent: the file stays on the
+    node for the task's retry. `source` is a file node_agent wrote (opened without following
+    a link) or an opener of the bytes to send. FileNotFoundError when the file is gone (the
+    caller decides what that means)."""
     if isinstance(source, Path):
         path = source
         opener: Opener = lambda: open_nofollow(path)  # noqa: E731
         name = name or path.name
     else:
         opener = source
-    name = name or blob.rsplit("/", 1)[-1]
-    delay = retry.first_delay_s
-    first_failure: float | None = None
-    attempt = 0
-    while True:
+    label = name or blob.rsplit("/", 1)[-1]
+
+    def attempt() -> str:
         try:
             with opener() as fh:
-                return _put(store, fh, container, blob, name, metadata)
+                return _put(store, fh, container, blob, label, metadata)
         except FileNotFoundError:
             raise
         except OSError as e:
             raise _refuse(
-                name, f"cannot be read without following a link ({e.strerror or e})"
+                label, f"cannot be read without following a link ({e.strerror or e})"
             ) from None
-        except StorageError as e:
-            attempt += 1
-            now = time.monotonic()
-            first_failure = now if first_failure is None else first_failure
-            budget = retry.budget_s if e.transient else 0.0  # a refusal: `attempts` tries only
-            if attempt >= retry.attempts and now - first_failure >= budget:
-                raise UploadError(
-                    f"{e} (after {attempt} attempts over {now - first_failure:.0f} s)"
-                ) from None
-            log.warning("upload of %s failed (%s); retrying in %.1fs", name, e, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 8.0)
+
+    def warn(err: BaseException, _tries: int, delay: float) -> None:
+        log.warning("upload of %s failed (%s); retrying in %.1fs", label, err, delay)
+
+    def spent(err: BaseException, tries: int, seconds: float) -> BaseException:
+        return UploadError(f"{err} (after {tries} attempts over {seconds:.0f} s)")
+
+    return retry.call(attempt, retry_on=StorageError, on_retry=warn, gave_up=spent)
 
 
 def upload_logs(

@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from node_agent.redact import Redactor
+from node_agent.storage.credentials import AUTH_KINDS as _AUTH_KINDS
 
-AUTH_KINDS = ["emulator", "connection_string", "sas", "account_key", "managed_identity"]
+AUTH_KINDS = list(_AUTH_KINDS)
 
 
 def _storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:

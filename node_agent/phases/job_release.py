@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,6 +26,7 @@ from node_agent.mounts.manager import MountContext, unmount_records
 from node_agent.runtime import Phase
 from node_agent.spec import JobSpec, spec_from_data
 from node_agent.storage import BlobStore
+from node_agent.storage.retry import policy
 from node_agent.sync.isolation import mounts_under, read_record, unmount_under
 
 UPLOAD_BUDGET_S = 300.0  # all log uploads together; Batch kills release tasks at 15 min
@@ -89,7 +91,10 @@ def upload_logs(phase: Phase, spec: JobSpec | None, budget_s: float = UPLOAD_BUD
     for h in phase.log.handlers:
         h.flush()
     try:
-        store = BlobStore(spec.storage, phase.redactor, phase.env)
+        # every request under the spec's storage retry policy, each try bounded by what is
+        # left of the phase's upload budget
+        retry = policy(spec.policies)
+        store = BlobStore(spec.storage, phase.redactor, phase.env, retry=retry)
         store.ensure_container(container)
         for i, (path, blob) in enumerate(files):
             if time.monotonic() > deadline:
@@ -99,7 +104,8 @@ def upload_logs(phase: Phase, spec: JobSpec | None, budget_s: float = UPLOAD_BUD
                     len(files) - i,
                 )
                 return False
-            store.upload_file(path, container, blob, content_type="text/plain")
+            left = replace(retry, budget_s=min(retry.budget_s, deadline - time.monotonic()))
+            store.with_retry(left).upload_file(path, container, blob, content_type="text/plain")
     except NodeAgentError as e:
         phase.log.error("log upload failed: %s", str(e).splitlines()[0])
         return False

@@ -1,19 +1,20 @@
-"""The one place that talks to Blob storage.
+"""The SDK client: Blob operations node_agent needs, with errors turned into StorageError.
 
-Credentials come from the job spec's `storage.auth`; secrets are read from the
-environment variable it names and registered with the redactor before any use.
+Credentials come from storage.credentials (the spec's `storage.auth`); every operation runs
+under one storage.retry policy, so the SDK's own retries are off (`retry_total=0` below).
+The lean REST path of job prep's sync is storage.rest.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from typing import Any, TypeVar
 
 from azure.core.exceptions import (
     AzureError,
@@ -23,16 +24,19 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
     ServiceRequestError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import ContainerClient, ContentSettings
 
-from node_agent.azurite import emulator_connection_string
 from node_agent.errors import StorageError, network_reason
 from node_agent.redact import Redactor
 from node_agent.spec import Storage
+from node_agent.storage.credentials import Credentials
+from node_agent.storage.retry import DEFAULT_POLICY, RetryPolicy
 
+T = TypeVar("T")
 _CLIENT_KW: dict[str, Any] = {
-    "retry_total": 4,
-    "retry_backoff_factor": 0.5,
+    # No SDK retries: storage.retry wraps every call (a retry nested in another would
+    # multiply the tries: 4 policy tries x 5 SDK tries = 20 requests for one upload)
+    "retry_total": 0,
     "connection_timeout": 10,
     "read_timeout": 120,
     "max_single_get_size": 32 * 1024 * 1024,
@@ -49,14 +53,6 @@ class BlobEntry:
     last_modified: datetime
 
 
-def _account_name(url: str) -> str:
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    if host in ("127.0.0.1", "localhost") or host.replace(".", "").isdigit():
-        return parsed.path.strip("/").split("/")[0]
-    return host.split(".")[0]
-
-
 def _describe(err: Exception, what: str) -> str:
     if isinstance(err, ResourceNotFoundError):
         return f"{what}: not found"
@@ -70,7 +66,8 @@ def _describe(err: Exception, what: str) -> str:
 
 
 class BlobStore:
-    """Blob operations node_agent needs, with errors turned into StorageError."""
+    """Blob operations node_agent needs, with errors turned into StorageError; each one
+    under `retry` (the spec's policy: storage.retry.policy(spec.policies))."""
 
     def __init__(
         self,
@@ -79,47 +76,42 @@ class BlobStore:
         env: Mapping[str, str] | None = None,
         *,
         probe: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """`probe`: one try per request and a short connect timeout (doctor's cheap check)."""
-        env = os.environ if env is None else env
-        kw = {**_CLIENT_KW, "retry_total": 0, "connection_timeout": 5} if probe else _CLIENT_KW
+        kw = {**_CLIENT_KW, "connection_timeout": 5} if probe else _CLIENT_KW
         self.account_url = storage.account_url
         self.redactor = redactor
-        auth = storage.auth
-        secret = env.get(auth.env, "") if auth.env else ""
-        if auth.env and not secret:
-            raise StorageError(f"storage.auth.env: environment variable {auth.env} is not set")
-        redactor.add(secret)
-        self.sas: str | None = None
-        if auth.kind == "emulator":
-            self.service = BlobServiceClient.from_connection_string(
-                emulator_connection_string(storage.account_url), **kw
-            )
-        elif auth.kind == "connection_string":
-            self.service = BlobServiceClient.from_connection_string(secret, **kw)
-        elif auth.kind == "sas":
-            self.sas = secret.lstrip("?")
-            redactor.add(self.sas)
-            self.service = BlobServiceClient(storage.account_url, credential=self.sas, **kw)
-        elif auth.kind == "account_key":
-            cred = {"account_name": _account_name(storage.account_url), "account_key": secret}
-            self.service = BlobServiceClient(storage.account_url, credential=cred, **kw)
-        else:
-            from azure.identity import ManagedIdentityCredential
+        self.credentials = Credentials(storage, redactor, os.environ if env is None else env)
+        self.retry = (retry or DEFAULT_POLICY).once() if probe else (retry or DEFAULT_POLICY)
+        self.sas: str | None = self.credentials.sas() if storage.auth.kind == "sas" else None
+        self.service = self.credentials.sdk_service(**kw)
 
-            mi = (
-                ManagedIdentityCredential(client_id=auth.client_id)
-                if auth.client_id
-                else (ManagedIdentityCredential())
-            )
-            self.service = BlobServiceClient(storage.account_url, credential=mi, **kw)
+    def with_retry(self, retry: RetryPolicy) -> BlobStore:
+        """The same client under another policy (the caller's budget)."""
+        other = copy.copy(self)
+        other.retry = retry
+        return other
+
+    def _run(self, fn: Callable[[], T], what: str) -> T:
+        """`fn()` (SDK calls) under the policy, AzureError as a one-line StorageError;
+        a refusal (not found, denied) is not retried."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except AzureError as e:
+                raise self._err(e, what) from None
+
+        return self.retry.call(attempt, only_transient=True)
 
     def probe(self) -> None:
         """One cheap authenticated request (list one container); StorageError if it fails."""
-        try:
+
+        def first_page() -> None:
             next(iter(self.service.list_containers(results_per_page=1).by_page()), None)
-        except AzureError as e:
-            raise self._err(e, self.account_url) from None
+
+        self._run(first_page, self.account_url)
 
     def _err(self, err: Exception, what: str) -> StorageError:
         status = getattr(err, "status_code", None)
@@ -132,16 +124,28 @@ class BlobStore:
         return self.service.get_container_client(name)
 
     def ensure_container(self, name: str) -> None:
-        try:
-            self.container(name).create_container()
-        except ResourceExistsError:
-            pass
-        except AzureError as e:
-            raise self._err(e, f"container '{name}'") from None
+        def create() -> None:
+            try:
+                self.container(name).create_container()
+            except ResourceExistsError:
+                pass
+
+        self._run(create, f"container '{name}'")
 
     def list_blobs(self, container: str, prefix: str = "") -> Iterator[BlobEntry]:
-        try:
-            for b in self.container(container).list_blobs(name_starts_with=prefix or None):
+        """The blobs under `prefix`, page by page (each page under the policy)."""
+        what = f"listing container '{container}' prefix '{prefix}'"
+        token: str | None = None
+        while True:
+
+            def page(token: str | None = token) -> tuple[list[Any], str | None]:
+                pages = self.container(container).list_blobs(name_starts_with=prefix or None)
+                it = pages.by_page(continuation_token=token)
+                items = list(next(it, []))
+                return items, it.continuation_token  # type: ignore[attr-defined]
+
+            items, token = self._run(page, what)
+            for b in items:
                 md5 = b.content_settings.content_md5 if b.content_settings else None
                 yield BlobEntry(
                     b.name,
@@ -150,8 +154,8 @@ class BlobStore:
                     bytes(md5) if md5 else None,
                     b.last_modified,
                 )
-        except AzureError as e:
-            raise self._err(e, f"listing container '{container}' prefix '{prefix}'") from None
+            if not token:
+                return
 
     def download_file(
         self, container: str, blob: str, dest: Path, expected_size: int | None = None
@@ -159,18 +163,20 @@ class BlobStore:
         """Download to a temporary name beside `dest`, check the size, rename into place."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.part"
-        try:
+
+        def get() -> int:
             with open(tmp, "wb") as fh:
                 stream = self.container(container).download_blob(blob, max_concurrency=4)
-                n = stream.readinto(fh)
+                return int(stream.readinto(fh))
+
+        try:
+            n = self._run(get, f"blob '{container}/{blob}'")
             if expected_size is not None and n != expected_size:
                 raise StorageError(
                     f"blob '{container}/{blob}': got {n} bytes, expected {expected_size}"
                 )
             os.replace(tmp, dest)
-            return int(n)
-        except AzureError as e:
-            raise self._err(e, f"blob '{container}/{blob}'") from None
+            return n
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -185,7 +191,8 @@ class BlobStore:
     ) -> str:
         """Upload one file (overwriting); returns the blob URL without any SAS."""
         client = self.container(container).get_blob_client(blob)
-        try:
+
+        def put() -> None:
             with open(path, "rb") as fh:
                 client.upload_blob(
                     fh,
@@ -196,12 +203,12 @@ class BlobStore:
                     if content_type
                     else None,
                 )
-        except AzureError as e:
-            raise self._err(e, f"uploading '{path.name}' to '{container}/{blob}'") from None
-        return client.url.split("?")[0]
+
+        self._run(put, f"uploading '{path.name}' to '{container}/{blob}'")
+        return str(client.url).split("?")[0]
 
     def read_blob(self, container: str, blob: str) -> bytes:
-        try:
+        def get() -> bytes:
             return bytes(self.container(container).download_blob(blob).readall())
-        except AzureError as e:
-            raise self._err(e, f"blob '{container}/{blob}'") from None
+
+        return self._run(get, f"blob '{container}/{blob}'")

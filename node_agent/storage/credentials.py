@@ -1,0 +1,172 @@
+"""One auth vocabulary and one resolver for storage: sync, uploads, submit and mounts.
+
+The vocabulary is the job spec's `storage.auth.kind` (AUTH_KINDS). A resolved `Credentials`
+gives what each user needs from it:
+- `sdk_service(**kw)`: an azure-storage-blob BlobServiceClient (storage.blob, uploads, submit);
+- `container_sas(container)`: a read/list container SAS for the lean REST path
+  (storage.rest), signed here from the key (no SDK import), the spec's own SAS, or None
+  when only the SDK can authenticate (managed identity);
+- `mount_auth()`: the same credentials as a mount's `auth` block (mounts/model.BlobAuth,
+  whose modes are named in MOUNT_MODE).
+Secrets are read from the environment variable `auth.env` names and registered with the
+redactor before any use. Adding an auth mode is a change here (plus the spec's Literal).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal, get_args
+from urllib.parse import quote, urlparse
+
+from node_agent.azurite import AZURITE_ACCOUNT, AZURITE_KEY, emulator_connection_string
+from node_agent.errors import StorageError
+from node_agent.redact import Redactor
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
+
+    from node_agent.spec import Storage
+
+AuthKind = Literal["emulator", "connection_string", "sas", "account_key", "managed_identity"]
+AUTH_KINDS: tuple[str, ...] = get_args(AuthKind)
+# The spec's kind -> a mount's BlobAuth.mode (connection strings are not a mount mode)
+MOUNT_MODE: dict[str, str] = {
+    "emulator": "emulator",
+    "sas": "sas",
+    "account_key": "key",
+    "managed_identity": "msi",
+}
+SAS_VERSION = "2021-08-06"
+
+
+def is_local_host(host: str) -> bool:
+    """An emulator-style endpoint: the account name is the URL's first path component."""
+    return host in ("127.0.0.1", "localhost", "::1") or host.replace(".", "").isdigit()
+
+
+def account_name(url: str) -> str:
+    """The storage account of an account URL: `https://<account>.blob...` or, on an
+    emulator (`http://127.0.0.1:10000/<account>`), the first path component."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    if is_local_host(host):
+        return parsed.path.strip("/").split("/")[0]
+    return host.split(".")[0]
+
+
+def sign_container_sas(
+    account: str,
+    key: str,
+    container: str,
+    *,
+    start: datetime,
+    expiry: datetime,
+    permission: str = "rl",
+    version: str = SAS_VERSION,
+) -> str:
+    """A service SAS for one container (no stored policy, no IP/protocol limits); the SDK's
+    own `generate_container_sas` gives the same signature (tests/test_sync_cli.py)."""
+    st, se = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (start, expiry))
+    fields = [permission, st, se, f"/blob/{account}/{container}", "", "", "", version, "c"]
+    string_to_sign = "\n".join(fields + [""] * 7)
+    digest = hmac.new(
+        base64.b64decode(key), string_to_sign.encode("utf-8"), hashlib.sha256
+    ).digest()
+    sig = base64.b64encode(digest).decode()
+    parts = {"st": st, "se": se, "sp": permission, "sv": version, "sr": "c", "sig": sig}
+    return "&".join(f"{k}={quote(v, safe='')}" for k, v in parts.items())
+
+
+class Credentials:
+    """The spec's `storage` resolved against an environment."""
+
+    def __init__(
+        self, storage: Storage, redactor: Redactor, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.storage = storage
+        self.kind: str = storage.auth.kind
+        self.account_url = storage.account_url
+        self.redactor = redactor
+        self.env = os.environ if env is None else env
+
+    def secret(self) -> str:
+        """The secret in the variable `auth.env` names (registered with the redactor)."""
+        var = self.storage.auth.env or ""
+        value = self.env.get(var, "") if var else ""
+        if not value:
+            raise StorageError(f"storage.auth.env: environment variable {var} is not set")
+        self.redactor.add(value)
+        return value
+
+    def sas(self) -> str:
+        sas = self.secret().lstrip("?")
+        self.redactor.add(sas)
+        return sas
+
+    def sdk_service(self, **kw: Any) -> BlobServiceClient:
+        """A BlobServiceClient for these credentials (`kw`: the client's options)."""
+        from azure.storage.blob import BlobServiceClient
+
+        if self.storage.auth.env:
+            self.secret()  # a named variable must be set, whatever the kind
+        if self.kind == "emulator":
+            conn = emulator_connection_string(self.account_url)
+            return BlobServiceClient.from_connection_string(conn, **kw)
+        if self.kind == "connection_string":
+            return BlobServiceClient.from_connection_string(self.secret(), **kw)
+        if self.kind == "sas":
+            return BlobServiceClient(self.account_url, credential=self.sas(), **kw)
+        if self.kind == "account_key":
+            key = {"account_name": account_name(self.account_url), "account_key": self.secret()}
+            return BlobServiceClient(self.account_url, credential=key, **kw)
+        from azure.identity import ManagedIdentityCredential
+
+        cid = self.storage.auth.client_id
+        mi = ManagedIdentityCredential(client_id=cid) if cid else ManagedIdentityCredential()
+        return BlobServiceClient(self.account_url, credential=mi, **kw)
+
+    def container_sas(self, container: str, hours: float = 6.0) -> str | None:
+        """A read/list SAS for `container`, or None when only the SDK can authenticate."""
+        if self.kind == "managed_identity":
+            return None
+        if self.kind == "sas":
+            return self.sas()
+        if self.kind == "emulator":
+            account, key = AZURITE_ACCOUNT, AZURITE_KEY
+        elif self.kind == "account_key":
+            account, key = account_name(self.account_url), self.secret()
+        else:
+            fields = dict(p.split("=", 1) for p in self.secret().split(";") if "=" in p)
+            if fields.get("SharedAccessSignature"):
+                self.redactor.add(fields["SharedAccessSignature"])
+                return fields["SharedAccessSignature"].lstrip("?")
+            account, key = fields.get("AccountName", ""), fields.get("AccountKey", "")
+            if not account or not key:
+                return None
+        now = datetime.now(timezone.utc)
+        sas = sign_container_sas(
+            account,
+            key,
+            container,
+            start=now - timedelta(minutes=5),
+            expiry=now + timedelta(hours=hours),
+        )
+        self.redactor.add(sas)
+        return sas
+
+    def mount_auth(self) -> dict[str, str]:
+        """These credentials as a mount's `auth` block (mounts/model.BlobAuth fields)."""
+        mode = MOUNT_MODE.get(self.kind)
+        if mode is None:
+            raise StorageError(f"storage.auth.kind '{self.kind}' cannot be used for a mount")
+        auth = {"mode": mode}
+        if self.storage.auth.env:
+            auth["env"] = self.storage.auth.env
+        if self.storage.auth.client_id:
+            auth["client_id"] = self.storage.auth.client_id
+        return auth

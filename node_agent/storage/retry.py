@@ -1,0 +1,143 @@
+"""The one retry policy of every storage call (tenacity does the looping).
+
+The rule: at least `attempts` tries; after that, keep trying while the first failure is
+younger than `budget_s` (the spec's policies.storage_retry_s); delays double from
+`first_delay_s` up to `max_delay_s` (8 s), each scaled by a random 0.5-1.5 so parallel
+requests do not retry in step. A refusal (an error whose `transient` is False: not found,
+access denied) gets `attempts` tries only: waiting will not change it.
+
+No retry is nested in another: the Azure SDK clients made by storage.blob run with
+`retry_total=0`, since every BlobStore method and every upload is wrapped by this policy;
+the REST path (storage.rest) uses urllib3 with `retries=False` under this policy too.
+Changing how storage calls are retried is a change here (and only here).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+import tenacity
+
+from node_agent.errors import StorageError
+
+T = TypeVar("T")
+DEFAULT_BUDGET_S = 60.0  # policies.storage_retry_s when there is no spec (sync CLI)
+
+
+class _HasBudget(Protocol):
+    @property
+    def storage_retry_s(self) -> float: ...
+
+
+def is_transient(err: BaseException) -> bool:
+    """Worth retrying for the whole budget (unreachable, throttled, 5xx); errors without a
+    `transient` flag count as transient."""
+    return bool(getattr(err, "transient", True))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """At least `attempts` tries, and more while the first failure is younger than
+    `budget_s` (the spec's policies.storage_retry_s), with doubling delays up to 8 s."""
+
+    attempts: int = 4
+    first_delay_s: float = 1.0
+    budget_s: float = 0.0
+    max_delay_s: float = 8.0
+    jitter: bool = True
+
+    def once(self) -> RetryPolicy:
+        """One try, no waiting (doctor's cheap probe)."""
+        return replace(self, attempts=1, budget_s=0.0)
+
+    def delay(self, attempt: int) -> float:
+        """The wait after failed try number `attempt` (1-based)."""
+        base = min(self.max_delay_s, self.first_delay_s * 2 ** min(attempt - 1, 16))
+        return base * (0.5 + random.random()) if self.jitter else base
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = StorageError,
+        only_transient: bool = False,
+        on_retry: Callable[[BaseException, int, float], None] | None = None,
+        gave_up: Callable[[BaseException, int, float], BaseException] | None = None,
+    ) -> T:
+        """`fn()` under the policy. Exceptions of `retry_on` are retried (with
+        `only_transient`, only those whose `transient` is true); others go through at once. When the tries are spent, `gave_up(last error, tries, seconds since the
+        first failure)` is raised (default: the last error, saying how long it tried).
+        `on_retry(error, tries so far, delay)` is called before each wait."""
+        budget = _Budget(self)
+
+        def before_sleep(rs: tenacity.RetryCallState) -> None:
+            if on_retry is not None and rs.outcome is not None and rs.next_action is not None:
+                err = rs.outcome.exception()
+                if err is not None:
+                    on_retry(err, rs.attempt_number, rs.next_action.sleep)
+
+        retrying = tenacity.Retrying(
+            stop=budget.stop,
+            wait=lambda rs: self.delay(rs.attempt_number),
+            retry=tenacity.retry_if_exception(
+                lambda e: isinstance(e, retry_on) and (is_transient(e) or not only_transient)
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except retry_on as e:
+            if not budget.stopped:  # not retried at all: as it was raised
+                raise
+            raise (gave_up or _spent)(e, budget.tries, budget.waited()) from None
+
+
+class _Budget:
+    """tenacity's stop condition for one call: it is asked right after each retryable
+    failure, so its first call marks the first failure."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.first: float | None = None
+        self.tries = 0
+        self.stopped = False
+
+    def waited(self) -> float:
+        return 0.0 if self.first is None else time.monotonic() - self.first
+
+    def stop(self, rs: tenacity.RetryCallState) -> bool:
+        now = time.monotonic()
+        self.first = now if self.first is None else self.first
+        self.tries = rs.attempt_number
+        err = rs.outcome.exception() if rs.outcome is not None else None
+        budget = self.policy.budget_s if err is not None and is_transient(err) else 0.0
+        self.stopped = rs.attempt_number >= self.policy.attempts and now - self.first >= budget
+        return self.stopped
+
+
+def _spent(err: BaseException, tries: int, seconds: float) -> BaseException:
+    if isinstance(err, StorageError) and tries > 1:
+        return StorageError(
+            f"{err} ({tries} attempts over {seconds:.0f} s)", transient=err.transient
+        )
+    return err
+
+
+def policy(source: _HasBudget | float | None = None) -> RetryPolicy:
+    """The storage retry policy of a spec's `policies` (or of a budget in seconds; None:
+    the 60 s default)."""
+    if source is None:
+        budget = DEFAULT_BUDGET_S
+    elif isinstance(source, (int, float)):
+        budget = float(source)
+    else:
+        budget = float(source.storage_retry_s)
+    return RetryPolicy(budget_s=budget)
+
+
+DEFAULT_POLICY = RetryPolicy()
