@@ -1,10 +1,9 @@
-"""Lean, verified downloads and listing: one urllib3 connection pool, a container SAS.
+"""Verified downloads and listing for job prep's sync: version pinning and parallel ranges.
 
-Access (access.py) gives a container SAS (signed from the key, or the spec's own).
-Each GET and each listing page goes over a shared urllib3 pool: measured here, the SDK costs ~0.7 ms of CPU per listed blob (model
-deserialization) and ~2 ms per small download; the lean path a fraction of that.
-With managed identity there is no key to sign a SAS: listing and downloads use the SDK.
-Big blobs are fetched in parallel ranges.
+Requests go over the lean REST path (storage.rest: one urllib3 pool, a container SAS from
+storage.credentials via access.py), every one under the storage retry policy
+(storage.retry). With managed identity there is no key to sign a SAS: listing and
+downloads use the SDK (storage.blob) under the same policy. Big blobs come in parallel ranges.
 
 Versions are pinned: every byte of one fetch comes from one version of the blob. Each GET
 carries `If-Match` on the listed ETag (or, when the caller has none, on the first response's,
@@ -21,29 +20,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import random
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
-from urllib.parse import quote, unquote
-from xml.etree import ElementTree
+from typing import TYPE_CHECKING
 
 import urllib3
 
 from node_agent.diskfull import disk_full_error, is_disk_full
-from node_agent.errors import AssetError, StorageError, network_reason
+from node_agent.errors import AssetError, StorageError
 from node_agent.logs import get_logger
+from node_agent.storage.rest import Listed, RestClient
+from node_agent.storage.rest import VersionChanged as _Changed
+from node_agent.storage.retry import DEFAULT_BUDGET_S, policy
 from node_agent.sync.access import Access
 
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-# At least ATTEMPTS tries, and more while the first failure is younger than RETRY_S
-# (the spec's policies.storage_retry_s).
-ATTEMPTS = 6
-RETRY_S = 60.0
+if TYPE_CHECKING:
+    from node_agent.storage.blob import BlobStore
+
+RETRY_S = DEFAULT_BUDGET_S  # policies.storage_retry_s when the caller gives none
 # Big blobs come in 16 MB ranges, 4 in flight per blob and at most 16 (256 MB) per source.
 # Measured on Azurite here (8 x 64 MB, 16 threads): 4 MB ranges took 2.7 s, 16 MB 1.2 s;
 # the per-request cost is the server's as much as ours (AzCopy also uses 8 MB or more).
@@ -66,22 +63,6 @@ class Fetched:
     etag: str = ""
     changed: bool = False
     content_md5: bytes | None = None
-
-
-class Listed(NamedTuple):
-    name: str
-    size: int
-    etag: str
-    md5: bytes | None
-
-
-class _Changed(Exception):
-    """The blob is not the version being fetched (`corrupt`: only its Content-MD5 said so)."""
-
-    def __init__(self, etag: str, *, corrupt: bool = False) -> None:
-        super().__init__(etag)
-        self.etag = etag
-        self.corrupt = corrupt
 
 
 class _Pin:
@@ -115,17 +96,11 @@ class Fetcher:
     ) -> None:
         self.access = access
         self.retry_s = retry_s
-        self._warned = False  # one warning per source synced, not one per request in flight
+        self.retry = policy(retry_s)  # the one storage retry policy, for every request
         self.container = container
-        self.base = f"{access.account_url}/{container}"
-        self.sas = access.container_sas(container)
-        self.path = urllib3.util.parse_url(self.base).path or ""
-        self.pool = urllib3.connection_from_url(
-            self.base,
-            maxsize=connections,
-            block=True,
-            retries=False,
-            timeout=urllib3.Timeout(connect=10, read=300),
+        self.sas = access.container_sas(container)  # None: only the SDK can authenticate
+        self.rest = RestClient(
+            access.account_url, container, self.sas or "", self.retry, connections=connections
         )
         self.ranges = ThreadPoolExecutor(max(4, connections // 2), thread_name_prefix="range")
         self.parts = threading.BoundedSemaphore(PARTS_IN_MEMORY)
@@ -134,7 +109,12 @@ class Fetcher:
 
     def close(self) -> None:
         self.ranges.shutdown(wait=True)
-        self.pool.close()
+        self.rest.close()
+
+    @property
+    def store(self) -> BlobStore:
+        """The SDK client (managed identity) under this fetch's retry policy."""
+        return self.access.store.with_retry(self.retry)
 
     def fetch(
         self, name: str, size: int, md5: bytes | None, tmp: Path, etag: str | None = None
@@ -202,19 +182,15 @@ class Fetcher:
     def _properties(self, name: str, what: str) -> Listed:
         """Size, ETag and Content-MD5 as they are now (only asked after a change)."""
         if self.sas is None:
-            from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-            try:
-                p = self.access.store.container(self.container).get_blob_client(name)
-                props = p.get_blob_properties()
-            except ResourceNotFoundError:
-                raise StorageError(f"{what}: not found (BlobNotFound)") from None
-            except AzureError as e:
-                raise StorageError(f"{what}: {type(e).__name__}") from None
+            store = self.store
+            props = store._run(
+                lambda: store.container(self.container).get_blob_client(name).get_blob_properties(),
+                what,
+            )
             cs = props.content_settings
             md5 = bytes(cs.content_md5) if cs is not None and cs.content_md5 else None
             return Listed(name, int(props.size), str(props.etag).strip('"'), md5)
-        h = self._request(self._url(name), None, what, method="HEAD").headers
+        h = self.rest.request(self.rest.url(name), None, what, method="HEAD").headers
         b64 = h.get("Content-MD5")
         return Listed(
             name,
@@ -223,82 +199,28 @@ class Fetcher:
             base64.b64decode(b64) if b64 else None,
         )
 
-    # --- the lean path ------------------------------------------------------
-    def _url(self, name: str) -> str:
-        return f"{self.path}/{quote(name, safe='/')}?{self.sas}"
-
+    # --- the lean path (storage.rest) ------------------------------------------
     def _get(self, name: str, rng: tuple[int, int] | None, what: str, pin: _Pin) -> bytes:
         headers = {"x-ms-range": f"bytes={rng[0]}-{rng[1]}"} if rng else {}
         headers.update(pin.headers())
-        r = self._request(self._url(name), headers or None, what)
+        r = self.rest.request(self.rest.url(name), headers or None, what)
         pin.check(r)
         return bytes(r.data)
-
-    def _request(
-        self, url: str, headers: dict[str, str] | None, what: str, method: str = "GET"
-    ) -> urllib3.BaseHTTPResponse:
-        """GET with retries: connection errors and 429/5xx are retried with backoff for at
-        least ATTEMPTS tries and for `retry_s` seconds, so a storage outage of a few seconds
-        (a restarted front end, a throttling burst) costs time, not the phase."""
-        problem = ""
-        first_failure: float | None = None
-        attempt = 0
-        while True:
-            try:
-                r = self.pool.request(method, url, headers=headers, preload_content=True)
-                if r.status in (200, 206):
-                    return r
-                if r.status == 412:  # If-Match: the blob is no longer that version
-                    raise _Changed((headers or {}).get("If-Match", "").strip('"'))
-                if r.status not in RETRY_STATUS:
-                    code = r.headers.get("x-ms-error-code", "")
-                    if r.status == 404:
-                        raise StorageError(f"{what}: not found ({code or 404})")
-                    if r.status == 403:
-                        raise StorageError(
-                            f"{what}: access denied ({code or 403}; check storage.auth)"
-                        )
-                    raise StorageError(f"{what}: storage answered {r.status} {code}".rstrip())
-                problem = f"{r.status}"
-            except (urllib3.exceptions.HTTPError, OSError) as e:
-                problem = network_reason(str(e))
-            attempt += 1
-            now = time.monotonic()
-            first_failure = first_failure if first_failure is not None else now
-            waited = now - first_failure
-            if not self._warned:
-                self._warned = True
-                log.warning("%s: %s; retrying for up to %.0f s", what, _said(problem), self.retry_s)
-            if attempt >= ATTEMPTS and waited >= self.retry_s:
-                break
-            time.sleep(min(8.0, 0.25 * 2 ** min(attempt - 1, 5)) * (0.5 + random.random()))
-        raise StorageError(f"{what}: {_said(problem)} ({attempt} attempts over {waited:.0f} s)")
 
     def read(self, name: str) -> bytes:
         """One small blob, whole."""
         if self.sas is None:
-            return self.access.store.read_blob(self.container, name)
-        return bytes(self._request(self._url(name), None, f"blob '{self.container}/{name}'").data)
+            return self.store.read_blob(self.container, name)
+        what = f"blob '{self.container}/{name}'"
+        return bytes(self.rest.request(self.rest.url(name), None, what).data)
 
     def list(self, prefix: str) -> Iterator[Listed]:
         """The container's blobs under `prefix`, page by page (SDK when there is no SAS)."""
         if self.sas is None:
-            for b in self.access.store.list_blobs(self.container, prefix):
+            for b in self.store.list_blobs(self.container, prefix):
                 yield Listed(b.name, b.size, b.etag, b.content_md5)
             return
-        marker = ""
-        what = f"listing container '{self.container}' prefix '{prefix}'"
-        while True:
-            url = (
-                f"{self.path}?restype=container&comp=list&maxresults=5000"
-                f"&prefix={quote(prefix, safe='')}&marker={quote(marker, safe='')}&{self.sas}"
-            )
-            root = ElementTree.fromstring(self._request(url, None, what).data)
-            for el in root.iter("Blob"):
-                yield _entry(el)
-            marker = root.findtext("NextMarker") or ""
-            if not marker:
-                return
+        yield from self.rest.list(prefix)
 
     def _ranged(
         self, name: str, size: int, tmp: Path, what: str, pin: _Pin, *, want_md5: bool
@@ -356,48 +278,29 @@ class Fetcher:
         """The SDK pins the version itself after its first response (if_match on its ETag);
         given the listed ETag, it pins that one from the start. Returns the ETag read."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import AzureError, ResourceModifiedError
+        from azure.core.exceptions import ResourceModifiedError
 
         pinned = f'"{pin.etag}"' if pin.etag else None
-        try:
-            with open(tmp, "wb") as fh:
-                d = self.access.store.container(self.container).download_blob(
-                    name,
-                    max_concurrency=4,
-                    etag=pinned,
-                    match_condition=MatchConditions.IfNotModified if pinned else None,
-                )
-                if d.size != size:
-                    raise _Changed(pin.etag or "")
-                d.readinto(fh)
-        except ResourceModifiedError:
-            raise _Changed(pin.etag or "") from None
-        except AzureError as e:
-            raise StorageError(f"{what}: {type(e).__name__}") from None
-        return str(d.properties.etag).strip('"')
+        store = self.store
 
+        def get() -> str:
+            try:
+                with open(tmp, "wb") as fh:
+                    d = store.container(self.container).download_blob(
+                        name,
+                        max_concurrency=4,
+                        etag=pinned,
+                        match_condition=MatchConditions.IfNotModified if pinned else None,
+                    )
+                    if d.size != size:
+                        raise _Changed(pin.etag or "")
+                    d.readinto(fh)
+            except ResourceModifiedError:
+                raise _Changed(pin.etag or "") from None
+            return str(d.properties.etag).strip('"')
 
-def _said(problem: str) -> str:
-    """'storage answered 503' for a status, 'storage is unreachable (connection refused)' else."""
-    if problem.isdigit():
-        return f"storage answered {problem}"
-    return f"storage is unreachable ({problem})"
-
-
-def _entry(b: ElementTree.Element) -> Listed:
-    name_el = b.find("Name")
-    name = (name_el.text or "") if name_el is not None else ""
-    if name_el is not None and name_el.get("Encoded") == "true":
-        name = unquote(name)
-    props = b.find("Properties")
-    get = props.findtext if props is not None else (lambda _k: None)
-    md5 = get("Content-MD5")
-    return Listed(
-        name,
-        int(get("Content-Length") or 0),
-        (get("Etag") or "").strip('"'),
-        base64.b64decode(md5) if md5 else None,
-    )
+        # transient failures retried under the policy (the SDK's own retries are off)
+        return store._run(get, what)
 
 
 def _hash_file(path: Path, etag: str) -> Fetched:

@@ -1,0 +1,220 @@
+"""The one storage retry policy (storage.retry), against a real Azurite behind a flaky proxy:
+N failures then success succeed after N+1 tries; failure beyond the budget is one line
+(StorageError, exit 4); and a failing upload reaches storage exactly the policy's tries,
+not tries x the SDK's own retries (no retry nested in another)."""
+
+from __future__ import annotations
+
+import http.client
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from conftest import make_spec_doc, node_env
+
+from node_agent.azurite import AzuriteServer
+from node_agent.errors import ExitCode, StorageError, UploadError
+from node_agent.outputs import Retry, upload_with_retry
+from node_agent.redact import Redactor
+from node_agent.spec import spec_from_data
+from node_agent.storage import BlobStore
+from node_agent.sync import fetch
+from node_agent.sync.access import Access
+
+Rule = Callable[[str, str], bool]  # (method, path without query) -> this request fails
+
+
+class FlakyProxy:
+    """Forwards every request to Azurite, except that requests matching `rule` are answered
+    503 (ServerBusy) while `fail_left` lasts (-1: always). `seen` counts the requests that
+    reached the proxy, by (method, path)."""
+
+    def __init__(self, account_url: str, rule: Rule, fails: int) -> None:
+        target = urlparse(account_url)
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.fail_left = fails
+        lock = threading.Lock()
+        proxy = self
+        skip = {"connection", "host", "keep-alive", "content-length", "transfer-encoding"}
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.split("?", 1)[0]
+                with lock:
+                    proxy.seen[(self.command, path)] += 1
+                    fail = rule(self.command, path) and proxy.fail_left != 0
+                    if fail and proxy.fail_left > 0:
+                        proxy.fail_left -= 1
+                if fail:
+                    self._answer(503, "Server Busy", [("x-ms-error-code", "ServerBusy")], b"")
+                    return
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    r = conn.getresponse()
+                    data = r.read()
+                finally:
+                    conn.close()
+                kept = [(k, v) for k, v in r.getheaders() if k.lower() not in skip]
+                self._answer(r.status, r.reason, kept, data)
+
+            def _answer(
+                self, status: int, reason: str, headers: list[tuple[str, str]], data: bytes
+            ) -> None:
+                self.send_response(status, reason)
+                for k, v in headers:
+                    if k.lower() not in ("date", "server"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{target.path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self, method: str, suffix: str) -> int:
+        return sum(n for (m, p), n in self.seen.items() if m == method and p.endswith(suffix))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def flaky(azurite: AzuriteServer) -> Iterator[Callable[[Rule, int], FlakyProxy]]:
+    made: list[FlakyProxy] = []
+
+    def make(rule: Rule, fails: int) -> FlakyProxy:
+        made.append(FlakyProxy(azurite.account_url, rule, fails))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def _store(url: str) -> BlobStore:
+    return BlobStore(spec_from_data(make_spec_doc(url)).storage, Redactor())
+
+
+def _blob_put(name: str) -> Rule:
+    return lambda method, path: method == "PUT" and path.endswith("/" + name)
+
+
+def test_upload_fails_twice_then_succeeds_after_three_tries(
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+) -> None:
+    store.ensure_container("retry-up")
+    proxy = flaky(_blob_put("ok.png"), 2)
+    src = tmp_path / "ok.png"
+    src.write_bytes(b"frame bytes")
+    upload_with_retry(
+        _store(proxy.url), src, "retry-up", "t1/ok.png", {}, Retry(first_delay_s=0.05)
+    )
+    assert proxy.count("PUT", "/t1/ok.png") == 3
+    assert store.read_blob("retry-up", "t1/ok.png") == b"frame bytes"
+
+
+def test_one_failing_upload_reaches_storage_exactly_the_policys_tries(
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+) -> None:
+    """No retry nested in another: 3 policy tries are 3 requests, not 3 x (1 + the SDK's
+    retry_total). Fails on code whose SDK client retries inside the upload loop."""
+    store.ensure_container("retry-up")
+    proxy = flaky(_blob_put("busy.png"), -1)
+    src = tmp_path / "busy.png"
+    src.write_bytes(b"frame bytes")
+    with pytest.raises(UploadError) as e:
+        upload_with_retry(
+            _store(proxy.url),
+            src,
+            "retry-up",
+            "t1/busy.png",
+            {},
+            Retry(attempts=3, first_delay_s=0.05),
+        )
+    assert e.value.exit_code == ExitCode.UPLOAD
+    assert "after 3 attempts" in str(e.value) and len(str(e.value).splitlines()) == 1
+    assert proxy.count("PUT", "/t1/busy.png") == 3
+
+
+def test_sdk_calls_run_under_the_policy(
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+) -> None:
+    """BlobStore (job release's log uploads, submit, push): N failures then success take
+    N+1 requests; a refusal (404) is not retried."""
+    store.ensure_container("retry-sdk")
+    proxy = flaky(_blob_put("log.txt"), 2)
+    src = tmp_path / "log.txt"
+    src.write_text("log")
+    via = _store(proxy.url)
+    via.retry = Retry(first_delay_s=0.05)
+    via.upload_file(src, "retry-sdk", "j/log.txt")
+    assert proxy.count("PUT", "/j/log.txt") == 3
+    with pytest.raises(StorageError, match="not found"):
+        via.read_blob("retry-sdk", "j/missing.txt")
+    assert proxy.count("GET", "/j/missing.txt") == 1
+
+
+def test_fetch_fails_three_times_then_succeeds(
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+) -> None:
+    store.ensure_container("retry-get")
+    store.container("retry-get").upload_blob("a.bin", b"x" * 1000, overwrite=True)
+    proxy = flaky(lambda m, p: m == "GET" and p.endswith("/a.bin"), 3)
+    spec = spec_from_data(make_spec_doc(proxy.url))
+    f = fetch.Fetcher(Access(spec.storage, Redactor()), "retry-get", connections=2, retry_s=0)
+    f.rest.retry = Retry(attempts=4, first_delay_s=0.05)
+    try:
+        got = f.fetch("a.bin", 1000, None, tmp_path / "a")
+    finally:
+        f.close()
+    assert got.size == 1000 and not got.changed
+    assert proxy.count("GET", "/a.bin") == 4
+
+
+def test_storage_busy_beyond_the_budget_is_one_line_exit_4(
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+) -> None:
+    """Job prep against storage answering 503 to everything, policies.storage_retry_s 2:
+    exit 4 with one line saying how long it tried, within the budget (plus the tries)."""
+    proxy = flaky(lambda m, p: True, -1)
+    doc = make_spec_doc(proxy.url)
+    doc["job_id"] = "busy-job"
+    doc.setdefault("policies", {})["storage_retry_s"] = 2  # type: ignore[union-attr]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-m", "node_agent", "job-prep", "--spec", str(spec)],
+        env=node_env(tmp_path / "node", "busy-job"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    took = time.monotonic() - t0
+    assert res.returncode == ExitCode.STORAGE == 4, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("node-agent:")]
+    assert len(errors) == 1 and "storage answered 503" in errors[0], res.stderr
+    assert "attempts over" in errors[0] and "Traceback" not in res.stderr
+    assert took < 45, took  # 4 tries (1+2+4 s of waits, +-50%) past a 2 s budget
