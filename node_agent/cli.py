@@ -130,15 +130,33 @@ def job_release_cmd(log_format: str, verbose: bool) -> None:
     _exit(run_edge(go))
 
 
-@cli.command("validate")
+@cli.command("validate", epilog=EXIT_CODES_HELP)
 @click.argument("spec_path", type=click.Path(path_type=Path))
-def validate_cmd(spec_path: Path) -> None:
+@click.option(
+    "--assets",
+    "assets_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="A local folder laid out like the job's assets: check that render.scene is there "
+    "and that every file the scene needs is (textures, libraries, caches, references, "
+    "through render.path_map); each missing one is a line, exit 12.",
+)
+@click.option(
+    "--allow-missing", is_flag=True, help="With --assets: missing dependencies are warnings."
+)
+def validate_cmd(spec_path: Path, assets_dir: Path | None, allow_missing: bool) -> None:
     """Check a job spec; print one line per problem (exit 2) or a short description."""
+    from node_agent.preflight import validate_assets
     from node_agent.spec import load_spec
 
     def go(r: Redactor) -> int:
         spec = load_spec(spec_path)
         frames = spec.render.frame_list
+        notes = []
+        if assets_dir is not None:
+            notes = validate_assets(spec.render, assets_dir, allow_missing=allow_missing)
+        for note in notes:
+            click.echo(f"node-agent: warning: {note}", err=True)
         click.echo(
             f"{spec_path}: ok: job {spec.job_id}, {spec.render.renderer}, {len(frames)} frames "
             f"in tasks of {spec.render.frames_per_task}"

@@ -178,19 +178,22 @@ def scan(render: Render, assets_dir: Path, *, outside_ok: bool = True) -> ScanRe
     outside the assets counts as present (on the node: a pool mount); validate says False."""
     descriptor = renderers.get(render.renderer)
     scanner = descriptor.scan_dependencies if descriptor else None
-    if scanner is None or render.command:
-        return ScanResult(False, 0, [])
     resolver = Resolver(render, assets_dir, outside_ok=outside_ok)
     missing: list[Missing] = []
+    scenes = []
+    for scene in scene_files(render, assets_dir):
+        if scene.is_file():
+            scenes.append(scene)
+            continue
+        rel = resolver.shown(scene)
+        dep = Dependency(render.scene, "render.scene", (assets_dir,))
+        missing.append(Missing(dep, rel, "the scene itself is not in the job's assets"))
+    if scanner is None or render.command:  # a TD template may render anything
+        return ScanResult(False, 0, missing)
     unreadable: list[str] = []
     seen: set[tuple[str, tuple[Path, ...]]] = set()
     count = 0
-    for scene in scene_files(render, assets_dir):
-        if not scene.is_file():
-            rel = resolver.shown(scene)
-            dep = Dependency(rel, "render.scene", (assets_dir,))
-            missing.append(Missing(dep, rel, "the scene itself is not in the job's assets"))
-            continue
+    for scene in scenes:
         ctx = ScanContext(scene, assets_dir, resolver.locate)
         try:
             deps = list(scanner(ctx))
@@ -212,7 +215,7 @@ def scan(render: Render, assets_dir: Path, *, outside_ok: bool = True) -> ScanRe
 def missing_error(result: ScanResult, where: str) -> AssetError:
     """One error (exit 12) listing every missing dependency, one line each."""
     n = len(result.missing)
-    lines = [f"{where}: {n} of {result.found} scene dependencies missing (exit 12):"]
+    lines = [f"{where}: {n} file(s) the render needs are missing ({result.found} checked):"]
     lines += [m.line() for m in result.missing]
     return AssetError("\n".join(lines), ExitCode.MISSING_ASSET)
 
@@ -230,8 +233,8 @@ def enforce(
     `allow_missing` log each as a warning. The call `batch submit` and `local run` need."""
     result = scan(render, assets_dir, outside_ok=outside_ok)
     if not result.scanned:
-        log.info("preflight: renderer '%s' has no dependency scanner", render.renderer)
-    elif result.missing and not allow_missing:
+        log.info("preflight: renderer '%s': dependencies not scanned", render.renderer)
+    if result.missing and not allow_missing:
         raise missing_error(result, where)
     for m in result.missing:
         log.warning("preflight: %s (allowed)", m.line())
@@ -244,3 +247,23 @@ def enforce(
             len(result.missing),
         )
     return result
+
+
+def validate_assets(render: Render, assets_dir: Path, *, allow_missing: bool) -> list[str]:
+    """`validate --assets DIR`: the scan on a workstation folder laid out like the job's
+    assets (an absolute path outside it, not mapped, counts as missing: the node will not
+    have it). Raises the exit-12 error, or returns the warning lines."""
+    if not assets_dir.is_dir():
+        raise AssetError(f"--assets: '{assets_dir}' is not a folder")
+    result = scan(render, assets_dir, outside_ok=False)
+    if result.missing and not allow_missing:
+        raise missing_error(result, f"render.scene '{render.scene}'")
+    notes = [f"{m.line()} (allowed)" for m in result.missing]
+    notes += [f"dependencies not checked: {line}" for line in result.unreadable]
+    if not result.scanned:
+        notes.append(
+            f"renderer '{render.renderer}' has no dependency scanner: only render.scene was checked"
+            if not render.command
+            else "render.command is a TD template: its dependencies are not scanned"
+        )
+    return notes

@@ -185,7 +185,9 @@ class Render(_Model):
     output: Output = Output()
     executable: str | None = None
     command: list[str] | None = Field(
-        None, description="TD template: arguments with {placeholders}"
+        None,
+        description="TD template: arguments with {placeholders}",
+        validate_default=True,  # renderer 'custom' without one is said with the other problems
     )
     extra_args: list[str] = Field(
         [],
@@ -239,13 +241,19 @@ class Render(_Model):
 
     @field_validator("command")
     @classmethod
-    def _template(cls, v: list[str] | None) -> list[str] | None:
+    def _template(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        renderer = info.data.get("renderer")
         if v is None:
+            descriptor = renderers.get(renderer) if renderer else None
+            if descriptor is not None and descriptor.build is None:
+                raise ValueError(f"renderer '{renderer}' needs a 'command' template")
             return v
         if not v:
             raise ValueError("command template is empty")
         check_placeholders(v)
         check_no_code_placeholder(v)
+        if renderer:  # the renderer's own code flags (--python-expr, -preRender), as extra_args
+            check_no_renderer_code_placeholder(renderer, v)
         return v
 
     @field_validator("extra_args")
@@ -272,13 +280,6 @@ class Render(_Model):
             check_no_code_placeholder([info.data["executable"], *v])
         return v
 
-    @model_validator(mode="after")
-    def _custom_needs_command(self) -> Render:
-        descriptor = renderers.get(self.renderer)
-        if descriptor is not None and descriptor.build is None and not self.command:
-            raise ValueError(f"renderer '{self.renderer}' needs a 'command' template")
-        return self
-
     @property
     def frame_list(self) -> list[int]:
         return parse_frames(self.frames)
@@ -295,6 +296,12 @@ class Policies(_Model):
         le=3600,
         description="how long a storage request keeps retrying connection errors and "
         "throttling (429/5xx) before the phase gives up",
+    )
+    missing_dependencies: Literal["fail", "warn"] = Field(
+        "fail",
+        description="a file the scene needs (texture, library, cache, reference) missing "
+        "from the synced assets: 'fail' ends job prep with exit 12 before any frame "
+        "renders, naming every one; 'warn' logs each and renders anyway",
     )
 
 
@@ -314,12 +321,15 @@ class JobSpec(_Model):
     policies: Policies = Policies()
     mounts: MountList = Field(default_factory=list, description="job-scoped mounts (docs/ops.md)")
 
-    @model_validator(mode="after")
-    def _unique_assets(self) -> JobSpec:
-        names = [a.name for a in self.assets]
-        if len(names) != len(set(names)):
-            raise ValueError("asset source names must be unique")
-        return self
+    @field_validator("assets")
+    @classmethod
+    def _unique_assets(cls, v: list[AssetSource]) -> list[AssetSource]:
+        """A field rule, not a model one: said even when another field is wrong too."""
+        names = [a.name for a in v]
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise ValueError(f"asset source names must be unique: {', '.join(dups)} given twice")
+        return v
 
 
 def spec_from_data(data: Any, source: str = "job spec") -> JobSpec:

@@ -20,12 +20,13 @@ from conftest import make_spec_doc, node_env, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.preflight import scan
+from node_agent.redact import Redactor
 from node_agent.spec import Render, spec_from_data
 from node_agent.storage import BlobStore
 
 REPO = Path(__file__).resolve().parents[1]
 
-_BUILD = r'''
+_BUILD = r"""
 import bpy, os, sys
 out = os.path.abspath(sys.argv[sys.argv.index("--") + 1])
 
@@ -65,7 +66,7 @@ scene.frame_start, scene.frame_end, scene.frame_step = 5, 30, 5
 bpy.ops.wm.save_as_mainfile(filepath=out + "/shots/main.blend")
 bpy.data.libraries[0].filepath = "/mnt/studio/proj/libs/lib.blend"
 bpy.ops.wm.save_as_mainfile(filepath=out + "/shots/mapped.blend")
-'''
+"""
 FILES = [
     "libs/libtex.png",
     "textures/a.png",
@@ -288,3 +289,86 @@ def test_arnold_ass_filename_parameters(tmp_path: Path) -> None:
         "textures/spec.tx",
         "textures/wood.<udim>.tx",
     ]
+
+
+def _validate(spec: dict[str, object], tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    f = tmp / "job.yaml"
+    f.write_text(yaml.safe_dump(spec))
+    cmd = [sys.executable, "-m", "node_agent", "validate", str(f), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_validate_assets_names_the_texture_left_out(blender_scene: Path, tmp_path: Path) -> None:
+    """The demo scene with one texture missing from the folder: exit 12 naming it; the
+    complete folder passes; --allow-missing makes it a warning."""
+    assets = _assets(blender_scene, tmp_path, ("textures/stripes.png",))
+    doc = make_spec_doc("http://127.0.0.1:10000/devstoreaccount1")
+    r = _validate(doc, tmp_path, "--assets", str(assets))
+    assert r.returncode == 12, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "missing dependency" in ln]
+    assert len(lines) == 1 and "'textures/stripes.png'" in lines[0], r.stderr
+    assert "spin.blend: image 'stripes', written '//textures/stripes.png'" in lines[0]
+    assert "checker" not in r.stderr
+
+    r = _validate(doc, tmp_path, "--assets", str(assets), "--allow-missing")
+    assert r.returncode == 0, r.stderr
+    assert "warning: missing dependency 'textures/stripes.png'" in r.stderr
+    assert ": ok: job job-a" in r.stdout
+
+    shutil.copy(blender_scene / "textures/stripes.png", assets / "textures/stripes.png")
+    r = _validate(doc, tmp_path, "--assets", str(assets))
+    assert r.returncode == 0, r.stderr
+
+
+def test_validate_assets_scene_name_typo(blender_scene: Path, tmp_path: Path) -> None:
+    assets = _assets(blender_scene, tmp_path)
+    doc = make_spec_doc("http://127.0.0.1:10000/devstoreaccount1", scene="sipn.blend")
+    r = _validate(doc, tmp_path, "--assets", str(assets))
+    assert r.returncode == 12, r.stderr
+    assert "missing dependency 'sipn.blend' (the scene itself is not in the job's assets" in (
+        r.stderr
+    )
+
+
+def _job_prep(root: Path, tmp: Path, doc: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    job = str(doc["job_id"])
+    spec = tmp / f"{job}.json"
+    spec.write_text(json.dumps(doc))
+    return subprocess.run(
+        [sys.executable, "-m", "node_agent", "job-prep", "--spec", str(spec)],
+        env={**node_env(root, job, None), "NODE_AGENT_VIEW_ISOLATION": "copy"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_job_prep_refuses_a_job_whose_upload_lacks_a_texture(
+    azurite: AzuriteServer, blender_scene: Path, tmp_path: Path
+) -> None:
+    """The upload lacks textures/stripes.png: job prep syncs, scans the node's view and
+    fails with exit 12 naming it, before any frame task; policy 'warn' lets it through."""
+    upload = _assets(blender_scene, tmp_path, ("textures/stripes.png",))
+    doc = make_spec_doc(azurite.account_url, renderer="blender")
+    doc["assets"] = [{"name": "scene", "container": "preflight-assets", "prefix": "shot/"}]
+    store = BlobStore(spec_from_data(doc).storage, Redactor())
+    assert upload_tree(store, upload, "preflight-assets", "shot/") == 2
+
+    root = tmp_path / "node"
+    r = _job_prep(root, tmp_path, doc)
+    assert r.returncode == 12, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "missing dependency" in ln]
+    assert len(lines) == 1 and "'textures/stripes.png'" in lines[0], r.stderr
+    assert "job prep: render.scene 'spin.blend': 1 file(s) the render needs are missing" in (
+        r.stderr
+    )
+    view = root / "shared" / "node_agent" / "jobs" / "job-a" / "assets"
+    assert (view / "spin.blend").is_file() and (view / "textures/checker.png").is_file()
+
+    doc["job_id"] = "job-warn"
+    doc["policies"] = {"missing_dependencies": "warn"}
+    r = _job_prep(root, tmp_path, doc)
+    assert r.returncode == 0, r.stderr
+    assert "missing dependency 'textures/stripes.png'" in r.stderr
+    assert "(allowed)" in r.stderr

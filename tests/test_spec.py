@@ -201,3 +201,29 @@ def test_outside_batch_exits_2_naming_the_variable(tmp_path: Path) -> None:
         "Azure Batch task (or `node-agent local run`)"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    """Three problems in three places, one a cross-field rule (issue 13): three lines, each
+    naming its field, exit 2 (the cross-field rules used to wait for the others to pass)."""
+    doc = copy.deepcopy(GOOD)
+    doc["assets"] = [GOOD["assets"][0], GOOD["assets"][0]]  # type: ignore[index]
+    doc["render"] = {"renderer": "custom", "scene": "spin.blend", "frames": "1-x"}
+    res = _validate_cli(tmp_path, doc)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 3, lines
+    fields = sorted(line.split("job.yaml: ")[1].split(": ")[0] for line in lines)
+    assert fields == ["assets", "render.command", "render.frames"], lines
+    assert "asset source names must be unique: scene given twice" in res.stderr
+    assert "renderer 'custom' needs a 'command' template" in res.stderr
+
+
+def test_command_refuses_a_placeholder_in_renderer_code(tmp_path: Path) -> None:
+    """render.command gets extra_args' inline-code check: `{frame}` inside --python-expr."""
+    cmd = ["blender", "-b", "{scene}", "--python-expr", "f = {frame}"]
+    res = _validate_cli(tmp_path, _with("render.command", cmd))
+    assert res.returncode == 2, res.stderr
+    assert "render.command: a placeholder in the code that blender '--python-expr' runs" in (
+        res.stderr
+    )

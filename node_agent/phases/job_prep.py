@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from node_agent import preflight
 from node_agent.assets import sync_job_assets
 from node_agent.errors import AssetError, MountError, NodeAgentError, SpecError
 from node_agent.mounts.manager import MountContext, ensure_mount, pool_probe_timeout
@@ -66,4 +67,12 @@ def run(phase: Phase, spec_path: Path) -> int:
     scene = assets / spec.render.scene
     if not scene.is_file():
         raise SpecError(f"render.scene: '{spec.render.scene}' is not in the job's assets")
+    # the scene's own dependencies, looked up on the view the tasks will see (issue 13)
+    preflight.enforce(
+        spec.render,
+        assets,
+        allow_missing=spec.policies.missing_dependencies == "warn",
+        log=phase.log,
+        where=f"job prep: render.scene '{spec.render.scene}'",
+    )
     return 0

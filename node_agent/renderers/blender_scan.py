@@ -59,7 +59,6 @@ def _iterator(ctx: ScanContext) -> Any:
 def scan(ctx: ScanContext) -> Iterator[Dependency]:
     """Every file path the .blend (and the libraries it links) refers to."""
     from blender_asset_tracer import blendfile
-    from blender_asset_tracer.blendfile.exceptions import BlendFileError
     from blender_asset_tracer.trace import asset_holding_blocks, blocks2assets
 
     logging.getLogger("blender_asset_tracer").setLevel(logging.ERROR)  # BAT warns per missing
@@ -84,7 +83,7 @@ def scan(ctx: ScanContext) -> Iterator[Dependency]:
                     path=written[2:] if written.startswith("//") else "",
                     sequence=usage.is_sequence,
                 )
-    except (OSError, ValueError, KeyError, BlendFileError) as e:
+    except Exception as e:  # BAT on a file it cannot parse: any error means "not read"
         raise AssetError(
             f"render.scene: cannot read '{ctx.scene.name}' as a .blend: {e}",
             ExitCode.MISSING_ASSET,
