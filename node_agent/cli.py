@@ -146,15 +146,18 @@ def job_release_cmd(log_format: str, verbose: bool) -> None:
 )
 def validate_cmd(spec_path: Path, assets_dir: Path | None, allow_missing: bool) -> None:
     """Check a job spec; print one line per problem (exit 2) or a short description."""
-    from node_agent.preflight import validate_assets
+    from node_agent.preflight import validate_assets, with_scene_frames
     from node_agent.spec import load_spec
 
     def go(r: Redactor) -> int:
         spec = load_spec(spec_path)
-        frames = spec.render.frame_list
-        notes = []
+        notes: list[str] = []
         if assets_dir is not None:
-            notes = validate_assets(spec.render, assets_dir, allow_missing=allow_missing)
+            spec, notes = with_scene_frames(spec, assets_dir)
+            notes += validate_assets(spec.render, assets_dir, allow_missing=allow_missing)
+        elif spec.render.frames is None:
+            notes = ["render.frames: omitted: the scene's range is read with --assets / submit"]
+        frames = spec.render.frame_list if spec.render.frames is not None else []
         for note in notes:
             click.echo(f"node-agent: warning: {note}", err=True)
         click.echo(

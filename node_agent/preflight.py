@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from node_agent import renderers
-from node_agent.errors import AssetError, ExitCode, NodeAgentError
+from node_agent.errors import AssetError, ExitCode, NodeAgentError, SpecError
 from node_agent.remap import remap_path, resolve_map
 from node_agent.renderers.base import Dependency, ScanContext
 from node_agent.safepath import is_within
-from node_agent.spec import Render
+from node_agent.spec import JobSpec, Render
 
 _DRIVE = re.compile(r"^[A-Za-z]:/")
 # a file-set token in a file name -> the regex of what it stands for
@@ -267,3 +267,44 @@ def validate_assets(render: Render, assets_dir: Path, *, allow_missing: bool) ->
             else "render.command is a TD template: its dependencies are not scanned"
         )
     return notes
+
+
+def scene_range(render: Render, assets_dir: Path) -> tuple[int, int, int] | None:
+    """The scene's own (start, end, step), None where no reader knows it."""
+    descriptor = renderers.get(render.renderer)
+    reader = descriptor.scene_frames if descriptor else None
+    scene = assets_dir / render.scene
+    if reader is None or "#" in render.scene or not scene.is_file():
+        return None
+    try:
+        return reader(scene)
+    except NodeAgentError:
+        return None
+
+
+def with_scene_frames(spec: JobSpec, assets_dir: Path) -> tuple[JobSpec, list[str]]:
+    """`spec` with an omitted render.frames filled from the scene's range, and the warning
+    lines: a frame outside the scene's range (`--strict` callers make them errors)."""
+    found = scene_range(spec.render, assets_dir)
+    if spec.render.frames is None:
+        if found is None:
+            raise SpecError(
+                f"render.frames: omitted, and '{spec.render.scene}' does not say its range "
+                f"(renderer '{spec.render.renderer}'): give the frames"
+            )
+        start, end, step = found
+        frames = f"{start}-{end}" + (f"x{step}" if step > 1 else "")
+        render = spec.render.model_copy(update={"frames": frames})
+        return spec.model_copy(update={"render": render}), [
+            f"render.frames: omitted: the scene's range {frames} is used"
+        ]
+    if found is None:
+        return spec, []
+    start, end, _ = found
+    outside = [f for f in spec.render.frame_list if f < start or f > end]
+    if not outside:
+        return spec, []
+    return spec, [
+        f"render.frames: {len(outside)} frame(s) outside the scene's range {start}-{end} "
+        f"(first: {outside[0]})"
+    ]

@@ -17,6 +17,7 @@ from pydantic import (
 
 from node_agent import renderers
 from node_agent.batchenv import ENTITLEMENT_VARS
+from node_agent.errors import SpecError
 from node_agent.frames import parse_frames
 from node_agent.mounts.model import MountList
 from node_agent.renderers.template import (
@@ -180,7 +181,11 @@ class Output(_Model):
 class Render(_Model):
     renderer: str = Field(description="a registered renderer (node_agent.renderers.REGISTRY)")
     scene: str
-    frames: str
+    frames: str | None = Field(
+        None,
+        description="frames to render (1-10, 1-100x5, 1,5,10-12); omitted: the scene's own "
+        "range, read from the scene where the renderer's reader knows it (Blender)",
+    )
     frames_per_task: int = Field(1, ge=1, le=10_000)
     output: Output = Output()
     executable: str | None = None
@@ -213,8 +218,9 @@ class Render(_Model):
 
     @field_validator("frames")
     @classmethod
-    def _frames(cls, v: str) -> str:
-        parse_frames(v)
+    def _frames(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_frames(v)
         return v
 
     @field_validator("env")
@@ -282,6 +288,11 @@ class Render(_Model):
 
     @property
     def frame_list(self) -> list[int]:
+        if self.frames is None:
+            raise SpecError(
+                "render.frames: omitted, and not yet read from the scene (preflight."
+                "with_scene_frames: `validate --assets`, submit)"
+            )
         return parse_frames(self.frames)
 
 

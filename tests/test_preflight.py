@@ -372,3 +372,23 @@ def test_job_prep_refuses_a_job_whose_upload_lacks_a_texture(
     assert r.returncode == 0, r.stderr
     assert "missing dependency 'textures/stripes.png'" in r.stderr
     assert "(allowed)" in r.stderr
+
+
+def test_frames_omitted_use_the_scene_range_and_outside_is_a_warning(
+    bat_scene: Path, tmp_path: Path
+) -> None:
+    """main.blend says frame_start 5, frame_end 30, frame_step 5 (read by BAT)."""
+    assets = _assets(bat_scene, tmp_path)
+    doc = make_spec_doc("http://127.0.0.1:10000/devstoreaccount1", scene="shots/main.blend")
+    doc["render"]["path_map"] = PATH_MAP  # type: ignore[index]
+    del doc["render"]["frames"]  # type: ignore[attr-defined]
+    r = _validate(doc, tmp_path, "--assets", str(assets))
+    assert r.returncode == 0, r.stderr
+    assert "render.frames: omitted: the scene's range 5-30x5 is used" in r.stderr
+    assert "6 frames" in r.stdout
+
+    doc["render"]["frames"] = "1-40"  # type: ignore[index]
+    r = _validate(doc, tmp_path, "--assets", str(assets))
+    assert r.returncode == 0, r.stderr
+    assert "render.frames: 14 frame(s) outside the scene's range 5-30 (first: 1)" in r.stderr
+    assert "40 frames" in r.stdout

@@ -221,3 +221,6 @@ class Renderer:
     licenses: tuple[str, ...] = ()
     path_remap: str = ""  # how render.path_map reaches the renderer (node_agent.remap)
     scan_dependencies: DependencyScanner | None = None  # preflight hook (issue 13)
+    # the scene file's own frame range (start, end, step), where a reader knows it: an
+    # omitted render.frames becomes it, a range outside it is a warning (issue 13)
+    scene_frames: Callable[[Path], tuple[int, int, int]] | None = None

@@ -68,4 +68,5 @@ RENDERER = Renderer(
     saved=r"^Saved: '(.+)'",
     path_remap="a -P script run after the scene loads (remap.blender_script)",
     scan_dependencies=blender_scan.scan,
+    scene_frames=blender_scan.frame_range,
 )
