@@ -28,8 +28,7 @@ from node_agent.classify import OutputMonitor
 from node_agent.errors import ExitCode, SpecError
 from node_agent.ops import doctor
 from node_agent.phases import start_task
-from node_agent.poolconfig import NodeConfig
-from node_agent.poolconfig import RendererCheck
+from node_agent.poolconfig import NodeConfig, RendererCheck
 from node_agent.redact import Redactor
 from node_agent.renderers import CommandContext, build_launch, find_executable
 from node_agent.runtime import Phase
