@@ -213,4 +213,5 @@ def test_the_registry_holds_what_the_scattered_tables_held() -> None:
     assert exe["custom"] is None
     maya = renderers.REGISTRY["maya"]
     assert maya.licenses == ("maya", "arnold") and "-prerender" in maya.code_flags
-    assert all(r.scan_dependencies is None for r in renderers.REGISTRY.values())
+    scanned = {n for n, r in renderers.REGISTRY.items() if r.scan_dependencies}
+    assert scanned == {"blender", "maya", "arnold"}
