@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -10,7 +9,7 @@ import click
 from node_agent.commands.batch import pool_settings_option
 from node_agent.errors import ExitCode
 from node_agent.redact import Redactor
-from node_agent.runtime import run_edge, start_phase
+from node_agent.runtime import run_command, start_phase
 
 EXIT_CODES_HELP = "Exit codes: " + ", ".join(f"{c.value} {c.name.lower()}" for c in ExitCode)
 
@@ -22,11 +21,6 @@ _log_format = click.option(
     help="Log lines on stderr and in the phase log file.",
 )
 _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print debug lines.")
-
-
-def _exit(code: int) -> None:
-    sys.stdout.flush()
-    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
@@ -58,7 +52,7 @@ def start_task_cmd(pool_config: Path | None, log_format: str, verbose: bool) -> 
         phase = start_phase("start-task", log_format=log_format, verbose=verbose, redactor=r)
         return start_task.run(phase, pool_config)
 
-    _exit(run_edge(go))
+    run_command(go)
 
 
 @cli.command("job-prep", epilog=EXIT_CODES_HELP)
@@ -82,7 +76,7 @@ def job_prep_cmd(spec_path: Path, log_format: str, verbose: bool) -> None:
         )
         return job_prep.run(phase, spec_path)
 
-    _exit(run_edge(go))
+    run_command(go)
 
 
 @cli.command("render", epilog=EXIT_CODES_HELP)
@@ -111,7 +105,7 @@ def render_cmd(
         )
         return render.run(phase, frames, spec_path, dry_run)
 
-    _exit(run_edge(go))
+    run_command(go)
 
 
 @cli.command("job-release", epilog=EXIT_CODES_HELP)
@@ -127,7 +121,7 @@ def job_release_cmd(log_format: str, verbose: bool) -> None:
         )
         return job_release.run(phase)
 
-    _exit(run_edge(go))
+    run_command(go)
 
 
 @cli.command("validate", epilog=EXIT_CODES_HELP)
@@ -166,7 +160,7 @@ def validate_cmd(spec_path: Path, assets_dir: Path | None, allow_missing: bool) 
         )
         return 0
 
-    _exit(run_edge(go))
+    run_command(go)
 
 
 @cli.group("local")
@@ -208,18 +202,14 @@ def local_run_cmd(
             pool_settings=pool_settings,
         )
 
-    _exit(run_edge(go))
+    run_command(go)
 
 
 def _register_command_modules() -> None:
-    """Each module in node_agent/commands/ adds its commands with `register(cli)`."""
-    import importlib
-    import pkgutil
+    """The command modules of node_agent/commands/, each adding its commands to `cli`."""
+    from node_agent.commands import batch, mounts, ops, sync
 
-    from node_agent import commands
-
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"node_agent.commands.{info.name}")
+    for module in (batch, mounts, ops, sync):
         module.register(cli)
 
 
@@ -235,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         e.show()
         return int(ExitCode.USAGE)
     except click.exceptions.Abort:
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 1
     return 0

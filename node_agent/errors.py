@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # unexpected internal error (a bug): one line, see the log file
     USAGE = 2  # bad job spec, bad arguments, not inside a Batch task (missing AZ_BATCH_*)
     ENVIRONMENT = 2  # alias of USAGE: a missing AZ_BATCH_* variable is a usage error
+    BATCH = 3  # the Batch service refused or failed a request (batch submit)
     STORAGE = 4  # storage unreachable, auth failed, container/blob missing
     ASSETS = 5  # asset sync failed or some blob names were refused
     DISK_FULL = 6  # not enough free space
@@ -27,6 +28,8 @@ class ExitCode(IntEnum):
     UPLOAD = 17  # outputs or logs could not be uploaded
     HEALTH = 20  # a required node health check failed
     MOUNT = 21  # a mount could not be made or proven
+    PACKAGE = 22  # batch package could not build the package (pip failed, files missing)
+    INTERRUPTED = 130  # stopped by Ctrl-C / SIGINT (128 + 2, the shells' convention)
 
 
 class NodeAgentError(Exception):
@@ -42,6 +45,20 @@ class NodeAgentError(Exception):
 
 class SpecError(NodeAgentError):
     exit_code = ExitCode.USAGE
+
+
+class UsageError(NodeAgentError):
+    """A bad command-line argument or option (a spec field has SpecError)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class BatchServiceError(NodeAgentError):
+    exit_code = ExitCode.BATCH
+
+
+class PackageError(NodeAgentError):
+    exit_code = ExitCode.PACKAGE
 
 
 class EnvironmentMissing(NodeAgentError):
@@ -61,6 +78,12 @@ class StorageError(NodeAgentError):
 
 class AssetError(NodeAgentError):
     exit_code = ExitCode.ASSETS
+
+
+class MissingAssetError(NodeAgentError):
+    """The scene or one of its dependencies is not where the renderer will look."""
+
+    exit_code = ExitCode.MISSING_ASSET
 
 
 class DiskFullError(NodeAgentError):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from node_agent import renderers
-from node_agent.errors import AssetError, ExitCode, NodeAgentError, SpecError
+from node_agent.errors import AssetError, MissingAssetError, NodeAgentError, SpecError
 from node_agent.remap import remap_path, resolve_map
 from node_agent.renderers.base import Dependency, ScanContext
 from node_agent.safepath import is_within
@@ -212,12 +212,12 @@ def scan(render: Render, assets_dir: Path, *, outside_ok: bool = True) -> ScanRe
     return ScanResult(True, count, missing, unreadable)
 
 
-def missing_error(result: ScanResult, where: str) -> AssetError:
+def missing_error(result: ScanResult, where: str) -> MissingAssetError:
     """One error (exit 12) listing every missing dependency, one line each."""
     n = len(result.missing)
     lines = [f"{where}: {n} file(s) the render needs are missing ({result.found} checked):"]
     lines += [m.line() for m in result.missing]
-    return AssetError("\n".join(lines), ExitCode.MISSING_ASSET)
+    return MissingAssetError("\n".join(lines))
 
 
 def enforce(
@@ -229,7 +229,7 @@ def enforce(
     where: str,
     outside_ok: bool = True,
 ) -> ScanResult:
-    """Scan; raise AssetError (exit 12) naming every missing dependency, or with
+    """Scan; raise MissingAssetError (exit 12) naming every missing dependency, or with
     `allow_missing` log each as a warning. The call `batch submit` and `local run` need."""
     result = scan(render, assets_dir, outside_ok=outside_ok)
     if not result.scanned:

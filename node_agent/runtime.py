@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from node_agent.batchenv import ENTITLEMENT_TOKEN, BatchNode
 from node_agent.diskfull import disk_full_error, is_disk_full
@@ -54,6 +55,17 @@ def start_phase(
     return Phase(name, node, redactor, log, env)
 
 
+def exit_with(code: int) -> NoReturn:
+    """The one way a command ends: flush what it printed, exit with `code`."""
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def run_command(fn: Callable[[Redactor], int]) -> NoReturn:
+    """Run a command's body at the edge (run_edge) and exit with its code."""
+    exit_with(run_edge(fn))
+
+
 def run_edge(fn: Callable[[Redactor], int], redactor: Redactor | None = None) -> int:
     """Call a phase; turn its errors into one redacted line on stderr and an exit code."""
     redactor = redactor or Redactor()
@@ -68,7 +80,7 @@ def run_edge(fn: Callable[[Redactor], int], redactor: Redactor | None = None) ->
         return int(e.exit_code)
     except KeyboardInterrupt:
         print("node-agent: interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except Exception as e:  # a bug: still one line for the operator, details in the log file
         logging.getLogger("node_agent").debug("internal error", exc_info=True)
         msg = redactor(f"{type(e).__name__}: {e}".splitlines()[0])

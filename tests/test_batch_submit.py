@@ -228,7 +228,7 @@ def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
         )
     out = capsys.readouterr()
     assert batch.mismatches == [] and batch.exchanges == []
-    assert code == int(ExitCode.FAILED)
+    assert code == int(ExitCode.BATCH)
     assert "pool render-pool exists; using it" in out.out
     assert out.err.strip() == (
         "node-agent: error: Batch: 100 of 100 tasks were not added; first: task 'frames-00001-00001': TaskExists"

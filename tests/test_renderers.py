@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from node_agent.errors import RenderError
+from node_agent.errors import ExitCode, RenderError, SpecError, UsageError
 from node_agent.remap import remap_path, resolve_map
 from node_agent.renderers import CommandContext, Launch, build_launch, find_executable
 from node_agent.spec import Render, spec_from_data
@@ -114,10 +114,11 @@ def test_maya_command(windows: bool, sub: str) -> None:
 
 
 def test_maya_refuses_unknown_sub_renderer_and_irregular_frames() -> None:
-    with pytest.raises(RenderError, match="render.options.renderer"):
+    with pytest.raises(SpecError, match="render.options.renderer") as bad_sub:
         _launch("maya", False, options={"renderer": "redshift"})
-    with pytest.raises(RenderError, match="start/end/step"):
+    with pytest.raises(UsageError, match="start/end/step") as bad_frames:
         _launch("maya", False, [1, 2, 5])
+    assert bad_sub.value.exit_code == bad_frames.value.exit_code == ExitCode.USAGE
 
 
 @pytest.mark.parametrize("windows", [False, True])
@@ -139,7 +140,7 @@ def test_arnold_kick_command(windows: bool) -> None:
     assert ln.argv[i - 1 : i + 2] == ["-set", "options.texture_searchpath", str(c.assets_dir)]
     assert "options.abort_on_license_fail" in ln.argv
     assert ln.expected == {12: "frame_0012.exr"}
-    with pytest.raises(RenderError, match="frames_per_task"):
+    with pytest.raises(SpecError, match="frames_per_task"):
         _launch("arnold", windows, [1, 2])
 
 

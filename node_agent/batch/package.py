@@ -19,7 +19,7 @@ from pathlib import Path
 
 from node_agent.azurite import REPO_ROOT
 from node_agent.batch.pooljson import agent_version
-from node_agent.errors import ExitCode, NodeAgentError
+from node_agent.errors import PackageError, UsageError
 
 BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"
 SCRIPT_DIRS = ("bin", "start_task", "job_prep", "job_release")
@@ -48,9 +48,7 @@ class Target:
     def parse(cls, text: str) -> Target:
         os_name, _, py = text.partition(":")
         if os_name not in PLATFORMS or not py.replace(".", "").isdigit() or py.count(".") != 1:
-            raise NodeAgentError(
-                f"--target '{text}': expected linux:<3.X> or windows:<3.X>", ExitCode.USAGE
-            )
+            raise UsageError(f"--target '{text}': expected linux:<3.X> or windows:<3.X>")
         return cls(os_name, py)
 
 
@@ -59,7 +57,7 @@ def _pip(args: list[str], what: str) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if res.returncode != 0:
         tail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise NodeAgentError(f"package: {what} failed: {tail}", ExitCode.FAILED)
+        raise PackageError(f"package: {what} failed: {tail}")
 
 
 def _wheels(wheels: Path, targets: list[Target]) -> None:
@@ -69,7 +67,7 @@ def _wheels(wheels: Path, targets: list[Target]) -> None:
     )
     own = sorted(wheels.glob("node_agent-*.whl"))
     if not own:
-        raise NodeAgentError("package: pip built no node_agent wheel", ExitCode.FAILED)
+        raise PackageError("package: pip built no node_agent wheel")
     _pip(
         ["download", "--quiet", "--only-binary=:all:", "-d", str(wheels), "pip"], "downloading pip"
     )
@@ -111,7 +109,7 @@ def build_package(out_dir: Path, targets: list[Target] | None = None) -> Path:
     """Build `<out_dir>/node-agent-<version>.zip`; returns its path."""
     for d in SCRIPT_DIRS:
         if not (REPO_ROOT / d).is_dir():
-            raise NodeAgentError(
+            raise PackageError(
                 f"package: {REPO_ROOT / d} is missing (run from a node_agent checkout)"
             )
     targets = targets or [Target.parse(t) for t in DEFAULT_TARGETS]

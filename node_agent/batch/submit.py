@@ -37,7 +37,7 @@ from node_agent.batch.pooljson import (
     secret_warnings,
 )
 from node_agent.conventions import job_container
-from node_agent.errors import ExitCode, NodeAgentError
+from node_agent.errors import BatchServiceError, SpecError, UsageError
 from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE
 from node_agent.redact import Redactor
 from node_agent.spec import JobSpec
@@ -74,9 +74,8 @@ def _account_from_endpoint(endpoint: str) -> str:
 def make_client(opts: SubmitOptions, redactor: Redactor) -> BatchClient:
     """Shared key when the key variable is set, else Entra ID (az login, managed identity...)."""
     if not urlparse(opts.endpoint).scheme or not urlparse(opts.endpoint).hostname:
-        raise NodeAgentError(
-            f"--endpoint '{opts.endpoint}' is not a URL like https://<account>.<region>.batch.azure.com",
-            ExitCode.USAGE,
+        raise UsageError(
+            f"--endpoint '{opts.endpoint}' is not a URL like https://<account>.<region>.batch.azure.com"
         )
     key = os.environ.get(opts.key_env)
     credential: AzureNamedKeyCredential | TokenCredential
@@ -96,19 +95,16 @@ def _batch_errors(what: str, redactor: Redactor) -> Iterator[None]:
     try:
         yield
     except ClientAuthenticationError as e:
-        raise NodeAgentError(
-            f"Batch: {what}: authentication failed ({redactor(_first_line(e))})", ExitCode.USAGE
+        raise UsageError(
+            f"Batch: {what}: authentication failed ({redactor(_first_line(e))})"
         ) from None
     except HttpResponseError as e:
         code = getattr(getattr(e, "error", None), "code", None) or e.reason or ""
-        raise NodeAgentError(
-            f"Batch: {what}: HTTP {e.status_code} {code}: {redactor(_first_line(e))}",
-            ExitCode.FAILED,
+        raise BatchServiceError(
+            f"Batch: {what}: HTTP {e.status_code} {code}: {redactor(_first_line(e))}"
         ) from None
     except AzureError as e:
-        raise NodeAgentError(
-            f"Batch: {what}: {redactor(_first_line(e))}", ExitCode.FAILED
-        ) from None
+        raise BatchServiceError(f"Batch: {what}: {redactor(_first_line(e))}") from None
 
 
 def _first_line(e: Exception) -> str:
@@ -142,7 +138,7 @@ def storage_warnings(spec: JobSpec) -> list[str]:
 def upload_assets(store: BlobStore, spec: JobSpec, local: Path) -> int:
     """Upload a local folder into the spec's first asset source (container/prefix)."""
     if not local.is_dir():
-        raise NodeAgentError(f"--assets '{local}': not a folder", ExitCode.USAGE)
+        raise UsageError(f"--assets '{local}': not a folder")
     src = spec.assets[0]
     store.ensure_container(src.container)
     n = 0
@@ -157,9 +153,8 @@ def _check_added(result: bm.BatchCreateTaskCollectionResult, chunk: list[dict[st
     if failed:
         r = failed[0]
         code = r.error.code if r.error else r.status
-        raise NodeAgentError(
-            f"Batch: {len(failed)} of {len(chunk)} tasks were not added; first: task '{r.task_id}': {code}",
-            ExitCode.FAILED,
+        raise BatchServiceError(
+            f"Batch: {len(failed)} of {len(chunk)} tasks were not added; first: task '{r.task_id}': {code}"
         )
 
 
@@ -171,11 +166,10 @@ def submit(
     say: Callable[[str], None] = print,
 ) -> SubmitResult:
     if pool.blob_access == "identity" and not pool.identity_resource_id:
-        raise NodeAgentError(
+        raise SpecError(
             "pool settings: identity_resource_id is required with blob_access 'identity': the nodes "
             "read the package and the job spec with the pool's managed identity "
-            "(or use blob_access 'auto_storage')",
-            ExitCode.USAGE,
+            "(or use blob_access 'auto_storage')"
         )
     for line in storage_warnings(spec) + secret_warnings(pool):
         say(f"submit: warning: {line}")
@@ -199,7 +193,7 @@ def submit(
     package_url = None
     if opts.package is not None:
         if not opts.package.is_file():
-            raise NodeAgentError(f"--package '{opts.package}': no such file", ExitCode.USAGE)
+            raise UsageError(f"--package '{opts.package}': no such file")
         store.ensure_container(SPEC_CONTAINER)
         blob = f"packages/{opts.package.name}"
         package_url = store.upload_file(opts.package, SPEC_CONTAINER, blob)

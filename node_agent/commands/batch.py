@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -12,7 +11,7 @@ from typing import Any, TypeVar, cast
 import click
 
 from node_agent.redact import Redactor
-from node_agent.runtime import run_edge
+from node_agent.runtime import run_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,11 +72,6 @@ def _emit(doc: Any, out: Path | None) -> None:
         click.echo(f"wrote {out}", err=True)
 
 
-def _exit(code: int) -> None:
-    sys.stdout.flush()
-    sys.exit(code)
-
-
 def register(cli: click.Group) -> None:
     @cli.group("batch")
     def batch_group() -> None:
@@ -105,7 +99,7 @@ def register(cli: click.Group) -> None:
             _emit(pool_json(cfg, spec), out)
             return 0
 
-        _exit(run_edge(go))
+        run_command(go)
 
     @batch_group.command("job-json")
     @click.argument("spec_path", type=click.Path(path_type=Path))
@@ -128,7 +122,7 @@ def register(cli: click.Group) -> None:
             _emit(job_json(spec, cfg), out)
             return 0
 
-        _exit(run_edge(go))
+        run_command(go)
 
     @batch_group.command("package")
     @click.option(
@@ -156,7 +150,7 @@ def register(cli: click.Group) -> None:
             click.echo(f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
             return 0
 
-        _exit(run_edge(go))
+        run_command(go)
 
     @batch_group.command("submit")
     @click.argument("spec_path", type=click.Path(path_type=Path))
@@ -218,4 +212,4 @@ def register(cli: click.Group) -> None:
             submit(spec, cfg, opts, r, say=lambda line: click.echo(line))
             return 0
 
-        _exit(run_edge(go))
+        run_command(go)

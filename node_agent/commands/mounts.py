@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import click
 
 from node_agent.errors import ExitCode
 from node_agent.redact import Redactor
-from node_agent.runtime import run_edge
+from node_agent.runtime import run_command
 
 _root = click.option(
     "--root",
@@ -54,7 +53,7 @@ def list_cmd(root: Path | None, as_json: bool) -> None:
             click.echo("no mounts recorded on this node")
         return 0 if all(row["state"] == "ok" for row in rows) else int(ExitCode.MOUNT)
 
-    sys.exit(run_edge(go))
+    run_command(go)
 
 
 @mounts_group.command("unmount")
@@ -78,7 +77,7 @@ def unmount_cmd(root: Path | None, job_id: str | None, name: str | None, everyth
         click.echo(f"unmounted: {', '.join(done) if done else 'nothing (already gone)'}")
         return 0
 
-    sys.exit(run_edge(go))
+    run_command(go)
 
 
 def register(cli: click.Group) -> None:

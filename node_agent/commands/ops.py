@@ -11,7 +11,7 @@ import click
 
 from node_agent.errors import ExitCode
 from node_agent.redact import Redactor
-from node_agent.runtime import run_edge
+from node_agent.runtime import run_command
 
 _root = click.option(
     "--root",
@@ -65,7 +65,7 @@ def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool, verify:
             click.echo(r(doctor.report(checks, tasks, color=sys.stdout.isatty())))
         return 0 if doc["ok"] else int(ExitCode.HEALTH)
 
-    sys.exit(run_edge(go))
+    run_command(go)
 
 
 @click.command("status")
@@ -81,7 +81,7 @@ def status_cmd(root: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(doc, indent=2) if as_json else status_text(doc))
         return 0
 
-    sys.exit(run_edge(go))
+    run_command(go)
 
 
 def register(cli: click.Group) -> None:

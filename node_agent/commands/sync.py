@@ -49,12 +49,6 @@ def _storage(account_url: str, auth_kind: str, auth_env: str | None) -> Any:
     return storage
 
 
-def _finish(code: int) -> None:
-    from node_agent.cli import _exit
-
-    _exit(code)
-
-
 def register(cli: click.Group) -> None:
     @cli.command("sync")
     @click.argument("source")
@@ -104,7 +98,7 @@ def register(cli: click.Group) -> None:
         that path), other files in DEST are kept and counted. --delete mirrors the source
         instead. A symbolic link in DEST on a source's path is replaced, never followed.
         The cache (--cache) must lie outside DEST, and DEST outside the cache."""
-        from node_agent.runtime import run_edge
+        from node_agent.runtime import run_command
 
         def go(r: Redactor) -> int:
             from node_agent.errors import AssetError, SpecError
@@ -144,7 +138,7 @@ def register(cli: click.Group) -> None:
                 )
             return 0
 
-        _finish(run_edge(go))
+        run_command(go)
 
     def _check_cache(cache: Path, dest_abs: Path, *, given: bool) -> None:
         """The cache is never inside what is synced (a mirror would remove it), nor DEST
@@ -177,7 +171,7 @@ def register(cli: click.Group) -> None:
         auth_env: str | None,
     ) -> None:
         """Upload FOLDER's new content by hash and write its manifest; prints the manifest hash."""
-        from node_agent.runtime import run_edge
+        from node_agent.runtime import run_command
 
         def go(r: Redactor) -> int:
             from node_agent.storage import BlobStore
@@ -198,4 +192,4 @@ def register(cli: click.Group) -> None:
             click.echo(f"manifest {s.manifest}")
             return 0
 
-        _finish(run_edge(go))
+        run_command(go)

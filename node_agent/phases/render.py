@@ -24,7 +24,7 @@ import psutil
 
 from node_agent.classify import OutputMonitor
 from node_agent.conventions import job_container
-from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError
+from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError, UsageError
 from node_agent.frames import parse_frames
 from node_agent.mounts.manager import map_drives_before_task
 from node_agent.outputs import Layout, Retry, open_source, upload_logs, upload_preview
@@ -143,7 +143,7 @@ def prepare(phase: Phase, frames_text: str, spec_path: Path | None) -> Prepared:
     try:
         frames = parse_frames(frames_text)
     except ValueError as e:
-        raise NodeAgentError(f"--frames: {e}", ExitCode.USAGE) from None
+        raise UsageError(f"--frames: {e}") from None
     assets = node.job_assets_dir()
     out_dir = node.task_working_dir / "output"
     ctx = CommandContext(

@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from node_agent.errors import ExitCode, RenderError
+from node_agent.errors import RenderError
 from node_agent.renderers import arnold, blender, custom, max3ds, maya, vray
 from node_agent.renderers.base import (
     EXTENSIONS,
@@ -126,8 +126,7 @@ def find_executable(render: Render, env: Mapping[str, str], windows: bool = Fals
     if not found:
         raise RenderError(
             f"render.renderer: '{render.renderer}' executable '{name}' not found on PATH "
-            f"(set render.executable or {exe.env_prefix}<version>_EXEC)",
-            ExitCode.RENDER_FAILED,
+            f"(set render.executable or {exe.env_prefix}<version>_EXEC)"
         )
     return found
 

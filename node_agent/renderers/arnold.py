@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from node_agent.errors import ExitCode, RenderError
+from node_agent.errors import ExitCode, SpecError
 from node_agent.remap import arnold_pathmap, resolve_map
 from node_agent.renderers import arnold_scan
 from node_agent.renderers.base import (
@@ -31,9 +31,8 @@ KICK_FORMATS = {"PNG": "png", "JPEG": "jpg", "OPEN_EXR": "exr", "TIFF": "tif"}
 
 def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
     if len(ctx.frames) != 1:
-        raise RenderError(
-            "render.frames_per_task: arnold (kick) renders one frame per task; set it to 1",
-            ExitCode.USAGE,
+        raise SpecError(
+            "render.frames_per_task: arnold (kick) renders one frame per task; set it to 1"
         )
     frame = ctx.frames[0]
     scene = re.sub(r"#+", lambda m: f"{frame:0{len(m.group())}d}", ctx.scene.name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
-from node_agent.errors import ExitCode, RenderError
+from node_agent.errors import ExitCode, UsageError
 from node_agent.frames import format_frames
 
 if TYPE_CHECKING:
@@ -91,9 +91,8 @@ def frame_range(frames: list[int], renderer: str) -> tuple[int, int, int]:
     """(start, end, step) for renderers that take a range; refuses an irregular frame set."""
     step = frames[1] - frames[0] if len(frames) > 1 else 1
     if any(b - a != step for a, b in itertools.pairwise(frames)):
-        raise RenderError(
-            f"--frames: {renderer} takes a start/end/step range, not '{format_frames(frames)}'",
-            ExitCode.USAGE,
+        raise UsageError(
+            f"--frames: {renderer} takes a start/end/step range, not '{format_frames(frames)}'"
         )
     return frames[0], frames[-1], step
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from node_agent.errors import AssetError, ExitCode, SpecError
+from node_agent.errors import MissingAssetError, SpecError
 from node_agent.renderers.base import Dependency, ScanContext
 
 _KINDS = {
@@ -84,9 +84,8 @@ def scan(ctx: ScanContext) -> Iterator[Dependency]:
                     sequence=usage.is_sequence,
                 )
     except Exception as e:  # BAT on a file it cannot parse: any error means "not read"
-        raise AssetError(
-            f"render.scene: cannot read '{ctx.scene.name}' as a .blend: {e}",
-            ExitCode.MISSING_ASSET,
+        raise MissingAssetError(
+            f"render.scene: cannot read '{ctx.scene.name}' as a .blend: {e}"
         ) from None
     finally:
         blendfile.close_all_cached()

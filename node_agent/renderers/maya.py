@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from node_agent.errors import ExitCode, RenderError
+from node_agent.errors import ExitCode, SpecError
 from node_agent.remap import maya_mel, resolve_map
 from node_agent.renderers import maya_scan
 from node_agent.renderers.base import (
@@ -30,9 +30,8 @@ SUB_RENDERERS = ("arnold", "vray", "sw")
 def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
     sub = str(render.options.get("renderer", "arnold"))
     if sub not in SUB_RENDERERS:
-        raise RenderError(
-            f"render.options.renderer: '{sub}' is not one of: {', '.join(SUB_RENDERERS)}",
-            ExitCode.USAGE,
+        raise SpecError(
+            f"render.options.renderer: '{sub}' is not one of: {', '.join(SUB_RENDERERS)}"
         )
     start, end, step = frame_range(ctx.frames, "maya")
     pattern = render.output.pattern

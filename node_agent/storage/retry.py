@@ -18,11 +18,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from node_agent.errors import StorageError
+
+if TYPE_CHECKING:
+    import tenacity
 
 T = TypeVar("T")
 DEFAULT_BUDGET_S = 60.0  # policies.storage_retry_s when there is no spec (sync CLI)
@@ -69,9 +70,32 @@ class RetryPolicy:
         gave_up: Callable[[BaseException, int, float], BaseException] | None = None,
     ) -> T:
         """`fn()` under the policy. Exceptions of `retry_on` are retried (with
-        `only_transient`, only those whose `transient` is true); others go through at once. When the tries are spent, `gave_up(last error, tries, seconds since the
-        first failure)` is raised (default: the last error, saying how long it tried).
-        `on_retry(error, tries so far, delay)` is called before each wait."""
+        `only_transient`, only those whose `transient` is true); others go through at once.
+        When the tries are spent, `gave_up(last error, tries, seconds since the first
+        failure)` is raised (default: the last error, saying how long it tried).
+        `on_retry(error, tries so far, delay)` is called before each wait.
+
+        The first try runs bare: a request that succeeds (nearly all of them) costs no
+        tenacity machinery, not even its import; the first failure is handed to tenacity
+        as its try number 1."""
+
+        def retryable(e: BaseException) -> bool:
+            return isinstance(e, retry_on) and (is_transient(e) or not only_transient)
+
+        try:
+            return fn()
+        except retry_on as e:
+            if not retryable(e):
+                raise
+            first: list[BaseException] = [e]
+
+        import tenacity
+
+        def attempt() -> T:
+            if first:
+                raise first.pop()  # the bare try's failure, as tenacity's first try
+            return fn()
+
         budget = _Budget(self)
 
         def before_sleep(rs: tenacity.RetryCallState) -> None:
@@ -83,14 +107,12 @@ class RetryPolicy:
         retrying = tenacity.Retrying(
             stop=budget.stop,
             wait=lambda rs: self.delay(rs.attempt_number),
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, retry_on) and (is_transient(e) or not only_transient)
-            ),
+            retry=tenacity.retry_if_exception(retryable),
             before_sleep=before_sleep,
             reraise=True,
         )
         try:
-            return retrying(fn)
+            return retrying(attempt)
         except retry_on as e:
             if not budget.stopped:  # not retried at all: as it was raised
                 raise
