@@ -29,6 +29,7 @@ from node_agent.safepath import rel_problem
 from node_agent.specfile import MAX_SPEC_BYTES as MAX_SPEC_BYTES
 from node_agent.specfile import format_validation_error as format_validation_error
 from node_agent.specfile import load_document, validate_document
+from node_agent.storage.credentials import AuthKind
 
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -85,7 +86,7 @@ def _check_blob_prefix(v: str) -> str:
 class StorageAuth(_Model):
     """How to authenticate. Secrets are never in the spec: `env` names the variable holding it."""
 
-    kind: Literal["emulator", "connection_string", "sas", "account_key", "managed_identity"]
+    kind: AuthKind
     env: str | None = Field(None, description="environment variable holding the secret")
     client_id: str | None = Field(None, description="user-assigned managed identity client id")
     expose_to_renderer: bool = Field(

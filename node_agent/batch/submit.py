@@ -42,6 +42,7 @@ from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE
 from node_agent.redact import Redactor
 from node_agent.spec import JobSpec
 from node_agent.storage import BlobStore
+from node_agent.storage.retry import policy
 
 KEY_ENV = "AZURE_BATCH_ACCESS_KEY"  # the same variables the Azure CLI reads
 ACCOUNT_ENV = "AZURE_BATCH_ACCOUNT"
@@ -173,7 +174,7 @@ def submit(
         )
     for line in storage_warnings(spec) + secret_warnings(pool):
         say(f"submit: warning: {line}")
-    store = BlobStore(spec.storage, redactor)
+    store = BlobStore(spec.storage, redactor, retry=policy(spec.policies))
     config_url = None
     if pool.node_config is not None:
         # the start task's resource file: where pool-json's start task reads it (a pool made

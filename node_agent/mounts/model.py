@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from node_agent.safepath import rel_problem
+from node_agent.storage.credentials import account_name, is_local_host
 
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SHARE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -119,15 +120,11 @@ class _BlobMount(_MountBase):
 
     @property
     def is_emulator(self) -> bool:
-        host = urlparse(self.account_url).hostname or ""
-        return host in ("127.0.0.1", "localhost", "::1") or host.replace(".", "").isdigit()
+        return is_local_host(urlparse(self.account_url).hostname or "")
 
     @property
     def account_name(self) -> str:
-        parsed = urlparse(self.account_url)
-        if self.is_emulator:
-            return parsed.path.strip("/").split("/")[0]
-        return (parsed.hostname or "").split(".")[0]
+        return account_name(self.account_url)
 
     @property
     def container_url(self) -> str:

@@ -27,12 +27,13 @@ from node_agent.conventions import job_container
 from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError, UsageError
 from node_agent.frames import parse_frames
 from node_agent.mounts.manager import map_drives_before_task
-from node_agent.outputs import Layout, Retry, open_source, upload_logs, upload_preview
+from node_agent.outputs import Layout, open_source, upload_logs, upload_preview
 from node_agent.phases.render_env import renderer_env, show_env
 from node_agent.phases.render_result import missing_frames, summary_doc, verdict
 from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
 from node_agent.spec import JobSpec, load_spec
+from node_agent.storage.retry import RetryPolicy, policy
 from node_agent.supervise import Options, RunResult, supervise
 from node_agent.watcher import ProgressiveUploader, Uploaded
 
@@ -96,7 +97,7 @@ class Prepared:
     out_dir: Path
     layout: Layout
     meta: dict[str, str]
-    retry: Retry
+    retry: RetryPolicy
     agent_started: float
 
 
@@ -164,7 +165,7 @@ def prepare(phase: Phase, frames_text: str, spec_path: Path | None) -> Prepared:
         spec.render.output.prefix,
     )
     meta = {"job": str(node.job_id), "task": str(node.task_id), "node": node.node_id}
-    retry = Retry(budget_s=spec.policies.storage_retry_s)
+    retry = policy(spec.policies)
     return Prepared(spec, frames, launch, env, out_dir, layout, meta, retry, agent_started)
 
 
@@ -172,7 +173,7 @@ def _store_factory(phase: Phase, spec: JobSpec) -> Callable[[], BlobStore]:
     def make_store() -> BlobStore:  # in the uploader's thread, while the renderer starts
         from node_agent.storage import BlobStore
 
-        return BlobStore(spec.storage, phase.redactor, phase.env)
+        return BlobStore(spec.storage, phase.redactor, phase.env, retry=policy(spec.policies))
 
     return make_store
 
