@@ -40,3 +40,37 @@ def test_mounts_use_the_same_parser(model: type[RcloneMount] | type[Blobfuse2Mou
         m = model.model_validate({**doc, "auth": {"mode": "key", "env": "K"}})
         assert m.account_name == account_name(url)
         assert m.is_emulator == url.startswith("http://127.")
+
+
+@pytest.mark.parametrize("kind", ["emulator", "sas", "account_key", "managed_identity"])
+def test_spec_storage_auth_is_a_valid_mount_auth(kind: str) -> None:
+    """One vocabulary: the spec's storage credentials, as a mount's auth block, validate as
+    the mount model's BlobAuth (and a connection string is refused with one line)."""
+    from node_agent.mounts.model import BlobAuth
+    from node_agent.redact import Redactor
+    from node_agent.spec import Storage
+    from node_agent.storage.credentials import MOUNT_MODE, MOUNT_MODES, Credentials
+
+    auth = {"kind": kind, **({"env": "SECRET_VAR"} if kind in ("sas", "account_key") else {})}
+    storage = Storage.model_validate(
+        {"account_url": "https://studio.blob.core.windows.net", "auth": auth}
+    )
+    block = Credentials(storage, Redactor(), {}).mount_auth()
+    assert BlobAuth.model_validate(block).mode == MOUNT_MODE[kind]
+    assert set(MOUNT_MODE.values()) <= set(MOUNT_MODES)
+
+
+def test_a_connection_string_is_not_a_mount_auth() -> None:
+    from node_agent.errors import StorageError
+    from node_agent.redact import Redactor
+    from node_agent.spec import Storage
+    from node_agent.storage.credentials import Credentials
+
+    storage = Storage.model_validate(
+        {
+            "account_url": "https://studio.blob.core.windows.net",
+            "auth": {"kind": "connection_string", "env": "CS"},
+        }
+    )
+    with pytest.raises(StorageError, match="cannot be used for a mount"):
+        Credentials(storage, Redactor(), {}).mount_auth()

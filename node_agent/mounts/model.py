@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from node_agent.safepath import rel_problem
-from node_agent.storage.credentials import account_name, is_local_host
+from node_agent.storage.credentials import MountMode, account_name, is_local_host
 
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SHARE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -55,7 +55,7 @@ class BlobAuth(_Model):
     (`client_id`, `tenant_id`, client secret in `env`); emulator: Azurite's public dev key.
     """
 
-    mode: Literal["key", "sas", "msi", "spn", "emulator"]
+    mode: MountMode  # the one vocabulary: storage/credentials.py
     env: str | None = Field(None, description="environment variable holding the secret")
     client_id: str | None = None
     resource_id: str | None = None

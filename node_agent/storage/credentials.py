@@ -34,8 +34,12 @@ if TYPE_CHECKING:
 
 AuthKind = Literal["emulator", "connection_string", "sas", "account_key", "managed_identity"]
 AUTH_KINDS: tuple[str, ...] = get_args(AuthKind)
-# The spec's kind -> a mount's BlobAuth.mode (connection strings are not a mount mode)
-MOUNT_MODE: dict[str, str] = {
+# A mount's auth modes (mounts/model.BlobAuth.mode): blobfuse2's and rclone's words; spn (a
+# service principal) exists for mounts only. The spec's kind -> a mount's mode (connection
+# strings are not a mount mode).
+MountMode = Literal["key", "sas", "msi", "spn", "emulator"]
+MOUNT_MODES: tuple[str, ...] = get_args(MountMode)
+MOUNT_MODE: dict[str, MountMode] = {
     "emulator": "emulator",
     "sas": "sas",
     "account_key": "key",
@@ -159,12 +163,12 @@ class Credentials:
         self.redactor.add(sas)
         return sas
 
-    def mount_auth(self) -> dict[str, str]:
+    def mount_auth(self) -> dict[str, str]:  # a dict: the mount model validates it
         """These credentials as a mount's `auth` block (mounts/model.BlobAuth fields)."""
         mode = MOUNT_MODE.get(self.kind)
         if mode is None:
             raise StorageError(f"storage.auth.kind '{self.kind}' cannot be used for a mount")
-        auth = {"mode": mode}
+        auth: dict[str, str] = {"mode": mode}
         if self.storage.auth.env:
             auth["env"] = self.storage.auth.env
         if self.storage.auth.client_id:
