@@ -6,6 +6,7 @@ Everything else asks a `BatchNode`, never `os.environ`, for Batch facts.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,6 +42,7 @@ _OPTIONAL = {
 _ID_VARS = ("AZ_BATCH_JOB_ID", "AZ_BATCH_TASK_ID", "AZ_BATCH_POOL_ID", "AZ_BATCH_NODE_ID")
 
 AGENT_DIRNAME = "node_agent"
+STAND_IN_DIRNAME = "node-agent-dry-run"  # BatchNode.stand_in: the root, never created
 # Where Batch puts the node root: Ubuntu, CentOS, Windows, VM sizes without a temp disk.
 STANDARD_ROOTS = (
     "/mnt/batch/tasks",
@@ -114,6 +116,30 @@ class BatchNode(BaseModel):
             task_dir=root / "startup",
             task_working_dir=root / "startup" / "wd",
             mounts_dir=root / "fsmounts",
+        )
+
+    @classmethod
+    def stand_in(cls, job_id: str, task_id: str = "dry-run") -> BatchNode:
+        """The layout `render --dry-run` assumes on a workstation (no AZ_BATCH_* variable):
+        a node root `<temp>/node-agent-dry-run` (never created), the job's assets under
+        `shared/node_agent/jobs/<job>/assets`, the task in `workitems/<job>/job-1/<task>`.
+        Paths are only printed; nothing is written there."""
+        root = Path(tempfile.gettempdir()) / STAND_IN_DIRNAME
+        task_dir = root / "workitems" / job_id / "job-1" / task_id
+        prep = root / "workitems" / job_id / "job-1" / "jobpreparation"
+        return cls(
+            root_dir=root,
+            shared_dir=root / "shared",
+            startup_dir=root / "startup",
+            task_dir=task_dir,
+            task_working_dir=task_dir / "wd",
+            mounts_dir=root / "fsmounts",
+            pool_id="dry-run",
+            node_id="dry-run",
+            job_id=job_id,
+            task_id=task_id,
+            job_prep_dir=prep,
+            job_prep_working_dir=prep / "wd",
         )
 
     # --- node_agent's own folders, all under the shared dir -----------------

@@ -9,7 +9,7 @@ import click
 from node_agent.commands.batch import pool_settings_option
 from node_agent.errors import ExitCode
 from node_agent.redact import Redactor
-from node_agent.runtime import run_command, start_phase
+from node_agent.runtime import flush_stdout, run_command, start_phase, stdout_gone
 
 EXIT_CODES_HELP = "Exit codes: " + ", ".join(f"{c.value} {c.name.lower()}" for c in ExitCode)
 
@@ -89,7 +89,11 @@ def job_prep_cmd(spec_path: Path, log_format: str, verbose: bool) -> None:
     help="Job spec; default: the one job prep stored on this node.",
 )
 @click.option(
-    "--dry-run", is_flag=True, help="Print the command line and environment; run nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Print the command line and environment; run nothing, write nothing. Outside a "
+    "Batch task (no AZ_BATCH_* variable) it assumes a stand-in node under "
+    "<temp>/node-agent-dry-run (docs/td-guide.md) and needs --spec.",
 )
 @_log_format
 @_verbose
@@ -100,8 +104,14 @@ def render_cmd(
     from node_agent.phases import render
 
     def go(r: Redactor) -> int:
+        stand_in = render.dry_run_node(spec_path) if dry_run else None
         phase = start_phase(
-            "render", need_job=True, log_format=log_format, verbose=verbose, redactor=r
+            "render",
+            need_job=True,
+            log_format=log_format,
+            verbose=verbose,
+            redactor=r,
+            stand_in=stand_in,
         )
         return render.run(phase, frames, spec_path, dry_run)
 
@@ -217,6 +227,15 @@ _register_command_modules()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every command ends here; `| head` closing stdout ends it quietly (runtime.BROKEN_PIPE)."""
+    try:
+        code = _main(argv)
+    except BrokenPipeError:  # click's own output (--help, usage) to a closed pipe
+        return stdout_gone()
+    return flush_stdout() or code
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="node-agent", standalone_mode=False)
     except click.exceptions.Exit as e:

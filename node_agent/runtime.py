@@ -34,11 +34,14 @@ def start_phase(
     verbose: bool = False,
     env: Mapping[str, str] | None = None,
     redactor: Redactor | None = None,
+    stand_in: BatchNode | None = None,
 ) -> Phase:
+    """`stand_in`: the node to assume outside Batch (`render --dry-run` on a workstation,
+    BatchNode.stand_in); then nothing is written, not even the phase log file."""
     env = dict(os.environ if env is None else env)
     redactor = redactor or Redactor()
     redactor.add(env.get(ENTITLEMENT_TOKEN))
-    node = BatchNode.from_env(env, need_job=need_job)
+    node = stand_in or BatchNode.from_env(env, need_job=need_job)
     parts = (
         [name] + ([node.job_id] if node.job_id else []) + ([node.task_id] if node.task_id else [])
     )
@@ -48,17 +51,54 @@ def start_phase(
         phase=name,
         job=node.job_id,
         task=node.task_id,
-        log_file=log_file,
+        log_file=None if stand_in else log_file,
         fmt=log_format,
         verbose=verbose,
     )
     return Phase(name, node, redactor, log, env)
 
 
+# `node-agent ... | head`: the reader closed stdout. Exit as a shell reports a process that
+# SIGPIPE ended (128 + 13), quietly: the reader asked for no more.
+BROKEN_PIPE = 141
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has gone away."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no fd
+        return True
+
+
+def stdout_gone() -> int:
+    """The reader of stdout went away: send the rest (and the interpreter's last flush) to
+    the null device so no BrokenPipeError is printed, and return BROKEN_PIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return BROKEN_PIPE
+
+
+def flush_stdout() -> int | None:
+    """Flush stdout; BROKEN_PIPE when its reader has gone (`| head`), else None."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return stdout_gone()
+    return None
+
+
 def exit_with(code: int) -> NoReturn:
     """The one way a command ends: flush what it printed, exit with `code`."""
-    sys.stdout.flush()
-    sys.exit(code)
+    sys.exit(flush_stdout() or code)
 
 
 def run_command(fn: Callable[[Redactor], int]) -> NoReturn:
@@ -78,14 +118,23 @@ def run_edge(fn: Callable[[Redactor], int], redactor: Redactor | None = None) ->
             print(f"node-agent: error: {redactor(line)}", file=sys.stderr)
         logging.getLogger("node_agent").debug("exit %d", int(e.exit_code))
         return int(e.exit_code)
+    except BrokenPipeError:
+        if not stdout_closed():  # a pipe of our own (a child's stdin): a bug, said below
+            return _internal_error(redactor)
+        return stdout_gone()
     except KeyboardInterrupt:
         print("node-agent: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    except Exception as e:  # a bug: still one line for the operator, details in the log file
-        logging.getLogger("node_agent").debug("internal error", exc_info=True)
-        msg = redactor(f"{type(e).__name__}: {e}".splitlines()[0])
-        print(f"node-agent: internal error: {msg} (details in the phase log)", file=sys.stderr)
-        return int(ExitCode.FAILED)
+    except Exception:  # a bug: still one line for the operator, details in the log file
+        return _internal_error(redactor)
+
+
+def _internal_error(redactor: Redactor) -> int:
+    e = sys.exc_info()[1]
+    logging.getLogger("node_agent").debug("internal error", exc_info=True)
+    msg = redactor(f"{type(e).__name__}: {e}".splitlines()[0])
+    print(f"node-agent: internal error: {msg} (details in the phase log)", file=sys.stderr)
+    return int(ExitCode.FAILED)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:

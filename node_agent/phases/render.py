@@ -15,13 +15,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from node_agent.batchenv import BatchNode
 from node_agent.classify import OutputMonitor
 from node_agent.conventions import job_container
 from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError, UsageError
@@ -54,6 +55,24 @@ def dry_run(phase: Phase, launch: Launch, env: dict[str, str], windows: bool) ->
     for k in sorted(env):
         print(f"env: {k}={show_env(phase, k, env[k])}")
     return 0
+
+
+def dry_run_node(spec_path: Path | None, env: Mapping[str, str] | None = None) -> BatchNode | None:
+    """`render --dry-run` outside a Batch task (no AZ_BATCH_NODE_ROOT_DIR): the stand-in
+    node (BatchNode.stand_in) for the spec's job, said in one line on stderr; None on a node."""
+    env = os.environ if env is None else env
+    if env.get("AZ_BATCH_NODE_ROOT_DIR"):
+        return None
+    if spec_path is None:
+        raise UsageError("--dry-run outside a Batch task needs --spec (no job prep ran here)")
+    spec = load_spec(spec_path)
+    node = BatchNode.stand_in(spec.job_id)
+    print(
+        f"node-agent: dry run outside Batch: no AZ_BATCH_* variable, assuming the stand-in "
+        f"node at {node.root_dir} (job {node.job_id}, task {node.task_id}); nothing is written",
+        file=sys.stderr,
+    )
+    return node
 
 
 class _Sigterm:
