@@ -13,7 +13,7 @@ import pytest
 import yaml
 from azure.batch import models as bm
 from azure.batch._utils.model_base import Model, SdkJSONEncoder
-from conftest import STANDINS, make_spec_doc, upload_tree
+from helpers import STANDINS, make_spec_doc, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import job_json, local_plan

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, make_spec_doc, node_env
+from helpers import REPO, make_spec_doc, node_env
 
 from node_agent.batch.package import Target, build_package
 from node_agent.batch.pooljson import PACKAGE_FILE, BatchPoolSettings, PackageSource, pool_json

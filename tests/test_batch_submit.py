@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
-from conftest import make_spec_doc
+from helpers import REPO, make_spec_doc
 
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob
@@ -22,7 +22,7 @@ from node_agent.poolconfig import NodeConfig, load_node_config
 from node_agent.spec import load_spec
 from node_agent.storage import BlobStore
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 KEY = "c2VjcmV0LWJhdGNoLWtleS1mb3ItdGVzdHMtb25seQ=="  # base64, as Batch keys are
 IDENTITY = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/render"
 

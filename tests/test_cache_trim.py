@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import node_env
-from test_sync_helpers import make_spec, node_of, run_job_prep, seed, tree, write_spec
+from helpers import make_spec, node_env, node_of, run_agent, run_job_prep, seed, tree, write_spec
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
@@ -68,13 +66,7 @@ MB = 1024 * 1024
 
 def _release(root: Path, job: str) -> subprocess.CompletedProcess[str]:
     env = node_env(root, job, "jobrelease")
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", "job-release"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_agent(["job-release"], env, timeout=300)
 
 
 def _objects(root: Path) -> set[str]:

@@ -7,16 +7,15 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_sync_helpers import (
-    REPO,
+from helpers import (
     digests,
     make_spec,
     node_of,
+    run_agent,
     run_job_prep,
     seed,
     tree,
@@ -30,9 +29,9 @@ from node_agent.storage import BlobStore
 def _sync(
     azurite: AzuriteServer, source: str, dest: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "node_agent", "sync", source, str(dest), *extra]
-    cmd += ["--account-url", azurite.account_url, "--reserve-mb", "0"]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    args = ["sync", source, str(dest), *extra]
+    args += ["--account-url", azurite.account_url, "--reserve-mb", "0"]
+    return run_agent(args, timeout=300)
 
 
 def _outside(base: Path) -> Path:
@@ -320,12 +319,7 @@ def test_sync_delete_mirrors_and_counts(
     assert not (dest / "d" / "e").exists() and not os.path.lexists(dest / "lnk")
     assert _snapshot(outside) == before  # the link was removed as a link
     assert "removed 3 local file(s) not in the source" in r.stdout, r.stdout
-    help_text = subprocess.run(
-        [sys.executable, "-m", "node_agent", "sync", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    ).stdout
+    help_text = run_agent(["sync", "--help"]).stdout
     assert "--delete" in help_text and "mirror" in help_text.lower()
 
 

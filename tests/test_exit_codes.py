@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from node_agent import errors
 from node_agent.errors import ExitCode, NodeAgentError
 from node_agent.redact import Redactor
 from node_agent.runtime import run_edge
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_exit_code_is_in_the_readme_table() -> None:

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from conftest import make_spec_doc, node_env, unmount_all_under, upload_tree
+from helpers import agent_cmd, make_spec_doc, node_env, unmount_all_under, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.conventions import job_container
@@ -59,7 +59,7 @@ def _blobs(store: BlobStore, container: str) -> list[str]:
 
 
 def _prep_cmd(spec: Path) -> list[str]:
-    return [sys.executable, "-m", "node_agent", "job-prep", "--spec", str(spec)]
+    return agent_cmd("job-prep", "--spec", spec)
 
 
 def _spec(
@@ -376,7 +376,7 @@ def test_huge_renderer_log_is_capped(
     task_dir = Path(env["AZ_BATCH_TASK_DIR"])
     with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
         res = subprocess.run(
-            [sys.executable, "-m", "node_agent", "render", "--frames", "1"],
+            agent_cmd("render", "--frames", "1"),
             env=env,
             stdout=out,
             stderr=err,
@@ -427,7 +427,7 @@ def test_storage_down_mid_upload_then_back(tmp_path: Path) -> None:
         out_f = open(task_dir / "stdout.txt", "w")  # noqa: SIM115 - closed below
         err_f = open(task_dir / "stderr.txt", "w")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node_agent", "render", "--frames", "1-20"],
+            agent_cmd("render", "--frames", "1-20"),
             env=env,
             stdout=out_f,
             stderr=err_f,
@@ -657,18 +657,9 @@ def test_disk_fills_up_while_copying_into_the_view(
     upload_tree(store, src, "assets", "enospc-view/")
     cache = tmp_path / "cache"
     env = {**os.environ, "NODE_AGENT_ACCOUNT_URL": azurite.account_url}
-    cmd = [
-        sys.executable,
-        "-m",
-        "node_agent",
-        "sync",
-        "assets/enospc-view/",
-        str(tmp_path / "viewfs" / "view"),
-        "--cache",
-        str(cache),
-        "--reserve-mb",
-        "0",
-    ]
+    cmd = agent_cmd(
+        "sync", "assets/enospc-view/", tmp_path / "viewfs" / "view", "--cache", cache
+    ) + ["--reserve-mb", "0"]
     with _tmpfs(tmp_path / "viewfs", 4 * 1024 * 1024) as fs:
         filler = _fill(fs, 1024 * 1024)  # room for two of the four copies
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import make_spec_doc
+from helpers import make_spec_doc
 
 from node_agent.azurite import AzuriteServer
 from node_agent.redact import Redactor

@@ -11,7 +11,6 @@ import hashlib
 import http.client
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +19,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from azure.storage.blob import BlobBlock
-from conftest import make_spec_doc
-from test_sync_helpers import REPO, make_spec, node_of, run_job_prep, seed, write_spec
+from helpers import make_spec, make_spec_doc, node_of, run_agent, run_job_prep, seed, write_spec
 
 from node_agent.azurite import AzuriteServer
 from node_agent.redact import Redactor
@@ -126,9 +124,9 @@ def _range_start(headers: dict[str, str]) -> int | None:
 
 
 def _sync(source: str, dest: Path, account_url: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "node_agent", "sync", source, str(dest)]
-    cmd += ["--account-url", account_url, "--cache", str(dest.parent / "cache")]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    args = ["sync", source, str(dest)]
+    args += ["--account-url", account_url, "--cache", str(dest.parent / "cache")]
+    return run_agent(args)
 
 
 def _sha(data: bytes) -> str:

@@ -8,8 +8,7 @@ import stat
 from pathlib import Path
 
 import yaml
-from conftest import node_env
-from mount_helpers import run_agent
+from helpers import node_env, run_agent
 
 from node_agent import health
 from node_agent.batchenv import ENTITLEMENT_TOKEN, BatchNode

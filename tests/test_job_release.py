@@ -7,8 +7,7 @@ import uuid
 from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
-from conftest import make_spec_doc, node_env
-from mount_helpers import run_agent
+from helpers import make_spec_doc, node_env, run_agent
 
 from node_agent.azurite import AzuriteServer
 from node_agent.conventions import job_container

@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import STANDINS, make_spec_doc, upload_tree
+from helpers import STANDINS, make_spec_doc, run_local_pool, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.cli import main
@@ -32,26 +31,7 @@ def _run_pool(
 ) -> tuple[int, dict, str]:
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node_agent",
-            "local",
-            "run",
-            str(spec),
-            "--nodes",
-            str(nodes),
-            "--slots",
-            str(slots),
-            "--workdir",
-            str(tmp_path / "pool"),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = run_local_pool(spec, tmp_path / "pool", nodes, slots, *extra)
     record = json.loads((tmp_path / "pool" / "localpool" / f"run-{doc['job_id']}.json").read_text())
     return res.returncode, record, res.stdout + res.stderr
 

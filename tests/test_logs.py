@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_spec_doc, node_env, upload_tree
+from helpers import make_spec_doc, node_env, run_agent, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.errors import ExitCode
@@ -58,12 +56,8 @@ def _prep(tmp_path: Path, azurite: AzuriteServer, store: BlobStore, fmt: str) ->
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
     root = tmp_path / "node"
-    res = subprocess.run(
-        [sys.executable, "-m", "node_agent", "job-prep", "--spec", str(spec), "--log-format", fmt],
-        env=node_env(root, JOB),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    res = run_agent(
+        ["job-prep", "--spec", str(spec), "--log-format", fmt], node_env(root, JOB), timeout=300
     )
     assert res.returncode == 0, res.stderr
     log_file = root / "shared" / "node_agent" / "logs" / f"job-prep_{JOB}_{TASK}.log"

@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from test_sync_helpers import REPO, make_spec, node_of, run_job_prep, summary, tree, write_spec
+from helpers import make_spec, node_of, run_agent, run_job_prep, summary, tree, write_spec
 
 from node_agent.azurite import AzuriteServer, free_port
 from node_agent.sync.manifest import ManifestFile, PushSummary, canonical, push
@@ -18,11 +16,8 @@ from node_agent.sync.progress import Progress
 
 def _push(azurite: AzuriteServer, folder: Path, home: Path) -> tuple[str, str, str]:
     env = {**os.environ, "XDG_CACHE_HOME": str(home)}
-    r = subprocess.run(
+    r = run_agent(
         [
-            sys.executable,
-            "-m",
-            "node_agent",
             "assets",
             "push",
             str(folder),
@@ -33,10 +28,7 @@ def _push(azurite: AzuriteServer, folder: Path, home: Path) -> tuple[str, str, s
             "--account-url",
             azurite.account_url,
         ],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+        env,
         timeout=300,
     )
     assert r.returncode == 0, r.stderr

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import node_env
-from mount_helpers import run_agent
+from helpers import node_env, run_agent
 from pydantic import ValidationError
 
 from node_agent.azurite import AZURITE_KEY
@@ -326,7 +325,7 @@ def test_windows_tasks_map_drives_from_the_kept_pool_config(tmp_path: Path) -> N
 
 
 def test_job_spec_carries_job_scoped_mounts(tmp_path: Path) -> None:
-    from conftest import make_spec_doc
+    from helpers import make_spec_doc
 
     from node_agent.spec import spec_from_data
 
@@ -382,7 +381,7 @@ def test_render_task_maps_the_pool_drives_first_on_windows(
 ) -> None:
     """The render phase calls map_task_drives for the kept pool config (Windows only).
     `net` is a stand-in that records its arguments: command generation, no real Windows."""
-    from conftest import make_spec_doc
+    from helpers import make_spec_doc
 
     from node_agent.phases import render
     from node_agent.runtime import Phase

@@ -12,8 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 from azure.storage.blob import BlobServiceClient
-from conftest import node_env
-from mount_helpers import cleanup_mounts, mounts_under, rclone_daemons_under, run_agent
+from helpers import cleanup_mounts, mounts_under, node_env, rclone_daemons_under, run_agent
 
 from node_agent.azurite import AZURITE_KEY, AzuriteServer
 from node_agent.batchenv import BatchNode
@@ -181,7 +180,7 @@ def test_job_release_unmounts_job_scoped_mount(
 
 
 def _job_spec(root: Path, azurite: AzuriteServer, container: str, job: str) -> Path:
-    from conftest import make_spec_doc
+    from helpers import make_spec_doc
 
     doc = make_spec_doc(azurite.account_url, scene="shot1.blend")
     doc["job_id"] = job

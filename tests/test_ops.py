@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import yaml
-from conftest import make_spec_doc, node_env
+from helpers import make_spec_doc, node_env, run_agent
 
 from node_agent.azurite import AzuriteServer
 
 
 def _na(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_agent(list(args), env, timeout=120)
 
 
 def test_doctor_and_status_on_a_node(tmp_path: Path, azurite: AzuriteServer) -> None:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-from conftest import STANDINS
-from standins.harness import Task, make_task, standin
+from helpers import STANDINS, Task, make_task, standin
 
 from node_agent.azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer
 from node_agent.storage import BlobStore

@@ -11,20 +11,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_spec_doc, node_env, upload_tree
+from helpers import make_spec_doc, node_env, run_agent, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.preflight import scan
 from node_agent.redact import Redactor
 from node_agent.spec import Render, spec_from_data
 from node_agent.storage import BlobStore
-
-REPO = Path(__file__).resolve().parents[1]
 
 _BUILD = r"""
 import bpy, os, sys
@@ -294,8 +291,7 @@ def test_arnold_ass_filename_parameters(tmp_path: Path) -> None:
 def _validate(spec: dict[str, object], tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     f = tmp / "job.yaml"
     f.write_text(yaml.safe_dump(spec))
-    cmd = [sys.executable, "-m", "node_agent", "validate", str(f), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return run_agent(["validate", str(f), *args], timeout=120)
 
 
 def test_validate_assets_names_the_texture_left_out(blender_scene: Path, tmp_path: Path) -> None:
@@ -334,14 +330,8 @@ def _job_prep(root: Path, tmp: Path, doc: dict[str, object]) -> subprocess.Compl
     job = str(doc["job_id"])
     spec = tmp / f"{job}.json"
     spec.write_text(json.dumps(doc))
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", "job-prep", "--spec", str(spec)],
-        env={**node_env(root, job, None), "NODE_AGENT_VIEW_ISOLATION": "copy"},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    env = {**node_env(root, job, None), "NODE_AGENT_VIEW_ISOLATION": "copy"}
+    return run_agent(["job-prep", "--spec", str(spec)], env)
 
 
 def test_job_prep_refuses_a_job_whose_upload_lacks_a_texture(

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 
 import pytest
-from conftest import make_spec_doc, node_env
+from helpers import make_spec_doc, node_env
 
 from node_agent import health, renderers
 from node_agent.batch.pooljson import BatchPoolSettings, licenses_for, pool_json

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from standins.harness import make_task
+from helpers import REPO, make_task
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore

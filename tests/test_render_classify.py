@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from standins.harness import make_task, standin
+from helpers import make_task, standin
 
 from node_agent.azurite import AzuriteServer
 from node_agent.classify import Finding, OutputMonitor

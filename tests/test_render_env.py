@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from standins.harness import make_task, standin
+from helpers import make_task, run_agent, standin
 
 from node_agent.azurite import AzuriteServer
 from node_agent.errors import SpecError
@@ -21,7 +19,7 @@ ODD = "shots/my \"best\" shot; rm -rf $HOME `x` 'q'.blend"
 
 
 def _doc(url: str, **render: object) -> dict[str, object]:
-    from conftest import make_spec_doc
+    from helpers import make_spec_doc
 
     return make_spec_doc(url, **render)
 
@@ -68,9 +66,7 @@ def test_validate_refuses_entitlement_override_exit_2(tmp_path: Path) -> None:
     spec = tmp_path / "job.json"
     doc = _doc("http://127.0.0.1:1/devstoreaccount1", env={"AZ_BATCH_ACCOUNT_URL": "https://x"})
     spec.write_text(json.dumps(doc))
-    r = subprocess.run(
-        [sys.executable, "-m", "node_agent", "validate", str(spec)], capture_output=True, text=True
-    )
+    r = run_agent(["validate", str(spec)])
     assert r.returncode == 2
     assert "AZ_BATCH_ACCOUNT_URL" in r.stderr and "Traceback" not in r.stderr
 
@@ -115,7 +111,7 @@ def test_dry_run_prints_command_and_env_with_token_redacted(
         command=[standin("envdump.py"), "{output_dir}", "{start}", "{end}"],
         env={"STUDIO_API_KEY": "hunter2-secret-value", "STUDIO": "blue"},
     )
-    r = subprocess.run(t.argv("1-3", "--dry-run"), env=t.env, capture_output=True, text=True)
+    r = run_agent(t.args("1-3", "--dry-run"), t.env)
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "command: " + standin("envdump.py") in out
@@ -136,7 +132,7 @@ def test_dry_run_shows_extra_args_where_the_adapter_puts_them(tmp_path: Path) ->
         frames="1-3",
         extra_args=["-E", "CYCLES", "--log-file", "{task_dir}/b log.txt", "--", ODD],
     )
-    r = subprocess.run(t.argv("1-3", "--dry-run"), env=t.env, capture_output=True, text=True)
+    r = run_agent(t.args("1-3", "--dry-run"), t.env)
     assert r.returncode == 0, r.stderr
     argv = [line.split(": ", 1)[1] for line in r.stdout.splitlines() if line.startswith("argv[")]
     scene = str(t.node.job_assets_dir() / "a b.blend")

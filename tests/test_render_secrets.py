@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-from standins.harness import make_task, standin
+from helpers import make_task, standin
 
 from node_agent.azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer
 from node_agent.redact import MASK, Redactor

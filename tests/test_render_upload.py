@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_spec_doc
+from helpers import make_spec_doc, make_task, standin
 from standins._common import png
-from standins.harness import make_task, standin
 
 from node_agent.azurite import AzuriteServer
 from node_agent.errors import ExitCode, StorageError, UploadError

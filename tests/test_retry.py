@@ -6,8 +6,6 @@ not tries x the SDK's own retries (no retry nested in another)."""
 from __future__ import annotations
 
 import http.client
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -18,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from conftest import make_spec_doc, node_env
+from helpers import make_spec_doc, node_env, run_agent
 
 from node_agent.azurite import AzuriteServer
 from node_agent.errors import ExitCode, StorageError, UploadError
@@ -205,12 +203,8 @@ def test_storage_busy_beyond_the_budget_is_one_line_exit_4(
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(doc))
     t0 = time.monotonic()
-    res = subprocess.run(
-        [sys.executable, "-m", "node_agent", "job-prep", "--spec", str(spec)],
-        env=node_env(tmp_path / "node", "busy-job"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    res = run_agent(
+        ["job-prep", "--spec", str(spec)], node_env(tmp_path / "node", "busy-job"), timeout=300
     )
     took = time.monotonic() - t0
     assert res.returncode == ExitCode.STORAGE == 4, res.stderr

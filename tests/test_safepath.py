@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import make_spec_doc
+from helpers import make_spec_doc
 
 from node_agent.errors import SpecError
 from node_agent.safepath import ContainmentError, check_component, rel_problem, split_rel

@@ -5,7 +5,6 @@ entitlement token, then every output, every node file and every uploaded blob is
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -19,7 +18,7 @@ from azure.storage.blob import (
     ResourceTypes,
     generate_account_sas,
 )
-from conftest import STANDINS, make_spec_doc, node_env, upload_tree
+from helpers import STANDINS, make_spec_doc, node_env, run_agent, upload_tree
 
 from node_agent.azurite import (
     AZURITE_ACCOUNT,
@@ -36,13 +35,7 @@ _SIG = re.compile(rb"(?i)sig(?:=|%3D)(?!\*\*\*|%2A%2A%2A)[A-Za-z0-9%+/=]{8,}")
 
 
 def _na(args: list[str], env: dict[str, str], log: list[str]) -> int:
-    res = subprocess.run(
-        [sys.executable, "-m", "node_agent", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    res = run_agent(args, env, timeout=300)
     log += [res.stdout, res.stderr]
     return res.returncode
 

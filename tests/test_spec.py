@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import run_agent
 
 from node_agent.errors import SpecError
 from node_agent.frames import chunk_frames, format_frames, parse_frames
@@ -42,9 +42,7 @@ def _with(path: str, value: object) -> dict:
 def _validate_cli(tmp_path: Path, doc: object) -> subprocess.CompletedProcess[str]:
     f = tmp_path / "job.yaml"
     f.write_text(yaml.safe_dump(doc))
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", "validate", str(f)], capture_output=True, text=True
-    )
+    return run_agent(["validate", str(f)])
 
 
 @pytest.mark.parametrize(
@@ -188,13 +186,7 @@ def test_frame_sets() -> None:
 
 def test_outside_batch_exits_2_naming_the_variable(tmp_path: Path) -> None:
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AZ_BATCH_")}
-    res = subprocess.run(
-        [sys.executable, "-m", "node_agent", "start-task"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    res = run_agent(["start-task"], env, cwd=tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "node-agent: error: AZ_BATCH_NODE_ROOT_DIR is not set: node-agent phases run inside an "

@@ -6,17 +6,16 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from test_sync_helpers import (
-    REPO,
+from helpers import (
     digests,
     make_spec,
     node_of,
+    run_agent,
     run_job_prep,
     seed,
     summary,
@@ -42,13 +41,7 @@ GOOD: dict[str, object] = {
 
 
 def _na(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_agent(list(args), timeout=300)
 
 
 def _one_line_exit_2(res: subprocess.CompletedProcess[str]) -> str:

@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, node_env
-from mount_helpers import run_agent
+from helpers import REPO, node_env, run_agent
 
 from node_agent import nodestate
 from node_agent.batchenv import BatchNode

@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import node_env
-from test_sync_helpers import (
-    REPO,
+from helpers import (
     digests,
-    job_prep_cmd,
     make_spec,
+    node_env,
     node_of,
+    run_agent,
     run_job_prep,
     seed,
+    start_agent,
     summary,
     tree,
     write_spec,
@@ -38,14 +38,7 @@ def _files(prefix: str, n: int = 150) -> dict[str, bytes]:
 
 
 def _na(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_agent(list(args), env, timeout=300)
 
 
 def _agent(root: Path) -> Path:
@@ -133,10 +126,13 @@ def test_two_job_preps_on_a_corrupt_db_heal_it_once(
     _corrupt(state / "sync.db", "garbage in the middle")
     procs = []
     for job, spec in specs.items():
-        cmd, env = job_prep_cmd(root, job, spec)
         procs.append(
-            subprocess.Popen(
-                cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            start_agent(
+                ["job-prep", "--spec", str(spec)],
+                node_env(root, job),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
         )
     outs = [p.communicate(timeout=300)[0] for p in procs]

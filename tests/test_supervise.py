@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from standins.harness import Task, make_task, standin
+from helpers import Task, make_task, standin
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore

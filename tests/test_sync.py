@@ -9,16 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sync_helpers import (
-    REPO,
+from helpers import (
     count_objects,
     digests,
-    job_prep_cmd,
     make_spec,
+    node_env,
     node_of,
     run_job_prep,
     seed,
     spec_store,
+    start_agent,
     summary,
     tree,
     write_spec,
@@ -145,9 +145,11 @@ def test_kill_9_mid_sync_then_rerun(
     seed(store, "sync-kill", files)
     spec = write_spec(tmp_path / "job.json", make_spec(azurite.account_url, "sync-kill", "p4/"))
     root = tmp_path / "node"
-    cmd, env = job_prep_cmd(root, "job-a", spec)
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    proc = start_agent(
+        ["job-prep", "--spec", str(spec)],
+        node_env(root, "job-a"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
     while count_objects(root) < 20 and proc.poll() is None and time.monotonic() < deadline:
@@ -177,9 +179,13 @@ def test_concurrent_job_preps_download_once(
         spec = write_spec(
             tmp_path / f"{job}.json", make_spec(azurite.account_url, "sync-conc", "p5/", job)
         )
-        cmd, env = job_prep_cmd(root, job, spec)
         procs.append(
-            subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            start_agent(
+                ["job-prep", "--spec", str(spec)],
+                node_env(root, job),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
         )
     for p in procs:
         _, err = p.communicate(timeout=600)

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-from test_sync_helpers import REPO, digests, seed, tree
+from helpers import digests, run_agent, seed, tree
 
 from node_agent.azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer
 from node_agent.storage import BlobStore
 
 
 def _sync(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", "sync", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_agent(["sync", *args], env, timeout=300)
 
 
 def test_sync_by_hand_with_key_and_sas(

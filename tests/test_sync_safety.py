@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_sync_helpers import make_spec, node_of, run_job_prep, seed, summary, tree, write_spec
+from helpers import make_spec, node_of, run_job_prep, seed, summary, tree, write_spec
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore

@@ -19,15 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import STANDINS, make_spec_doc, node_env
-from test_sync_helpers import seed
+from helpers import STANDINS, make_spec_doc, node_env, run_agent, run_local_pool, seed
 
 from node_agent.azurite import AzuriteServer
 from node_agent.conventions import job_container
 from node_agent.mounts.platform import LinuxPlatform
 from node_agent.storage import BlobStore
 
-REPO = Path(__file__).resolve().parents[1]
 WRITER = str(STANDINS / "scene_writer.py")
 ASSETS = {
     "scene.blend": b"BLENDER-v293" + b"\x01" * 4000,
@@ -86,14 +84,7 @@ def _env(root: Path, job: str, task: str | None, mode: str | None) -> dict[str, 
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_agent(args, env)
 
 
 def writer_spec(url: str, job: str, prefix: str) -> dict[str, object]:
@@ -238,26 +229,7 @@ def test_local_pool_job_writing_its_scene_leaves_cache_and_other_job(
     doc["render"]["frames_per_task"] = 1  # type: ignore[index]
     spec = tmp_path / "pool-a.yaml"
     spec.write_text(yaml.safe_dump(doc))
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node_agent",
-            "local",
-            "run",
-            str(spec),
-            "--nodes",
-            "1",
-            "--slots",
-            "1",
-            "--workdir",
-            str(workdir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
+    r = run_local_pool(spec, workdir, nodes=1, slots=1)
     assert r.returncode == 0, r.stdout + r.stderr
     blobs = {x.name for x in store.list_blobs(job_container("iso-pool-a"))}
     assert sum(n.endswith(".png") and "$TaskOutput" in n for n in blobs) == 2

@@ -1,27 +1,13 @@
-"""Helpers for the mount tests: run node-agent phases, clean up every FUSE mount."""
+"""Storage mounts a test made: find them, and unmount them and their daemons whatever happened."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 
 from node_agent.mounts.platform import LinuxPlatform
-
-
-def run_agent(
-    args: list[str], env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "node_agent", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def mounts_under(root: Path) -> list[str]:

@@ -1,20 +1,17 @@
-"""Helpers for render-task tests: a Batch task on a local node, `node-agent render` runs."""
+"""Render-task tests: a Batch task on a local node, `node-agent render` run as Batch runs it."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, make_spec_doc, node_env
-
+from helpers.cli import agent_cmd, start_agent
+from helpers.node import STANDINS, make_spec_doc, node_env
 from node_agent.batchenv import BatchNode
 from node_agent.conventions import job_container
-
-STANDINS = REPO / "tests" / "standins"
 
 
 @dataclass
@@ -35,15 +32,17 @@ class Task:
     def summary(self) -> dict[str, Any]:
         return dict(json.loads((self.node.task_dir / "summary.json").read_text()))
 
+    def args(self, frames: str, *extra: str) -> list[str]:
+        return ["render", "--frames", frames, "--spec", str(self.spec_path), *extra]
+
     def argv(self, frames: str, *extra: str) -> list[str]:
-        cmd = [sys.executable, "-m", "node_agent", "render", "--frames", frames]
-        return cmd + ["--spec", str(self.spec_path), *extra]
+        return agent_cmd(*self.args(frames, *extra))
 
     def start(self, frames: str, *extra: str) -> subprocess.Popen[bytes]:
         """Like Batch: stdout/stderr go to stdout.txt/stderr.txt in the task folder."""
         td = self.node.task_dir
         with open(td / "stdout.txt", "ab") as out, open(td / "stderr.txt", "ab") as err:
-            return subprocess.Popen(self.argv(frames, *extra), env=self.env, stdout=out, stderr=err)
+            return start_agent(self.args(frames, *extra), self.env, stdout=out, stderr=err)
 
     def run(self, frames: str, *extra: str, timeout: float = 300) -> int:
         proc = self.start(frames, *extra)

@@ -1,21 +1,18 @@
-"""Helpers shared by the sync tests: seed blobs, run job prep in-process or as a process."""
+"""Sync tests: seed blobs, write a job spec, run job prep as a process, read what it left."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import make_spec_doc, node_env
-
+from helpers.cli import agent_cmd, run_agent
+from helpers.node import agent_dir, make_spec_doc, node_env
 from node_agent.batchenv import BatchNode
 from node_agent.redact import Redactor
 from node_agent.spec import JobSpec, spec_from_data
 from node_agent.storage import BlobStore
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def seed(store: BlobStore, container: str, files: dict[str, bytes], *, md5: bool = True) -> None:
@@ -46,13 +43,11 @@ def write_spec(path: Path, doc: dict[str, object]) -> Path:
 
 
 def job_prep_cmd(root: Path, job: str, spec: Path) -> tuple[list[str], dict[str, str]]:
-    env = node_env(root, job)
-    return [sys.executable, "-m", "node_agent", "job-prep", "--spec", str(spec)], env
+    return agent_cmd("job-prep", "--spec", spec), node_env(root, job)
 
 
 def run_job_prep(root: Path, job: str, spec: Path) -> subprocess.CompletedProcess[str]:
-    cmd, env = job_prep_cmd(root, job, spec)
-    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    return run_agent(["job-prep", "--spec", str(spec)], node_env(root, job))
 
 
 def node_of(root: Path, job: str) -> BatchNode:
@@ -83,5 +78,5 @@ def summary(root: Path, job: str) -> dict[str, object]:
 
 
 def count_objects(root: Path) -> int:
-    objs = root / "shared" / "node_agent" / "cache" / "objects"
+    objs = agent_dir(root) / "cache" / "objects"
     return sum(1 for _ in objs.rglob("*") if _.is_file()) if objs.exists() else 0

@@ -1,0 +1,68 @@
+"""Everything the tests share, in one package (conftest.py holds only fixtures).
+
+- `cli`: the two ways to run node-agent: `run_cli` in-process (unit tests) and
+  `run_agent`/`start_agent` as a `python -m node_agent` subprocess (integration tests).
+- `node`: a local Batch node's environment, job specs, blob uploads, mount clean-up.
+- `sync`: seeding blobs and reading job prep's results.
+- `mounts`: storage mounts and rclone daemons a test left behind.
+- `task`: a render task on a local node (`node-agent render` as Batch runs it).
+"""
+
+from helpers.cli import CliResult, agent_cmd, run_agent, run_cli, run_local_pool, start_agent
+from helpers.mounts import cleanup_mounts, mounts_under, rclone_daemons_under
+from helpers.node import (
+    REPO,
+    STANDINS,
+    agent_dir,
+    make_spec_doc,
+    node_env,
+    unmount_all_under,
+    upload_tree,
+)
+from helpers.sync import (
+    count_objects,
+    digests,
+    job_prep_cmd,
+    make_spec,
+    node_of,
+    run_job_prep,
+    seed,
+    spec_store,
+    summary,
+    tree,
+    write_spec,
+)
+from helpers.task import Task, make_task, standin
+
+__all__ = [
+    "REPO",
+    "STANDINS",
+    "CliResult",
+    "Task",
+    "agent_cmd",
+    "agent_dir",
+    "cleanup_mounts",
+    "count_objects",
+    "digests",
+    "job_prep_cmd",
+    "make_spec",
+    "make_spec_doc",
+    "make_task",
+    "mounts_under",
+    "node_env",
+    "node_of",
+    "rclone_daemons_under",
+    "run_agent",
+    "run_cli",
+    "run_job_prep",
+    "run_local_pool",
+    "seed",
+    "spec_store",
+    "standin",
+    "start_agent",
+    "summary",
+    "tree",
+    "unmount_all_under",
+    "upload_tree",
+    "write_spec",
+]
