@@ -146,19 +146,52 @@ def job_release_cmd(log_format: str, verbose: bool) -> None:
     "through render.path_map); each missing one is a line, exit 12.",
 )
 @click.option(
-    "--allow-missing", is_flag=True, help="With --assets: missing dependencies are warnings."
+    "--storage",
+    is_flag=True,
+    help="Check what the spec's asset sources hold in storage instead of a local folder "
+    "(listed, or the pinned manifest; scene files downloaded to a temporary folder); "
+    "each missing dependency is a line, exit 12.",
 )
-def validate_cmd(spec_path: Path, assets_dir: Path | None, allow_missing: bool) -> None:
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="With --assets/--storage: missing dependencies are warnings.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Warnings (frames outside the scene's range) are errors: exit 2.",
+)
+def validate_cmd(
+    spec_path: Path, assets_dir: Path | None, storage: bool, allow_missing: bool, strict: bool
+) -> None:
     """Check a job spec; print one line per problem (exit 2) or a short description."""
-    from node_agent.preflight import validate_assets, with_scene_frames
+    from node_agent import preflight
+    from node_agent.errors import UsageError
+    from node_agent.preflight_storage import check_storage
     from node_agent.spec import load_spec
 
     def go(r: Redactor) -> int:
         spec = load_spec(spec_path)
         notes: list[str] = []
+        if assets_dir is not None and storage:
+            raise UsageError("give --assets DIR or --storage, not both")
         if assets_dir is not None:
-            spec, notes = with_scene_frames(spec, assets_dir)
-            notes += validate_assets(spec.render, assets_dir, allow_missing=allow_missing)
+            spec, notes = preflight.with_scene_frames(spec, assets_dir)
+            preflight.strict_notes(notes, strict=strict)
+            notes += preflight.validate_assets(spec.render, assets_dir, allow_missing=allow_missing)
+        elif storage:
+            log = preflight.say_logger(
+                "validate", lambda s: click.echo(f"node-agent: {s}", err=True)
+            )
+            spec = check_storage(
+                spec,
+                allow_missing=allow_missing,
+                strict=strict,
+                log=log,
+                where=f"render.scene '{spec.render.scene}' in storage",
+                redactor=r,
+            )
         elif spec.render.frames is None:
             notes = ["render.frames: omitted: the scene's range is read with --assets / submit"]
         frames = spec.render.frame_list if spec.render.frames is not None else []
@@ -192,9 +225,21 @@ def local_group() -> None:
     help="Where the nodes' folders live.",
 )
 @click.option("--fresh", is_flag=True, help="Delete the pool's folders first (new nodes).")
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Run although the upload lacks scene dependencies (checked in storage before any "
+    "node starts; exit 12 naming each otherwise). Job prep still checks on the node.",
+)
 @pool_settings_option
 def local_run_cmd(
-    spec_path: Path, nodes: int, slots: int, workdir: Path, fresh: bool, pool_settings: Path | None
+    spec_path: Path,
+    nodes: int,
+    slots: int,
+    workdir: Path,
+    fresh: bool,
+    allow_missing: bool,
+    pool_settings: Path | None,
 ) -> None:
     """Run a job on a local pool of NODES nodes with SLOTS task slots each.
 
@@ -210,6 +255,7 @@ def local_run_cmd(
             workdir=workdir,
             fresh=fresh,
             pool_settings=pool_settings,
+            allow_missing=allow_missing,
         )
 
     run_command(go)

@@ -282,6 +282,34 @@ def scene_range(render: Render, assets_dir: Path) -> tuple[int, int, int] | None
         return None
 
 
+FRAMES_FILLED = "render.frames: omitted: "  # a note, never an error (--strict or not)
+
+
+def strict_notes(notes: list[str], *, strict: bool) -> list[str]:
+    """The notes of with_scene_frames as warnings; with `strict` (validate/submit --strict)
+    the warnings (a frame outside the scene's range) raise SpecError (exit 2), all at once."""
+    problems = [n for n in notes if not n.startswith(FRAMES_FILLED)]
+    if strict and problems:
+        raise SpecError("\n".join(f"{n} (--strict)" for n in problems))
+    return notes
+
+
+def say_logger(name: str, say: Callable[[str], None]) -> logging.Logger:
+    """A logger whose records go to `say` as 'warning: ...' / plain lines (commands that
+    print their own lines, like batch submit, passing it to enforce)."""
+
+    class _Say(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            level = "warning: " if record.levelno >= logging.WARNING else ""
+            say(level + record.getMessage())
+
+    log = logging.getLogger(f"node_agent.preflight.{name}")
+    log.handlers[:] = [_Say()]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
+
+
 def with_scene_frames(spec: JobSpec, assets_dir: Path) -> tuple[JobSpec, list[str]]:
     """`spec` with an omitted render.frames filled from the scene's range, and the warning
     lines: a frame outside the scene's range (`--strict` callers make them errors)."""
@@ -296,7 +324,7 @@ def with_scene_frames(spec: JobSpec, assets_dir: Path) -> tuple[JobSpec, list[st
         frames = f"{start}-{end}" + (f"x{step}" if step > 1 else "")
         render = spec.render.model_copy(update={"frames": frames})
         return spec.model_copy(update={"render": render}), [
-            f"render.frames: omitted: the scene's range {frames} is used"
+            f"{FRAMES_FILLED}the scene's range {frames} is used"
         ]
     if found is None:
         return spec, []

@@ -25,6 +25,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
+from node_agent import preflight
 from node_agent.azurite import is_local_url
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob, task_chunks
 from node_agent.batch.pooljson import (
@@ -57,6 +58,8 @@ class SubmitOptions:
     create_pool: bool = False
     package: Path | None = None
     assets_dir: Path | None = None
+    allow_missing: bool = False  # missing scene dependencies are warnings, not exit 12
+    strict: bool = False  # a frame outside the scene's range is an error (exit 2)
 
 
 @dataclass
@@ -159,6 +162,31 @@ def _check_added(result: bm.BatchCreateTaskCollectionResult, chunk: list[dict[st
         )
 
 
+def preflight_spec(spec: JobSpec, opts: SubmitOptions, say: Callable[[str], None]) -> JobSpec:
+    """Before anything is uploaded: with --assets, the scene's dependencies checked in that
+    folder (exit 12 naming every missing one unless allow_missing) and an omitted
+    render.frames filled from the scene; the spec to submit."""
+    if opts.assets_dir is None:
+        say(
+            "submit: preflight: no --assets: `node-agent validate SPEC --storage` checks the upload"
+        )
+        return spec
+    if not opts.assets_dir.is_dir():
+        raise UsageError(f"--assets '{opts.assets_dir}': not a folder")
+    spec, notes = preflight.with_scene_frames(spec, opts.assets_dir)
+    for note in preflight.strict_notes(notes, strict=opts.strict):
+        say(f"submit: warning: {note}")
+    preflight.enforce(
+        spec.render,
+        opts.assets_dir,
+        allow_missing=opts.allow_missing,
+        log=preflight.say_logger("submit", lambda line: say(f"submit: {line}")),
+        where=f"render.scene '{spec.render.scene}'",
+        outside_ok=False,
+    )
+    return spec
+
+
 def submit(
     spec: JobSpec,
     pool: BatchPoolSettings,
@@ -172,6 +200,7 @@ def submit(
             "read the package and the job spec with the pool's managed identity "
             "(or use blob_access 'auto_storage')"
         )
+    spec = preflight_spec(spec, opts, say)  # the spec submitted: frames filled from the scene
     for line in storage_warnings(spec) + secret_warnings(pool):
         say(f"submit: warning: {line}")
     store = BlobStore(spec.storage, redactor, retry=policy(spec.policies))

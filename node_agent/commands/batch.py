@@ -187,7 +187,19 @@ def register(cli: click.Group) -> None:
         "assets_dir",
         type=click.Path(path_type=Path),
         default=None,
-        help="Local folder uploaded into the spec's first asset source.",
+        help="Local folder uploaded into the spec's first asset source; first the scene's "
+        "dependencies are checked in it (exit 12 naming every missing one) and an omitted "
+        "render.frames is taken from the scene.",
+    )
+    @click.option(
+        "--allow-missing",
+        is_flag=True,
+        help="With --assets: submit although scene dependencies are missing (each a warning).",
+    )
+    @click.option(
+        "--strict",
+        is_flag=True,
+        help="With --assets: warnings (frames outside the scene's range) are errors (exit 2).",
     )
     def submit_cmd(
         spec_path: Path,
@@ -199,6 +211,8 @@ def register(cli: click.Group) -> None:
         create_pool: bool,
         package: Path | None,
         assets_dir: Path | None,
+        allow_missing: bool,
+        strict: bool,
     ) -> None:
         """Upload package, spec and assets; create the pool if asked; add the job and its tasks."""
         from node_agent.batch.pooljson import load_pool_settings
@@ -208,7 +222,16 @@ def register(cli: click.Group) -> None:
         def go(r: Redactor) -> int:
             spec = load_spec(spec_path)
             cfg = load_pool_settings(pool_settings).with_os(os_name)  # type: ignore[arg-type]
-            opts = SubmitOptions(endpoint, account_name, key_env, create_pool, package, assets_dir)
+            opts = SubmitOptions(
+                endpoint,
+                account_name,
+                key_env,
+                create_pool,
+                package,
+                assets_dir,
+                allow_missing=allow_missing,
+                strict=strict,
+            )
             submit(spec, cfg, opts, r, say=lambda line: click.echo(line))
             return 0
 

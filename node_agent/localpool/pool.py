@@ -21,6 +21,8 @@ from node_agent.errors import ExitCode, NodeAgentError
 from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE, start_task_command
 from node_agent.localpool.node import LocalNode, TaskRun
 from node_agent.localpool.report import code_name, print_report
+from node_agent.preflight import say_logger
+from node_agent.preflight_storage import check_storage
 from node_agent.spec import JobSpec, load_spec
 
 
@@ -290,6 +292,7 @@ def run_local_job(
     workdir: Path,
     fresh: bool = False,
     pool_settings: Path | None = None,
+    allow_missing: bool = False,
 ) -> int:
     spec = load_spec(spec_path)
     # the pool settings `batch pool-json|job-json|submit` take; the local pool is Linux
@@ -299,14 +302,22 @@ def run_local_job(
     if fresh and (workdir / pool_id).exists():
         shutil.rmtree(workdir / pool_id)
     (workdir / pool_id).mkdir(parents=True, exist_ok=True)
-    # what runs is the document `batch job-json` prints, as JSON, minus Azure-only fields
-    doc = json.loads(json.dumps(job_json(spec, cfg)))
-    job_file = workdir / pool_id / f"job-{spec.job_id}.json"
-    job_file.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    job = local_plan(doc)
     t0 = time.monotonic()
     with ExitStack() as stack:
         _maybe_start_azurite(spec, stack, workdir)
+        # before any node starts: the upload checked as the nodes will see it (exit 12)
+        spec = check_storage(
+            spec,
+            allow_missing=allow_missing,
+            strict=False,
+            log=say_logger("local", _say),
+            where=f"local run: render.scene '{spec.render.scene}'",
+        )
+        # what runs is the document `batch job-json` prints, as JSON, minus Azure-only fields
+        doc = json.loads(json.dumps(job_json(spec, cfg)))
+        job_file = workdir / pool_id / f"job-{spec.job_id}.json"
+        job_file.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        job = local_plan(doc)
         pool = make_nodes(workdir, pool_id, nodes)
         t_start = time.monotonic()
         unusable = start_nodes(pool, cfg)

@@ -1,0 +1,106 @@
+"""`local run` and `validate --storage` check the upload in storage before any node starts:
+a Blender scene whose upload lacks one texture (in a subfolder) is refused with exit 12
+naming it; with --allow-missing the nodes run and job prep fails on the node with exit 12
+naming the same path (issue 13, "Done when"). Real Blender scene, real Azurite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from node_agent.azurite import AzuriteServer
+from node_agent.redact import Redactor
+from node_agent.spec import spec_from_data
+from node_agent.storage import BlobStore
+
+TEXTURE = "textures/stripes.png"
+
+
+def make_spec_doc(account_url: str, **render: object) -> dict[str, object]:
+    """A Blender job on Azurite (the shape tests/conftest's helper gives, kept here so this
+    file does not depend on the test helpers being restructured)."""
+    return {
+        "job_id": "job-a",
+        "storage": {"account_url": account_url, "auth": {"kind": "emulator"}},
+        "assets": [{"name": "scene", "container": "assets", "prefix": "proj/"}],
+        "render": {"renderer": "blender", "scene": "spin.blend", "frames": "1-2", **render},
+    }
+
+
+def upload_tree(store: BlobStore, local: Path, container: str, prefix: str) -> int:
+    store.ensure_container(container)
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    for f in files:
+        store.upload_file(f, container, prefix + f.relative_to(local).as_posix())
+    return len(files)
+
+
+def _agent(tmp: Path, doc: dict[str, object], *args: str) -> subprocess.CompletedProcess[str]:
+    spec = tmp / "job.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZ_BATCH_")}
+    cmd = [sys.executable, "-m", "node_agent", *args[0].split(), str(spec), *args[1:]]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp)
+
+
+def _upload_without_texture(
+    azurite: AzuriteServer, scene: Path, tmp: Path, job: str, container: str
+) -> dict[str, object]:
+    upload = tmp / "upload"
+    shutil.copytree(scene, upload)
+    (upload / TEXTURE).unlink()
+    doc = make_spec_doc(azurite.account_url, frames="1-2")
+    doc["job_id"] = job
+    doc["assets"] = [{"name": "scene", "container": container, "prefix": "shot/"}]
+    store = BlobStore(spec_from_data(doc).storage, Redactor())
+    assert upload_tree(store, upload, container, "shot/") == 2  # spin.blend + checker.png
+    return doc
+
+
+def test_local_run_refuses_an_upload_lacking_a_texture(
+    azurite: AzuriteServer, blender_scene: Path, tmp_path: Path
+) -> None:
+    doc = _upload_without_texture(azurite, blender_scene, tmp_path, "pf-local", "pf-local-assets")
+    pool = tmp_path / "pool"
+
+    r = _agent(tmp_path, doc, "local run", "--workdir", str(pool), "--nodes", "1")
+    assert r.returncode == 12, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "missing dependency" in ln]
+    assert len(lines) == 1 and f"'{TEXTURE}'" in lines[0], r.stderr
+    assert "local run: render.scene 'spin.blend': 1 file(s) the render needs are missing" in (
+        r.stderr
+    )
+    assert not (pool / "localpool" / "nodes").exists()  # refused before any node started
+
+    r = _agent(
+        tmp_path, doc, "local run", "--workdir", str(pool), "--nodes", "1", "--allow-missing"
+    )
+    assert r.returncode == 12, r.stdout + r.stderr
+    assert f"local pool: warning: preflight: missing dependency '{TEXTURE}'" in r.stdout
+    prep = pool / "localpool" / "nodes" / "node-1" / "workitems" / "pf-local"
+    errs = [p.read_text() for p in prep.rglob("stderr.txt")]
+    assert any(
+        "job prep: render.scene 'spin.blend': 1 file(s)" in e and f"'{TEXTURE}'" in e for e in errs
+    ), errs
+
+
+def test_validate_storage_names_the_texture_left_out(
+    azurite: AzuriteServer, blender_scene: Path, tmp_path: Path
+) -> None:
+    doc = _upload_without_texture(azurite, blender_scene, tmp_path, "pf-val", "pf-val-assets")
+    del doc["render"]["frames"]  # type: ignore[attr-defined]
+    r = _agent(tmp_path, doc, "validate", "--storage")
+    assert r.returncode == 12, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "missing dependency" in ln]
+    assert len(lines) == 1 and f"'{TEXTURE}'" in lines[0], r.stderr
+    assert "written '//textures/stripes.png'" in lines[0]
+
+    r = _agent(tmp_path, doc, "validate", "--storage", "--allow-missing")
+    assert r.returncode == 0, r.stderr
+    assert "24 frames" in r.stdout  # the scene's range, read from the downloaded .blend
+    assert f"warning: preflight: missing dependency '{TEXTURE}'" in r.stderr
