@@ -6,6 +6,7 @@ naming the same path (issue 13, "Done when"). Real Blender scene, real Azurite."
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,31 @@ def test_validate_storage_names_the_texture_left_out(
     assert r.returncode == 0, r.stderr
     assert "24 frames" in r.stdout  # the scene's range, read from the downloaded .blend
     assert f"warning: preflight: missing dependency '{TEXTURE}'" in r.stderr
+
+
+def test_validate_storage_reads_a_pinned_manifest(
+    azurite: AzuriteServer, blender_scene: Path, tmp_path: Path
+) -> None:
+    """A source pinned to an `assets push` manifest: its files are the manifest's paths
+    (content blobs are named by hash), the scene downloaded from its content blob."""
+    upload = tmp_path / "upload"
+    shutil.copytree(blender_scene, upload)
+    (upload / TEXTURE).unlink()
+    push = subprocess.run(
+        [sys.executable, "-m", "node_agent", "assets", "push", str(upload), "--project"]
+        + ["pf-pinned", "--container", "pf-pinned", "--account-url", azurite.account_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert push.returncode == 0, push.stderr
+    pin = re.findall(r"\b[0-9a-f]{64}\b", push.stdout + push.stderr)[-1]
+    doc = make_spec_doc(azurite.account_url, frames="1-2")
+    doc["job_id"] = "pf-pinned"
+    doc["assets"] = [
+        {"name": "scene", "container": "pf-pinned", "prefix": "pf-pinned/", "manifest": pin}
+    ]
+    r = _agent(tmp_path, doc, "validate", "--storage")
+    assert r.returncode == 12, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "missing dependency" in ln]
+    assert len(lines) == 1 and f"'{TEXTURE}'" in lines[0], r.stderr
