@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     MOUNT = 21  # a mount could not be made or proven
     PACKAGE = 22  # batch package could not build the package (pip failed, files missing)
     INTERRUPTED = 130  # stopped by Ctrl-C / SIGINT (128 + 2, the shells' convention)
+    BROKEN_PIPE = 141  # stdout's reader went away (`| head`): 128 + SIGPIPE, quietly
 
 
 class NodeAgentError(Exception):

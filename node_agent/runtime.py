@@ -60,7 +60,7 @@ def start_phase(
 
 # `node-agent ... | head`: the reader closed stdout. Exit as a shell reports a process that
 # SIGPIPE ended (128 + 13), quietly: the reader asked for no more.
-BROKEN_PIPE = 141
+BROKEN_PIPE = int(ExitCode.BROKEN_PIPE)
 
 
 def stdout_closed() -> bool:
