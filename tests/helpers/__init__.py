@@ -5,6 +5,9 @@
 - `node`: a local Batch node's environment, job specs, blob uploads, mount clean-up.
 - `sync`: seeding blobs and reading job prep's results.
 - `mounts`: storage mounts and rclone daemons a test left behind.
+- `secrets`: an Azurite SAS and every form of it a log must not hold.
+- `preflight`: a spec's render section and what the dependency scan finds missing.
+- `pool`: a local-pool job and the stand-in renderer that records its frames.
 - `task`: a render task on a local node (`node-agent render` as Batch runs it).
 """
 
@@ -19,6 +22,9 @@ from helpers.node import (
     unmount_all_under,
     upload_tree,
 )
+from helpers.pool import pool_job_doc, pool_stand_in
+from helpers.preflight import missing_deps, scene_render
+from helpers.secrets import SAS_VAR, azurite_sas, sas_sig, secret_forms
 from helpers.sync import (
     count_objects,
     digests,
@@ -35,6 +41,12 @@ from helpers.sync import (
 from helpers.task import Task, make_task, standin
 
 __all__ = [
+    "SAS_VAR",
+    "azurite_sas",
+    "missing_deps",
+    "sas_sig",
+    "scene_render",
+    "secret_forms",
     "REPO",
     "STANDINS",
     "CliResult",
@@ -51,6 +63,8 @@ __all__ = [
     "mounts_under",
     "node_env",
     "node_of",
+    "pool_job_doc",
+    "pool_stand_in",
     "rclone_daemons_under",
     "run_agent",
     "run_cli",

@@ -11,12 +11,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
-from helpers import REPO, make_spec_doc
+from helpers import REPO, CliResult, make_spec_doc, run_cli
 
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob
 from node_agent.batch.pooljson import PackageSource, load_pool_settings, pool_json
-from node_agent.cli import main
 from node_agent.errors import ExitCode
 from node_agent.poolconfig import NodeConfig, load_node_config
 from node_agent.spec import load_spec
@@ -129,35 +128,33 @@ def files(tmp_path: Path, azurite: AzuriteServer) -> dict[str, Path]:
     return {"spec": spec, "pool": pool, "package": pkg, "assets": assets}
 
 
+def _submit(
+    files: dict[str, Path], endpoint: str, *extra: str, account: str | None = "acct"
+) -> CliResult:
+    """`node-agent batch submit` of the test's spec and pool settings to `endpoint`, in-process."""
+    args = ["batch", "submit", str(files["spec"]), "--pool-settings", str(files["pool"])]
+    args += ["--endpoint", endpoint, *(["--account", account] if account else []), *extra]
+    return run_cli(args)
+
+
 def test_submit_sends_pool_job_and_task_chunks(
     files: dict[str, Path],
     recording: list[dict[str, Any]],
     store: BlobStore,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     with Replay(recording) as batch:
-        code = main(
-            [
-                "batch",
-                "submit",
-                str(files["spec"]),
-                "--pool-settings",
-                str(files["pool"]),
-                "--endpoint",
-                batch.url,
-                "--account",
-                "acct",
-                "--create-pool",
-                "--package",
-                str(files["package"]),
-                "--assets",
-                str(files["assets"]),
-            ]
+        res = _submit(
+            files,
+            batch.url,
+            "--create-pool",
+            "--package",
+            str(files["package"]),
+            "--assets",
+            str(files["assets"]),
         )
-    out = capsys.readouterr()
-    assert code == 0, out.err
+    assert res.returncode == 0, res.stderr
     assert batch.mismatches == [] and batch.exchanges == []
     assert [(r["method"], r["path"]) for r in batch.requests] == [
         ("HEAD", "/pools/render-pool"),
@@ -172,7 +169,7 @@ def test_submit_sends_pool_job_and_task_chunks(
         assert r["query"]["api-version"] == ["2025-06-01"]
         assert r["headers"]["authorization"].startswith("SharedKey acct:")
         assert KEY not in json.dumps(r["body"])
-    assert KEY not in out.out + out.err
+    assert KEY not in res.stdout + res.stderr
     # the bodies are exactly what pool-json / job-json print (with the uploaded package)
     spec = load_spec(files["spec"])
     package_url = f"{spec.storage.account_url}/{SPEC_CONTAINER}/packages/node-agent-0.1.0.zip"
@@ -191,14 +188,13 @@ def test_submit_sends_pool_job_and_task_chunks(
     assert json.loads(store.read_blob(SPEC_CONTAINER, spec_blob("job-a")))["job_id"] == "job-a"
     assets = {b.name for b in store.list_blobs("assets", "submit-test/")}
     assert assets == {"submit-test/spin.blend", "submit-test/tex/wood.png"}
-    assert "250 task(s) in 3 request(s)" in out.out
-    assert "submit: warning: storage.account_url http://127.0.0.1:" in out.out  # Azurite here
+    assert "250 task(s) in 3 request(s)" in res.stdout
+    assert "submit: warning: storage.account_url http://127.0.0.1:" in res.stdout  # Azurite here
 
 
 def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
     files: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     exchanges = [
@@ -212,25 +208,11 @@ def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
         },
     ]
     with Replay(exchanges) as batch:
-        code = main(
-            [
-                "batch",
-                "submit",
-                str(files["spec"]),
-                "--pool-settings",
-                str(files["pool"]),
-                "--endpoint",
-                batch.url,
-                "--account",
-                "acct",
-                "--create-pool",
-            ]
-        )
-    out = capsys.readouterr()
+        res = _submit(files, batch.url, "--create-pool")
     assert batch.mismatches == [] and batch.exchanges == []
-    assert code == int(ExitCode.BATCH)
-    assert "pool render-pool exists; using it" in out.out
-    assert out.err.strip() == (
+    assert res.returncode == int(ExitCode.BATCH)
+    assert "pool render-pool exists; using it" in res.stdout
+    assert res.stderr.strip() == (
         "node-agent: error: Batch: 100 of 100 tasks were not added; first: task 'frames-00001-00001': TaskExists"
     )
 
@@ -238,7 +220,6 @@ def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
 def test_rejected_key_is_one_line_without_the_key(
     files: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     exchanges = [
@@ -256,45 +237,20 @@ def test_rejected_key_is_one_line_without_the_key(
         }
     ]
     with Replay(exchanges) as batch:
-        code = main(
-            [
-                "batch",
-                "submit",
-                str(files["spec"]),
-                "--pool-settings",
-                str(files["pool"]),
-                "--endpoint",
-                batch.url,
-                "--account",
-                "acct",
-            ]
-        )
-    out = capsys.readouterr()
-    assert code != 0
-    lines = out.err.strip().splitlines()
+        res = _submit(files, batch.url)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
     assert (
         len(lines) == 1 and "adding job 'job-a'" in lines[0] and "AuthenticationFailed" in lines[0]
     )
-    assert KEY not in out.out + out.err
+    assert KEY not in res.stdout + res.stderr
 
 
-def test_submit_needs_a_pool_identity(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_submit_needs_a_pool_identity(files: dict[str, Path]) -> None:
     files["pool"].write_text(yaml.safe_dump({"pool_id": "p"}))
-    code = main(
-        [
-            "batch",
-            "submit",
-            str(files["spec"]),
-            "--pool-settings",
-            str(files["pool"]),
-            "--endpoint",
-            "http://127.0.0.1:9",
-        ]
-    )
-    assert code == int(ExitCode.USAGE)
-    assert "identity_resource_id is required" in capsys.readouterr().err
+    res = _submit(files, "http://127.0.0.1:9", account=None)
+    assert res.returncode == int(ExitCode.USAGE)
+    assert "identity_resource_id is required" in res.stderr
 
 
 def test_auto_storage_submit_puts_package_and_spec_where_batch_downloads_them(
@@ -302,28 +258,15 @@ def test_auto_storage_submit_puts_package_and_spec_where_batch_downloads_them(
     recording: list[dict[str, Any]],
     store: BlobStore,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     files["pool"].write_text(yaml.safe_dump({"blob_access": "auto_storage"}))  # no identity needed
     monkeypatch.setenv("AZURE_BATCH_ACCOUNT", "farmacct")
     with Replay(recording) as batch:
-        code = main(
-            [
-                "batch",
-                "submit",
-                str(files["spec"]),
-                "--pool-settings",
-                str(files["pool"]),
-                "--endpoint",
-                batch.url,
-                "--create-pool",
-                "--package",
-                str(files["package"]),
-            ]
+        res = _submit(
+            files, batch.url, "--create-pool", "--package", str(files["package"]), account=None
         )
-    out = capsys.readouterr()
-    assert code == 0, out.err
+    assert res.returncode == 0, res.stderr
     assert batch.mismatches == [] and batch.exchanges == []
     start_rf = batch.requests[1]["body"]["startTask"]["resourceFiles"]
     assert start_rf == [
@@ -342,7 +285,6 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
     recording: list[dict[str, Any]],
     store: BlobStore,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     secret = "bGlicmFyeS1rZXktdGhhdC1tdXN0LW5vdC1sZWFr"
@@ -364,22 +306,8 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
         yaml.safe_dump({"identity_resource_id": IDENTITY, "node_config": node_config})
     )
     with Replay(recording) as batch:
-        code = main(
-            [
-                "batch",
-                "submit",
-                str(files["spec"]),
-                "--pool-settings",
-                str(files["pool"]),
-                "--endpoint",
-                batch.url,
-                "--account",
-                "acct",
-                "--create-pool",
-            ]
-        )
-    out = capsys.readouterr()
-    assert code == 0, out.err
+        res = _submit(files, batch.url, "--create-pool")
+    assert res.returncode == 0, res.stderr
     assert batch.mismatches == [] and batch.exchanges == []
     spec = load_spec(files["spec"])
     blob = "pools/render-pool/pool-config.json"
@@ -409,6 +337,6 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
     kept = files["spec"].parent / "pool-config.json"
     kept.write_bytes(uploaded)
     assert load_node_config(kept) == NodeConfig.model_validate(node_config)
-    assert f"submit: pool config uploaded to {url}" in out.out
-    assert "submit: warning: node_config reads mount secrets from $LIBRARY_KEY" in out.out
-    assert secret not in out.out + out.err
+    assert f"submit: pool config uploaded to {url}" in res.stdout
+    assert "submit: warning: node_config reads mount secrets from $LIBRARY_KEY" in res.stdout
+    assert secret not in res.stdout + res.stderr

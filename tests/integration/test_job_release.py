@@ -11,7 +11,6 @@ from helpers import make_spec_doc, node_env, run_agent
 
 from node_agent.azurite import AzuriteServer
 from node_agent.conventions import job_container
-from node_agent.phases.job_release import remove_tree
 
 
 def _prepared_node(root: Path, job: str, account_url: str, **policies: object) -> dict[str, str]:
@@ -82,15 +81,3 @@ def test_unreachable_storage_still_cleans_up_then_exits_17(tmp_path: Path) -> No
     assert res.returncode == 17
     assert "log upload failed" in res.stderr.splitlines()[-1]
     assert not (tmp_path / "shared" / "node_agent" / "jobs" / job).exists()
-
-
-def test_remove_tree_handles_read_only_and_missing(tmp_path: Path) -> None:
-    d = tmp_path / "t"
-    (d / "sub").mkdir(parents=True)
-    f = d / "sub" / "ro.txt"
-    f.write_text("x")
-    f.chmod(0o444)
-    (d / "sub").chmod(0o555)
-    assert remove_tree(d, pause_s=0.01)
-    assert not d.exists()
-    assert remove_tree(d)

@@ -15,7 +15,14 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import STANDINS, make_spec_doc, run_local_pool, upload_tree
+from helpers import (
+    STANDINS,
+    make_spec_doc,
+    pool_job_doc,
+    pool_stand_in,
+    run_local_pool,
+    upload_tree,
+)
 
 from node_agent.azurite import AzuriteServer
 from node_agent.cli import main
@@ -39,29 +46,18 @@ def _run_pool(
 def test_two_nodes_schedule_retry_and_release(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "spin.blend").write_bytes(b"not really a blend file")
-    upload_tree(store, src, "assets", "pooltest/")
     state = tmp_path / "state"
     state.mkdir()
-    doc = make_spec_doc(
+    command = pool_stand_in(state, fail_task="frames-00003-00004")
+    doc = pool_job_doc(
         azurite.account_url,
-        renderer="custom",
+        store,
+        tmp_path,
+        "pool-retry",
         frames="1-8",
         frames_per_task=2,
-        command=[
-            sys.executable,
-            str(STANDINS / "pool_test_renderer.py"),
-            "{output_dir}",
-            "{frames}",
-            str(state),
-            "frames-00003-00004",
-            "{task_id}",
-        ],
+        command=command,
     )
-    doc["job_id"] = "pool-retry"
-    doc["assets"][0]["prefix"] = "pooltest/"
     code, record, out = _run_pool(tmp_path, doc)
     assert code == 0, out
     runs = record["runs"]
@@ -140,32 +136,6 @@ def test_real_blender_job_on_two_nodes(
     assert "Saved:" in log
 
 
-def _job_doc(
-    azurite: AzuriteServer, store: BlobStore, tmp_path: Path, job_id: str, **kw: object
-) -> dict:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "spin.blend").write_bytes(b"x")
-    upload_tree(store, src, "assets", f"{job_id}/")
-    doc = make_spec_doc(azurite.account_url, renderer="custom", **kw)
-    doc["job_id"] = job_id
-    doc["assets"][0]["prefix"] = f"{job_id}/"  # type: ignore[index]
-    return doc
-
-
-def _stand_in(state: Path) -> list[str]:
-    """The stand-in renderer's command; it records what it rendered in state/."""
-    return [
-        sys.executable,
-        str(STANDINS / "pool_test_renderer.py"),
-        "{output_dir}",
-        "{frames}",
-        str(state),
-        "none",
-        "{task_id}",
-    ]
-
-
 def _pool_config(tmp_path: Path, node_config: dict) -> tuple[str, ...]:
     cfg = tmp_path / "pool.yaml"
     cfg.write_text(yaml.safe_dump({"node_config": node_config}))
@@ -178,7 +148,14 @@ def test_unfit_node_is_unusable_and_runs_no_task(
     """The start task gets the pool config; a node that fails its health check is left alone."""
     state = tmp_path / "state"
     state.mkdir()
-    doc = _job_doc(azurite, store, tmp_path, "pool-unfit", frames="1-4", command=_stand_in(state))
+    doc = pool_job_doc(
+        azurite.account_url,
+        store,
+        tmp_path,
+        "pool-unfit",
+        frames="1-4",
+        command=pool_stand_in(state),
+    )
     # a renderer that answers its version check on node 1 only
     check = {
         "name": "blender",
@@ -214,7 +191,14 @@ def test_start_task_failing_everywhere_leaves_no_usable_node(
 ) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    doc = _job_doc(azurite, store, tmp_path, "pool-nomaya", frames="1-2", command=_stand_in(state))
+    doc = pool_job_doc(
+        azurite.account_url,
+        store,
+        tmp_path,
+        "pool-nomaya",
+        frames="1-2",
+        command=pool_stand_in(state),
+    )
     extra = _pool_config(tmp_path, {"renderers": ["maya"]})  # no `Render` on this machine
     code, record, out = _run_pool(tmp_path, doc, nodes=1, extra=extra)
     assert code == 20, out
@@ -260,7 +244,9 @@ def test_exit_condition_terminate_ends_the_job(
     script = tmp_path / "renderer.py"
     script.write_text(TERMINATING_RENDERER)
     command = [sys.executable, str(script), "{output_dir}", "{frames}", str(state), "{task_id}"]
-    doc = _job_doc(azurite, store, tmp_path, "pool-terminate", frames="1-4", command=command)
+    doc = pool_job_doc(
+        azurite.account_url, store, tmp_path, "pool-terminate", frames="1-4", command=command
+    )
     doc["policies"] = {"task_retries": 0}
     code, record, out = _run_pool(tmp_path, doc, nodes=1, slots=2)
     assert code == 12, out  # missing_asset
@@ -294,10 +280,15 @@ def test_local_run_executes_the_tasks_job_json_prints(
     tasks with the same command lines, retried as its constraints allow."""
     state = tmp_path / "state"
     state.mkdir()
-    command = _stand_in(state)
-    command[5] = "frames-00003-00004"  # fails its first attempt
-    doc = _job_doc(
-        azurite, store, tmp_path, "batch-json-run", frames="1-5", frames_per_task=2, command=command
+    command = pool_stand_in(state, fail_task="frames-00003-00004")  # fails its first attempt
+    doc = pool_job_doc(
+        azurite.account_url,
+        store,
+        tmp_path,
+        "batch-json-run",
+        frames="1-5",
+        frames_per_task=2,
+        command=command,
     )
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))

@@ -12,33 +12,20 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-from helpers import STANDINS, Task, make_task, standin
+from helpers import SAS_VAR, STANDINS, Task, azurite_sas, make_task, standin
 
-from node_agent.azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer
+from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
 
 sys.path.insert(0, str(STANDINS))
 from hostile_outputs import TRAVERSALS  # noqa: E402
 
-SAS_VAR = "RENDER_STORAGE_SAS"
 OTHER = "other-task"
 ASSET = b"the job's input asset, byte for byte"
 OTHER_FRAME = b"another task's frame, byte for byte"
-
-
-def _sas() -> str:
-    return generate_account_sas(
-        AZURITE_ACCOUNT,
-        AZURITE_KEY,
-        ResourceTypes(service=True, container=True, object=True),
-        AccountSasPermissions(read=True, write=True, list=True, create=True, add=True),
-        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
-    )
 
 
 def _task(tmp_path: Path, url: str, task: str, mode: str, arg: str = "", **kw: object) -> Task:
@@ -55,7 +42,7 @@ def _task(tmp_path: Path, url: str, task: str, mode: str, arg: str = "", **kw: o
     )
     t.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR}
     t.spec_path.write_text(json.dumps(t.doc))
-    t.env[SAS_VAR] = _sas()
+    t.env[SAS_VAR] = azurite_sas()
     return t
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import make_spec_doc, node_env, run_agent, upload_tree
+from helpers import make_spec_doc, missing_deps, node_env, run_agent, scene_render, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.preflight import scan
 from node_agent.redact import Redactor
-from node_agent.spec import Render, spec_from_data
+from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
 
 _BUILD = r"""
@@ -103,22 +103,11 @@ def _assets(src: Path, tmp: Path, drop: tuple[str, ...] = ()) -> Path:
     return dest
 
 
-def _render(**kw: object) -> Render:
-    doc = make_spec_doc("http://127.0.0.1:10000/devstoreaccount1", **kw)
-    return spec_from_data(doc).render
-
-
-def _missing(render: Render, assets: Path) -> list[str]:
-    result = scan(render, assets, outside_ok=False)
-    assert result.scanned and not result.unreadable
-    return sorted(m.shown for m in result.missing)
-
-
 def test_blender_all_present_through_relative_udim_sequence_library_and_path_map(
     bat_scene: Path, tmp_path: Path
 ) -> None:
     assets = _assets(bat_scene, tmp_path)
-    render = _render(scene="shots/main.blend", path_map=PATH_MAP)
+    render = scene_render(scene="shots/main.blend", path_map=PATH_MAP)
     result = scan(render, assets, outside_ok=False)
     assert result.missing == []
     # a.png, the sequence, the UDIM set, wall, floor, the library and the library's texture
@@ -140,151 +129,30 @@ def test_blender_names_each_missing_dependency(
     bat_scene: Path, tmp_path: Path, drop: tuple[str, ...], named: str
 ) -> None:
     assets = _assets(bat_scene, tmp_path, drop)
-    render = _render(scene="shots/main.blend", path_map=PATH_MAP)
-    assert _missing(render, assets) == [named]
+    render = scene_render(scene="shots/main.blend", path_map=PATH_MAP)
+    assert missing_deps(render, assets) == [named]
 
 
 def test_blender_one_tile_or_frame_is_enough_for_a_set(bat_scene: Path, tmp_path: Path) -> None:
     assets = _assets(bat_scene, tmp_path, ("udim/skin.1001.png", "seq/frame_0001.png"))
-    render = _render(scene="shots/main.blend", path_map=PATH_MAP)
-    assert _missing(render, assets) == []
+    render = scene_render(scene="shots/main.blend", path_map=PATH_MAP)
+    assert missing_deps(render, assets) == []
 
 
 def test_blender_library_followed_through_path_map(bat_scene: Path, tmp_path: Path) -> None:
     """mapped.blend links /mnt/studio/proj/libs/lib.blend: path_map takes the scan into the
     library in the assets, where its texture is missing."""
     assets = _assets(bat_scene, tmp_path, ("libs/libtex.png",))
-    render = _render(scene="shots/mapped.blend", path_map=PATH_MAP)
-    assert _missing(render, assets) == ["libs/libtex.png"]
+    render = scene_render(scene="shots/mapped.blend", path_map=PATH_MAP)
+    assert missing_deps(render, assets) == ["libs/libtex.png"]
 
 
-def test_blender_unmapped_absolute_path_is_missing(bat_scene: Path, tmp_path: Path) -> None:
+def test_blender_unmapped_absolute_path_ismissing_deps(bat_scene: Path, tmp_path: Path) -> None:
     assets = _assets(bat_scene, tmp_path)
-    render = _render(scene="shots/main.blend", path_map={"/mnt/studio/proj": ""})
+    render = scene_render(scene="shots/main.blend", path_map={"/mnt/studio/proj": ""})
     result = scan(render, assets, outside_ok=False)
     assert [(m.shown, m.reason) for m in result.missing] == [
         ("C:/studio/proj/tex/floor.png", "absolute path not mapped by render.path_map")
-    ]
-
-
-MA = r"""//Maya ASCII 2022 scene
-//Name: shot.ma
-requires maya "2022";
-file -rdi 1 -ns "chr" -rfn "chrRN" -typ "mayaAscii" "assets/chr.ma";
-file -rdi 1 -ns "prop" -rfn "propRN" -typ "mayaAscii" "D:/studio/proj/props/prop.ma";
-file -r -ns "chr" -dr 1 -rfn "chrRN" -typ "mayaAscii" "assets/chr.ma";
-file -r -ns "prop" -dr 1 -rfn "propRN" -typ "mayaAscii" "D:/studio/proj/props/prop.ma";
-createNode transform -n "pCube1";
-createNode file -n "colorTex";
-	setAttr ".ftn" -type "string" "sourceimages/color.png";
-createNode file -n "skinTex";
-	setAttr ".ftn" -type "string" "sourceimages/skin.<UDIM>.exr";
-createNode file -n "bumpTex";
-	setAttr ".uvt" 3;
-	setAttr ".ftn" -type "string" "sourceimages/bump.1001.exr";
-createNode file -n "missingTex";
-	setAttr ".ftn" -type "string" "sourceimages/gone.png";
-createNode AlembicNode -n "anim_abc";
-	setAttr ".fn" -type "string" "cache/anim.abc";
-createNode cacheFile -n "clothCache";
-	setAttr ".cp" -type "string" "cache/nCache/";
-	setAttr ".cn" -type "string" "cloth";
-createNode aiStandIn -n "treeStandIn";
-	setAttr ".dso" -type "string" "D:/studio/proj/standins/tree.ass";
-"""
-MA_PRESENT = [
-    "assets/chr.ma",
-    "props/prop.ma",
-    "sourceimages/color.png",
-    "sourceimages/skin.1001.exr",
-    "sourceimages/bump.1001.exr",
-    "sourceimages/bump.1002.exr",
-    "cache/anim.abc",
-    "cache/nCache/cloth.xml",
-    "standins/tree.ass",
-]
-
-
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
-
-
-def test_maya_ascii_references_textures_udim_caches(tmp_path: Path) -> None:
-    assets = _tree(tmp_path / "a", {"scenes/shot.ma": MA, **dict.fromkeys(MA_PRESENT, "x")})
-    render = _render(renderer="maya", scene="scenes/shot.ma", path_map={"D:\\studio\\proj": ""})
-    result = scan(render, assets, outside_ok=False)
-    assert [m.shown for m in result.missing] == ["sourceimages/gone.png"]
-    assert "colorTex" not in result.missing[0].dep.where
-    assert "missingTex" in result.missing[0].dep.where
-    assert result.found == 9
-    for rel in ("props/prop.ma", "sourceimages/skin.1001.exr", "cache/nCache/cloth.xml"):
-        (assets / rel).unlink()
-    (assets / "sourceimages/bump.1001.exr").unlink()  # 1002 still there: the set is present
-    assert _missing(render, assets) == [
-        "cache/nCache/cloth.xml",
-        "props/prop.ma",
-        "sourceimages/gone.png",
-        "sourceimages/skin.<UDIM>.exr",
-    ]
-
-
-def test_maya_scene_folder_is_searched_after_the_project(tmp_path: Path) -> None:
-    assets = _tree(tmp_path / "a", {"scenes/shot.ma": MA, **dict.fromkeys(MA_PRESENT, "x")})
-    (assets / "sourceimages/color.png").unlink()
-    render = _render(renderer="maya", scene="scenes/shot.ma", path_map={"D:\\studio\\proj": ""})
-    assert "sourceimages/color.png" in _missing(render, assets)
-    _tree(assets, {"scenes/sourceimages/color.png": "x"})
-    assert "sourceimages/color.png" not in _missing(render, assets)
-
-
-ASS = r"""### exported: Arnold 7
-options
-{
- AA_samples 3
- texture_searchpath "C:/old/textures"
-}
-image
-{
- name diffuseTex
- filename "textures/wood.<udim>.tx"
-}
-image
-{
- name "specTex"
- filename "/mnt/studio/proj/textures/spec.tx"
-}
-procedural
-{
- name crowd
- filename "procs/crowd.####.ass"
-}
-image
-{
- name lostTex
- filename "textures/lost.tx"
-}
-"""
-
-
-def test_arnold_ass_filename_parameters(tmp_path: Path) -> None:
-    present = ["textures/wood.1001.tx", "textures/spec.tx", "procs/crowd.0007.ass"]
-    assets = _tree(tmp_path / "a", {"shot.ass": ASS, **dict.fromkeys(present, "x")})
-    render = _render(
-        renderer="arnold", scene="shot.ass", frames="1", path_map={"/mnt/studio/proj": ""}
-    )
-    result = scan(render, assets, outside_ok=False)
-    assert [m.shown for m in result.missing] == ["textures/lost.tx"]
-    assert "image 'lostTex'" in result.missing[0].dep.where
-    assert result.found == 4
-    (assets / "textures/wood.1001.tx").unlink()
-    (assets / "textures/spec.tx").unlink()
-    assert _missing(render, assets) == [
-        "textures/lost.tx",
-        "textures/spec.tx",
-        "textures/wood.<udim>.tx",
     ]
 
 

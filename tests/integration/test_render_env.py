@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from helpers import make_task, run_agent, standin
 
 from node_agent.azurite import AzuriteServer
-from node_agent.errors import SpecError
-from node_agent.renderers import substitute
-from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
 
 TOKEN = "entitlement-token-3f9a2b7c1d"  # what conftest.node_env gives the task
@@ -51,17 +47,6 @@ def test_entitlement_vars_reach_the_renderer_unchanged_and_never_a_log(
         assert TOKEN not in store.read_blob(t.container, b.name).decode(errors="replace"), b.name
 
 
-@pytest.mark.parametrize(
-    "name", ["AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN", "AZ_BATCH_ACCOUNT_URL", "az_batch_account_url"]
-)
-def test_spec_env_cannot_override_or_blank_entitlement(name: str) -> None:
-    for value in ("other", ""):
-        with pytest.raises(SpecError) as e:
-            spec_from_data(_doc("http://127.0.0.1:1/devstoreaccount1", env={name: value}))
-        assert "render.env" in str(e.value) and "cannot be overridden" in str(e.value)
-        assert len(str(e.value).splitlines()) == 1
-
-
 def test_validate_refuses_entitlement_override_exit_2(tmp_path: Path) -> None:
     spec = tmp_path / "job.json"
     doc = _doc("http://127.0.0.1:1/devstoreaccount1", env={"AZ_BATCH_ACCOUNT_URL": "https://x"})
@@ -69,16 +54,6 @@ def test_validate_refuses_entitlement_override_exit_2(tmp_path: Path) -> None:
     r = run_agent(["validate", str(spec)])
     assert r.returncode == 2
     assert "AZ_BATCH_ACCOUNT_URL" in r.stderr and "Traceback" not in r.stderr
-
-
-def test_unknown_placeholder_is_refused_at_validation() -> None:
-    with pytest.raises(SpecError, match=r"unknown placeholder '\{scen\}'"):
-        spec_from_data(_doc("http://127.0.0.1:1/a", renderer="custom", command=["x", "{scen}"]))
-
-
-def test_substitute_keeps_each_item_one_argument() -> None:
-    argv = substitute(["r", "{scene}", "-o={scene}!"], {"scene": ODD})
-    assert argv == ["r", ODD, f"-o={ODD}!"]
 
 
 def test_odd_placeholder_value_reaches_the_renderer_as_one_argument(

@@ -66,35 +66,3 @@ def test_sync_by_hand_refused_names_exit_5(
     assert r.returncode == 5, r.stderr
     assert "1 blob name(s) refused" in r.stderr
     assert tree(tmp_path / "out") == {"ok.txt": digests({"ok.txt": b"ok"}, "")["ok.txt"]}
-
-
-def test_signed_container_sas_matches_the_sdk() -> None:
-    from urllib.parse import parse_qs
-
-    from azure.storage.blob import generate_container_sas
-
-    from node_agent.sync.access import sign_container_sas
-
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    expiry = start + timedelta(hours=6)
-    sdk = parse_qs(
-        generate_container_sas(
-            AZURITE_ACCOUNT,
-            "some-container",
-            account_key=AZURITE_KEY,
-            permission="rl",
-            start=start,
-            expiry=expiry,
-        )
-    )
-    ours = parse_qs(
-        sign_container_sas(
-            AZURITE_ACCOUNT,
-            AZURITE_KEY,
-            "some-container",
-            start=start,
-            expiry=expiry,
-            version=sdk["sv"][0],
-        )
-    )
-    assert ours == sdk

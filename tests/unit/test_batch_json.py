@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +10,15 @@ import pytest
 import yaml
 from azure.batch import models as bm
 from azure.batch._utils.model_base import Model, SdkJSONEncoder
-from helpers import STANDINS, make_spec_doc, upload_tree
+from helpers import make_spec_doc
 
-from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import job_json, local_plan
 from node_agent.batch.pooljson import BatchPoolSettings, PackageSource, pool_json
 from node_agent.batch.restcheck import unknown_fields
 from node_agent.cli import main
 from node_agent.errors import ExitCode
 from node_agent.jobplan import exit_conditions, plan_job, start_task_script
-from node_agent.localpool.node import LocalNode, TaskRun
-from node_agent.localpool.pool import make_nodes, run_job_on_nodes
 from node_agent.spec import JobSpec, spec_from_data
-from node_agent.storage import BlobStore
 
 URL = "https://acct.blob.core.windows.net"
 
@@ -299,71 +292,6 @@ def test_commands_print_the_bodies(tmp_path: Path, capsys: pytest.CaptureFixture
     )
     err = capsys.readouterr().err
     assert err.strip() == f"node-agent: error: {cfg}: vm_sise: is not a known field"
-
-
-@dataclass
-class RecordingNode(LocalNode):
-    """A real local node that also notes the command line of every task it runs."""
-
-    commands: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def run(
-        self,
-        kind: str,
-        command_line: str,
-        task_dir: Path,
-        extra_env: dict[str, str],  # type: ignore[override]
-        attempt: int = 0,
-        resource_files: dict[str, bytes] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> TaskRun:
-        self.commands.append((kind, task_dir.name, command_line))
-        return super().run(kind, command_line, task_dir, extra_env, attempt, resource_files, cancel)
-
-
-def test_local_pool_runs_the_generated_job_json_unchanged(
-    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
-) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "spin.blend").write_bytes(b"x")
-    upload_tree(store, src, "assets", "batchjson/")
-    state = tmp_path / "state"
-    state.mkdir()
-    doc = make_spec_doc(
-        azurite.account_url,
-        renderer="custom",
-        frames="1-6",
-        frames_per_task=2,
-        command=[
-            sys.executable,
-            str(STANDINS / "pool_test_renderer.py"),
-            "{output_dir}",
-            "{frames}",
-            str(state),
-            "none",
-            "{task_id}",
-        ],
-    )
-    doc["job_id"] = "batch-json-local"
-    doc["assets"][0]["prefix"] = "batchjson/"  # type: ignore[index]
-    spec = spec_from_data(doc)
-    batch_doc = json.loads(
-        json.dumps(job_json(spec, BatchPoolSettings()))
-    )  # exactly what job-json prints
-    nodes = []
-    for n in make_nodes(tmp_path / "pool", "localpool", 2):
-        nodes.append(RecordingNode(n.node_id, n.root, n.pool_id, n.token))
-    result = run_job_on_nodes(spec, local_plan(batch_doc), list(nodes), 1)
-    assert result.exit_code == 0 and result.failed_tasks == []
-    ran = {(tid, cmd) for n in nodes for kind, tid, cmd in n.commands if kind == "task"}
-    assert ran == {(t["id"], t["commandLine"]) for t in batch_doc["tasks"]}
-    preps = {cmd for n in nodes for kind, _, cmd in n.commands if kind == "jobpreparation"}
-    assert preps == {batch_doc["job"]["jobPreparationTask"]["commandLine"]}
-    releases = {cmd for n in nodes for kind, _, cmd in n.commands if kind == "jobrelease"}
-    assert releases == {batch_doc["job"]["jobReleaseTask"]["commandLine"]}
-    rendered = sorted(int(x.split()[0]) for x in (state / "rendered.txt").read_text().splitlines())
-    assert rendered == [1, 2, 3, 4, 5, 6]
 
 
 def test_pool_settings_option_and_its_former_name(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_agent
+from helpers import CliResult, run_cli
 
 from node_agent.errors import SpecError
 from node_agent.frames import chunk_frames, format_frames, parse_frames
@@ -39,10 +38,12 @@ def _with(path: str, value: object) -> dict:
     return doc
 
 
-def _validate_cli(tmp_path: Path, doc: object) -> subprocess.CompletedProcess[str]:
+def _validate_cli(tmp_path: Path, doc: object) -> CliResult:
+    """`node-agent validate` of `doc` in-process (tests/integration/test_spec_cli.py runs the
+    same check as a process, to prove the edge)."""
     f = tmp_path / "job.yaml"
     f.write_text(yaml.safe_dump(doc))
-    return run_agent(["validate", str(f)])
+    return run_cli(["validate", str(f)])
 
 
 @pytest.mark.parametrize(
@@ -182,17 +183,6 @@ def test_frame_sets() -> None:
     for bad in ["", "a", "1-", "5-1", "1-5x0", "1--5"]:
         with pytest.raises(ValueError):
             parse_frames(bad)
-
-
-def test_outside_batch_exits_2_naming_the_variable(tmp_path: Path) -> None:
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AZ_BATCH_")}
-    res = run_agent(["start-task"], env, cwd=tmp_path)
-    assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [
-        "node-agent: error: AZ_BATCH_NODE_ROOT_DIR is not set: node-agent phases run inside an "
-        "Azure Batch task (or `node-agent local run`)"
-    ]
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

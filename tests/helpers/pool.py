@@ -1,0 +1,37 @@
+"""Local-pool jobs: a one-file upload and the stand-in renderer that records what it rendered."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from helpers.node import STANDINS, make_spec_doc, upload_tree
+from node_agent.storage import BlobStore
+
+
+def pool_job_doc(
+    account_url: str, store: BlobStore, tmp_path: Path, job_id: str, **render: object
+) -> dict:
+    """A `custom` job `job_id` whose assets (one spin.blend) are uploaded to assets/<job_id>/."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "spin.blend").write_bytes(b"x")
+    upload_tree(store, src, "assets", f"{job_id}/")
+    doc = make_spec_doc(account_url, renderer="custom", **render)
+    doc["job_id"] = job_id
+    doc["assets"][0]["prefix"] = f"{job_id}/"  # type: ignore[index]
+    return doc
+
+
+def pool_stand_in(state: Path, fail_task: str = "none") -> list[str]:
+    """The stand-in renderer's command (standins/pool_test_renderer.py); it records what it
+    rendered in state/ and fails task `fail_task` on its first attempt."""
+    return [
+        sys.executable,
+        str(STANDINS / "pool_test_renderer.py"),
+        "{output_dir}",
+        "{frames}",
+        str(state),
+        fail_task,
+        "{task_id}",
+    ]
