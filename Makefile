@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test deps lint bench-sync bench-render clean
+.PHONY: demo test test-unit deps lint bench-sync bench-render clean
 
 $(BIN)/node-agent: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: deps
 
 test: deps lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# the pure part (no Azurite, no renderer, no subprocess): seconds, for the edit-test loop
+test-unit: $(BIN)/node-agent
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
 lint: deps
 	$(BIN)/ruff check node_agent tests bench

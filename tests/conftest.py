@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, make_spec_doc, unmount_all_under
+from helpers.toy import registered_toy
 
+from node_agent import renderers
 from node_agent.azurite import AzuriteServer
 from node_agent.redact import Redactor
 from node_agent.spec import JobSpec, spec_from_data
@@ -67,3 +69,10 @@ def _no_mount_left_behind(tmp_path: Path) -> Iterator[None]:
     so pytest can remove the folder and no mount outlives the run."""
     yield
     unmount_all_under(tmp_path)
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Iterator[renderers.Renderer]:
+    """The "toyrender" renderer (helpers/toy.py) registered for one test."""
+    with registered_toy(tmp_path) as descriptor:
+        yield descriptor

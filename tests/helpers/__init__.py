@@ -12,7 +12,7 @@
 """
 
 from helpers.cli import CliResult, agent_cmd, run_agent, run_cli, run_local_pool, start_agent
-from helpers.mounts import cleanup_mounts, mounts_under, rclone_daemons_under
+from helpers.mounts import cleanup_mounts, files_mount, mounts_under, rclone_daemons_under
 from helpers.node import (
     REPO,
     STANDINS,
@@ -56,6 +56,7 @@ __all__ = [
     "cleanup_mounts",
     "count_objects",
     "digests",
+    "files_mount",
     "job_prep_cmd",
     "make_spec",
     "make_spec_doc",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psutil
 
+from node_agent.mounts.model import AzureFilesMount
 from node_agent.mounts.platform import LinuxPlatform
 
 
@@ -40,3 +41,17 @@ def cleanup_mounts(root: Path) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(procs, timeout=10)
+
+
+def files_mount(**kw: object) -> AzureFilesMount:
+    """An Azure Files mount of share 'projects' on account 'renderfiles' (key in $MOUNT_KEY)."""
+    return AzureFilesMount.model_validate(
+        {
+            "name": "projects",
+            "driver": "azurefiles",
+            "account_name": "renderfiles",
+            "share": "projects",
+            "key_env": "MOUNT_KEY",
+            **kw,
+        }
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import node_env
+from helpers import files_mount, node_env
 from pydantic import ValidationError
 
 from node_agent.azurite import AZURITE_KEY
@@ -16,7 +16,7 @@ from node_agent.errors import MountError
 from node_agent.logs import get_logger
 from node_agent.mounts import azurefiles
 from node_agent.mounts.manager import MountContext, paths_for, plan_for, resolve_secret
-from node_agent.mounts.model import AzureFilesMount, Blobfuse2Mount, RcloneMount
+from node_agent.mounts.model import Blobfuse2Mount, RcloneMount
 from node_agent.mounts.plan import MountPlan
 from node_agent.mounts.platform import WindowsPlatform
 from node_agent.poolconfig import NodeConfig
@@ -153,22 +153,9 @@ def test_rclone_config_modes(tmp_path: Path) -> None:
         _no_secret_in_argv(plan)
 
 
-def _files_mount(**kw: object) -> AzureFilesMount:
-    return AzureFilesMount.model_validate(
-        {
-            "name": "projects",
-            "driver": "azurefiles",
-            "account_name": "renderfiles",
-            "share": "projects",
-            "key_env": "MOUNT_KEY",
-            **kw,
-        }
-    )
-
-
 def test_azure_files_linux_cifs_command_and_credentials(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
-    plan = _plan(ctx, _files_mount())
+    plan = _plan(ctx, files_mount())
     [creds] = plan.files
     assert creds.mode == 0o600
     assert creds.text == f"username=renderfiles\npassword={KEY}\n"
@@ -188,7 +175,7 @@ def test_azure_files_linux_cifs_command_and_credentials(tmp_path: Path) -> None:
 
 def test_azure_files_windows_cmdkey_and_net_use(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, windows=True)
-    plan = _plan(ctx, _files_mount(drive="p:"))
+    plan = _plan(ctx, files_mount(drive="p:"))
     assert plan.files == [] and not plan.makes_dir
     cmdkey, net_use = plan.mount
     assert cmdkey.argv[0] == "powershell.exe" and cmdkey.argv[-2:] == ["-Command", "-"]
@@ -267,7 +254,7 @@ def test_windows_tasks_map_drives_from_the_kept_pool_config(tmp_path: Path) -> N
 
     ctx = _ctx(tmp_path)
     assert task_drive_commands(ctx.node) == []
-    config = NodeConfig.model_validate({"mounts": [_files_mount(drive="T:").model_dump()]})
+    config = NodeConfig.model_validate({"mounts": [files_mount(drive="T:").model_dump()]})
     state = ctx.node.state_dir
     state.mkdir(parents=True, exist_ok=True)
     (state / "pool-config.json").write_text(config.model_dump_json())
@@ -331,55 +318,3 @@ def test_mount_table_unescapes_and_resolves_symlinks(tmp_path: Path) -> None:
         str(real / "m"),
     ]
     assert plat.unmount_command(real / "m", "cifs").argv == ["umount", "-l", str(real / "m")]
-
-
-@pytest.mark.parametrize("windows", [True, False])
-def test_render_task_maps_the_pool_drives_first_on_windows(
-    tmp_path: Path, windows: bool, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The render phase calls map_task_drives for the kept pool config (Windows only).
-    `net` is a stand-in that records its arguments: command generation, no real Windows."""
-    from helpers import make_spec_doc
-
-    from node_agent.phases import render
-    from node_agent.runtime import Phase
-
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "net-calls.txt"
-    net = bin_dir / "net"
-    net.write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> "{calls}"\necho >> "{calls}"\n')
-    net.chmod(0o755)
-    root = tmp_path / "node"
-    env = {**node_env(root, "job-a", "frames-00001-00002"), **ENV}
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
-    node = BatchNode.from_env(env, need_job=True).model_copy(update={"is_windows": windows})
-    config = NodeConfig.model_validate(
-        {
-            "mounts": [
-                _files_mount(drive="t:").model_dump(),
-                _files_mount(name="b", drive="U:").model_dump(),
-            ]
-        }
-    )
-    node.state_dir.mkdir(parents=True)
-    (node.state_dir / "pool-config.json").write_text(config.model_dump_json())
-    spec = tmp_path / "job.json"
-    exe = "C:\\Blender\\blender.exe" if windows else "/usr/bin/blender"
-    spec.write_text(json.dumps(make_spec_doc("http://127.0.0.1:9/acct", executable=exe)))
-    phase = Phase("render", node, Redactor(), get_logger("test"), env)
-
-    assert render.run(phase, "1-2", spec, dry=True) == 0
-    assert capsys.readouterr().out.startswith("command: ")
-    if not windows:
-        assert not calls.exists(), "no drive mapping on Linux"
-        return
-    unc = "\\\\renderfiles.file.core.windows.net\\projects"
-    assert calls.read_text().splitlines() == [
-        f"use|T:|{unc}|/persistent:no|",
-        f"use|U:|{unc}|/persistent:no|",
-    ]
-    # A mapping that fails stops the task before the renderer: one line, exit 21.
-    net.write_text("#!/bin/sh\necho 'System error 53 has occurred.'\nexit 2\n")
-    with pytest.raises(MountError, match=r"^map drive T:: 'net' exited 2: System error 53"):
-        render.run(phase, "1-2", spec, dry=True)

@@ -1,97 +1,32 @@
 """The renderer registry: adding a renderer is one new module plus one registry line.
 
-The test writes a renderer module to a temporary folder (what a new file under
-node_agent/renderers/ would hold), registers its descriptor (the registry line), and shows
-that every place that varies per renderer reads it: spec validation (names and inline-code
-flags), the command line, output classification, the pool config and its health check, the
-start task's node facts, the doctor, and the pool's application licenses. Unregistered, the
-spec refuses the name again.
+The test writes a renderer module (helpers/toy.py's TOY_MODULE) to a temporary folder (what
+a new file under node_agent/renderers/ would hold), registers its descriptor (the registry
+line), and shows that every place that varies per renderer reads it: spec validation (names
+and inline-code flags), the command line, output classification, the pool config and its
+health check, and the pool's application licenses (the start task's node facts and the
+doctor run its program: tests/integration/test_registry_node.py). Unregistered, the spec
+refuses the name again.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from types import ModuleType
 
 import pytest
-from helpers import make_spec_doc, node_env
+from helpers import make_spec_doc
+from helpers.toy import TOY_MODULE, fake_program, load_module
 
-from node_agent import health, renderers
+from node_agent import renderers
 from node_agent.batch.pooljson import BatchPoolSettings, licenses_for, pool_json
-from node_agent.batchenv import BatchNode
 from node_agent.classify import OutputMonitor
 from node_agent.errors import ExitCode, SpecError
-from node_agent.ops import doctor
-from node_agent.phases import start_task
-from node_agent.poolconfig import NodeConfig, RendererCheck
-from node_agent.redact import Redactor
+from node_agent.poolconfig import NodeConfig
 from node_agent.renderers import CommandContext, build_launch, find_executable
-from node_agent.runtime import Phase
 from node_agent.spec import JobSpec, spec_from_data
 
 URL = "https://acct.blob.core.windows.net"
-
-# The whole of a new renderer: what would be node_agent/renderers/toyrender.py.
-TOY_MODULE = """
-from node_agent.errors import ExitCode
-from node_agent.renderers.base import (
-    EXTENSIONS, CommandContext, Executables, Launch, ProgressPattern, Renderer,
-    expected_frame_name, extra_args,
-)
-
-
-def build(render, ctx: CommandContext, exe: str) -> Launch:
-    ext = EXTENSIONS[render.output.format]
-    expected = {f: expected_frame_name(render.output.pattern, f, ext) for f in ctx.frames}
-    argv = [exe, "--scene", str(ctx.scene), "--out", str(ctx.output_dir)]
-    argv += [*extra_args(render, ctx, exe), "--frames", ",".join(map(str, ctx.frames))]
-    return Launch(argv, expected)
-
-
-RENDERER = Renderer(
-    name="toyrender",
-    build=build,
-    executables=Executables("toyrender", "toyrender.exe", "TOYRENDER_", ("--about",)),
-    code_flags=frozenset({"--exec"}),
-    failure_patterns={ExitCode.LICENSE: (r"toy seat refused",)},
-    progress=(ProgressPattern(r"toy progress (?P<percent>\\d+)%"),),
-    licenses=("toy",),
-    path_remap="none",
-)
-"""
-
-
-def _load_module(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("toyrender_renderer", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def toy(tmp_path: Path) -> Iterator[renderers.Renderer]:
-    source = tmp_path / "toyrender.py"
-    source.write_text(textwrap.dedent(TOY_MODULE))
-    descriptor = _load_module(source).RENDERER
-    renderers.register(descriptor)  # the one registry line
-    try:
-        yield descriptor
-    finally:
-        renderers.unregister(descriptor.name)
-
-
-def _fake_program(folder: Path, name: str = "toyrender") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    exe = folder / name
-    exe.write_text(f'#!{sys.executable}\nimport sys\nprint("Toy Render 1.0", sys.argv[1:])\n')
-    exe.chmod(0o755)
-    return exe
 
 
 def _toy_spec(**render: object) -> JobSpec:
@@ -124,7 +59,7 @@ def test_a_registered_renderer_is_accepted_and_its_builder_used(
         job_id="job-a",
         task_id="t1",
     )
-    exe = _fake_program(tmp_path / "bin")
+    exe = fake_program(tmp_path / "bin")
     launch = build_launch(spec.render, ctx, {"PATH": str(exe.parent)})
     assert launch.argv == [
         *(str(exe), "--scene", "/a/shot.toy", "--out", "/o"),
@@ -150,29 +85,6 @@ def test_its_output_patterns_classify_failures_and_progress(toy: renderers.Rende
     assert finding is not None and finding.code == ExitCode.LICENSE
 
 
-def test_the_start_task_health_checks_and_doctor_see_its_program(
-    toy: renderers.Renderer, tmp_path: Path
-) -> None:
-    exe = _fake_program(tmp_path / "bin")
-    env = {**node_env(tmp_path / "node"), "PATH": str(exe.parent)}
-    config = tmp_path / "pool.yaml"
-    config.write_text("renderers: [toyrender]\n")
-    node = BatchNode.from_env(env)
-    phase = Phase("start-task", node, Redactor(), logging.getLogger("test_registry"), env)
-    assert start_task.run(phase, config) == 0
-    facts = start_task.node_facts(phase)
-    assert facts["renderers"] == {"toyrender": str(exe)}
-    [check] = [c for c in health.run_checks(node, NodeConfig(renderers=[toy.name]), env, [])
-               if c.name == "renderer-toyrender"]  # fmt: skip
-    assert check.ok and check.detail == f"{exe}: Toy Render 1.0 ['--about']"
-    missing = health.check_renderer(RendererCheck(name="toyrender"), {"PATH": "/nonexistent"})
-    assert not missing.ok and "'toyrender' is not on PATH" in missing.detail
-
-    checks, _ = doctor.run_checks(node, env, Redactor(), spec_path=None)
-    [found] = [c for c in checks if c.name == "renderers"]
-    assert found.detail == f"toyrender ({exe}) (no job spec on this node)"
-
-
 def test_the_pool_asks_for_its_licence(toy: renderers.Renderer) -> None:
     spec = _toy_spec()
     assert licenses_for(spec) == ["toy"]
@@ -187,7 +99,7 @@ def test_the_pool_asks_for_its_licence(toy: renderers.Renderer) -> None:
 def test_unregistered_again_the_name_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "toyrender.py"
     source.write_text(textwrap.dedent(TOY_MODULE))
-    descriptor = _load_module(source).RENDERER
+    descriptor = load_module(source).RENDERER
     renderers.register(descriptor)
     assert _toy_spec().render.renderer == "toyrender"
     with pytest.raises(ValueError, match="already registered"):
