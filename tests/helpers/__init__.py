@@ -4,15 +4,28 @@
   `run_agent`/`start_agent` as a `python -m node_agent` subprocess (integration tests).
 - `node`: a local Batch node's environment, job specs, blob uploads, mount clean-up.
 - `sync`: seeding blobs and reading job prep's results.
-- `mounts`: storage mounts and rclone daemons a test left behind.
+- `mounts`: storage mounts and rclone daemons a test left behind; an Azure Files mount.
 - `secrets`: an Azurite SAS and every form of it a log must not hold.
 - `preflight`: a spec's render section and what the dependency scan finds missing.
 - `pool`: a local-pool job and the stand-in renderer that records its frames.
 - `task`: a render task on a local node (`node-agent render` as Batch runs it).
+- `proxy` (import it from helpers.proxy): a proxy in front of Azurite that records, delays
+  or fails storage requests.
+- `toy` (helpers.toy): a renderer registered for one test (the `toy` fixture).
+
+tests/unit is pure (tests/unit/conftest.py fails a test that starts a process);
+tests/integration uses Azurite, Blender, rclone and processes. `make test-unit` runs the
+first, `make test` both.
 """
 
 from helpers.cli import CliResult, agent_cmd, run_agent, run_cli, run_local_pool, start_agent
-from helpers.mounts import cleanup_mounts, files_mount, mounts_under, rclone_daemons_under
+from helpers.mounts import (
+    cleanup_mounts,
+    files_mount,
+    mount_table_under,
+    mounts_under,
+    rclone_daemons_under,
+)
 from helpers.node import (
     REPO,
     STANDINS,
@@ -28,12 +41,12 @@ from helpers.secrets import SAS_VAR, azurite_sas, sas_sig, secret_forms
 from helpers.sync import (
     count_objects,
     digests,
-    job_prep_cmd,
     make_spec,
     node_of,
     run_job_prep,
     seed,
     spec_store,
+    start_job_prep,
     summary,
     tree,
     write_spec,
@@ -57,10 +70,10 @@ __all__ = [
     "count_objects",
     "digests",
     "files_mount",
-    "job_prep_cmd",
     "make_spec",
     "make_spec_doc",
     "make_task",
+    "mount_table_under",
     "mounts_under",
     "node_env",
     "node_of",
@@ -75,6 +88,7 @@ __all__ = [
     "spec_store",
     "standin",
     "start_agent",
+    "start_job_prep",
     "summary",
     "tree",
     "unmount_all_under",

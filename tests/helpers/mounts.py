@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,14 +12,17 @@ from node_agent.mounts.model import AzureFilesMount
 from node_agent.mounts.platform import LinuxPlatform
 
 
+def mount_table_under(root: Path) -> dict[str, str]:
+    """Every mount at or below `root` (symlinks resolved), job views included: path -> type."""
+    r = os.path.realpath(root)
+    table = LinuxPlatform().mount_table()
+    return {p: t for p, t in table.items() if p == r or p.startswith(r + "/")}
+
+
 def mounts_under(root: Path) -> list[str]:
     """Storage mounts below `root`; job views (overlays at node_agent/jobs/<job>/assets,
     made by job prep for view isolation) are not storage mounts and are left out."""
-    return [
-        p
-        for p in LinuxPlatform().mount_table()
-        if (p == str(root) or p.startswith(str(root) + "/")) and "/node_agent/jobs/" not in p
-    ]
+    return [p for p in mount_table_under(root) if "/node_agent/jobs/" not in p]
 
 
 def rclone_daemons_under(root: Path) -> list[psutil.Process]:

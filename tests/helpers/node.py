@@ -84,5 +84,5 @@ def _mounts_under(base: str) -> list[str]:
 
 def unmount_all_under(base: Path) -> None:
     """Lazily unmount every mount at or below `base` (before removing a node's folder)."""
-    for point in _mounts_under(str(base)):
+    for point in _mounts_under(os.path.realpath(base)):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)

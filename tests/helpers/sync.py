@@ -6,8 +6,9 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from helpers.cli import agent_cmd, run_agent
+from helpers.cli import run_agent, start_agent
 from helpers.node import agent_dir, make_spec_doc, node_env
 from node_agent.batchenv import BatchNode
 from node_agent.redact import Redactor
@@ -42,8 +43,10 @@ def write_spec(path: Path, doc: dict[str, object]) -> Path:
     return path
 
 
-def job_prep_cmd(root: Path, job: str, spec: Path) -> tuple[list[str], dict[str, str]]:
-    return agent_cmd("job-prep", "--spec", spec), node_env(root, job)
+def start_job_prep(root: Path, job: str, spec: Path, **popen: Any) -> subprocess.Popen[Any]:
+    """Start job prep of `spec` for `job` on the node at `root`, as a process (popen options
+    such as stdout, stderr and text pass through)."""
+    return start_agent(["job-prep", "--spec", str(spec)], node_env(root, job), **popen)
 
 
 def run_job_prep(root: Path, job: str, spec: Path) -> subprocess.CompletedProcess[str]:

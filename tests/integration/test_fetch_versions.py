@@ -8,18 +8,15 @@ the listing, between two ranges of one download, or before every GET."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import subprocess
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 from azure.storage.blob import BlobBlock
 from helpers import make_spec, make_spec_doc, node_of, run_agent, run_job_prep, seed, write_spec
+from helpers.proxy import StorageProxy
 
 from node_agent.azurite import AzuriteServer
 from node_agent.redact import Redactor
@@ -31,80 +28,6 @@ from node_agent.sync.access import Access
 MB = 1024 * 1024
 CHANGED = "changed during sync: fetched again at its new version"
 KEPT = "kept changing during the sync (twice); re-run job prep when uploads have finished"
-
-Hook = Callable[[str, str, dict[str, str]], None]
-
-
-class _Proxy:
-    """Forwards GET and HEAD to Azurite. `before(method, path, headers)` runs before a blob
-    request (not a listing) is forwarded, `after(...)` once its response has been sent; every
-    blob request is recorded as (method, path, headers)."""
-
-    def __init__(self, account_url: str, before: Hook | None = None, after: Hook | None = None):
-        target = urlparse(account_url)
-        host = target.hostname or "127.0.0.1"
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _forward(self, method: str) -> None:
-                blob = "comp=list" not in self.path
-                path = unquote(self.path.split("?", 1)[0])
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                if blob:
-                    proxy.seen.append((method, path, headers))
-                    if before:
-                        before(method, path, headers)
-                skip = {"connection", "host", "keep-alive"}
-                conn = http.client.HTTPConnection(host, target.port, timeout=120)
-                try:
-                    conn.request(
-                        method,
-                        self.path,
-                        headers={k: v for k, v in headers.items() if k not in skip},
-                    )
-                    r = conn.getresponse()
-                    data = r.read()
-                finally:
-                    conn.close()
-                self.send_response(r.status, r.reason)
-                drop = skip | {"transfer-encoding", "date", "server"}
-                for k, v in r.getheaders():
-                    if k.lower() not in drop and (
-                        method == "HEAD" or k.lower() != "content-length"
-                    ):
-                        self.send_header(k, v)
-                if method == "GET":  # a HEAD keeps the blob's own Content-Length
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if method == "GET":
-                    self.wfile.write(data)
-                self.wfile.flush()
-                if blob and after:
-                    after(method, path, headers)
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._forward("GET")
-
-            def do_HEAD(self) -> None:  # noqa: N802
-                self._forward("HEAD")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{target.path}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def gets(self, name: str) -> list[dict[str, str]]:
-        return [h for m, p, h in self.seen if m == "GET" and p.endswith("/" + name)]
 
 
 def _put_block_list(store: BlobStore, container: str, name: str, data: bytes) -> None:
@@ -172,7 +95,7 @@ def test_big_blob_overwritten_after_its_first_range_is_fetched_whole_at_the_new_
         if path.endswith("plate.exr") and _range_start(headers) == 0:
             first_landed.set()
 
-    proxy = _Proxy(azurite.account_url, before, after)
+    proxy = StorageProxy(azurite.account_url, before, after)
     try:
         r = _sync("versions/big/", tmp_path / "out", proxy.url)
     finally:
@@ -209,7 +132,7 @@ def test_blob_that_keeps_changing_fails_with_its_own_message(
             n[0] += 1
             seed(store, container, {name: os.urandom(size)})
 
-    proxy = _Proxy(azurite.account_url, before)
+    proxy = StorageProxy(azurite.account_url, before)
     try:
         r = _sync(f"{container}/churn{size}/", tmp_path / "out", proxy.url)
     finally:
@@ -245,7 +168,7 @@ def test_small_blob_changed_after_the_listing_job_prep_succeeds(
             done.set()
             seed(store, "versions-small", {"c13/scene.blend": new})
 
-    proxy = _Proxy(azurite.account_url, before)
+    proxy = StorageProxy(azurite.account_url, before)
     spec = write_spec(tmp_path / "job.json", make_spec(proxy.url, "versions-small", "c13/"))
     root = tmp_path / "node"
     try:
@@ -321,7 +244,7 @@ def test_unchanged_blobs_cost_no_extra_request(
     store.ensure_container("versions-cost")
     _put_block_list(store, "versions-cost", "c/big.bin", os.urandom(5 * 64 * 1024 - 3))
     seed(store, "versions-cost", {"c/small.txt": b"small"})
-    proxy = _Proxy(azurite.account_url)
+    proxy = StorageProxy(azurite.account_url)
     f = _fetcher(proxy.url, "versions-cost")
     try:
         for b in f.list("c/"):
@@ -379,7 +302,7 @@ def test_a_blob_fetched_again_is_recorded_at_its_new_version(
             else:
                 _put_block_list(store, container, name, new)
 
-    proxy = _Proxy(azurite.account_url, before)
+    proxy = StorageProxy(azurite.account_url, before)
     try:
         r = _sync(f"{container}/{shape}/", tmp_path / "out", proxy.url)
         assert r.returncode == 0, r.stderr

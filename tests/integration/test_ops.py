@@ -13,14 +13,10 @@ from helpers import make_spec_doc, node_env, run_agent
 from node_agent.azurite import AzuriteServer
 
 
-def _na(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run_agent(list(args), env, timeout=120)
-
-
 def test_doctor_and_status_on_a_node(tmp_path: Path, azurite: AzuriteServer) -> None:
     root = tmp_path / "node"
     env = node_env(root)
-    assert _na("start-task", env=env).returncode == 0
+    assert run_agent(["start-task"], env).returncode == 0
     # a finished task, as the render phase leaves it
     task = root / "workitems" / "job-x" / "job-1" / "frames-00001-00002"
     task.mkdir(parents=True)
@@ -40,7 +36,7 @@ def test_doctor_and_status_on_a_node(tmp_path: Path, azurite: AzuriteServer) -> 
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(azurite.account_url)))
 
-    res = _na("doctor", "--root", str(root), "--spec", str(spec), "--json")
+    res = run_agent(["doctor", "--root", str(root), "--spec", str(spec), "--json"])
     assert res.returncode == 0, res.stdout + res.stderr
     doc = json.loads(res.stdout)
     by_name = {c["name"]: c for c in doc["checks"]}
@@ -48,27 +44,27 @@ def test_doctor_and_status_on_a_node(tmp_path: Path, azurite: AzuriteServer) -> 
     assert by_name["node folders"]["ok"]
     assert doc["last_tasks"][0]["exit_class"] == "license"
 
-    text = _na("doctor", "--root", str(root), "--spec", str(spec)).stdout
+    text = run_agent(["doctor", "--root", str(root), "--spec", str(spec)]).stdout
     assert "job-x/frames-00001-00002  exit 11 (license)" in text
 
     # storage that does not answer is a failed required check: exit 20
     bad = make_spec_doc("http://127.0.0.1:9/devstoreaccount1")
     spec.write_text(yaml.safe_dump(bad))
-    res = _na("doctor", "--root", str(root), "--spec", str(spec))
+    res = run_agent(["doctor", "--root", str(root), "--spec", str(spec)])
     assert res.returncode == 20
     assert "FAIL  storage" in res.stdout
 
-    status = _na("status", "--root", str(root))
+    status = run_agent(["status", "--root", str(root)])
     assert status.returncode == 0
     assert "job-x/frames-00001-00002" in status.stdout and str(task / "stdout.txt") in status.stdout
 
 
 def test_doctor_without_a_node_says_where_it_looked(tmp_path: Path) -> None:
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AZ_BATCH_")}
-    res = _na("doctor", env=env)
+    res = run_agent(["doctor"], env)
     assert res.returncode == 2
     assert res.stderr.startswith("node-agent: error: no Batch node found: pass --root")
-    res = _na("doctor", "--root", str(tmp_path / "nope"), env=env)
+    res = run_agent(["doctor", "--root", str(tmp_path / "nope")], env)
     assert res.returncode == 2 and "is not a folder" in res.stderr
 
 
@@ -81,10 +77,10 @@ def test_doctor_resolves_the_specs_renderer_like_the_render_task(
 ) -> None:
     root = tmp_path / "node"
     env = {k: v for k, v in node_env(root).items() if not k.upper().startswith("MAYA_")}
-    assert _na("start-task", env=env).returncode == 0
+    assert run_agent(["start-task"], env).returncode == 0
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(azurite.account_url, renderer="maya")))
-    res = _na("doctor", "--root", str(root), "--spec", str(spec), "--json", env=env)
+    res = run_agent(["doctor", "--root", str(root), "--spec", str(spec), "--json"], env)
     assert res.returncode == 20, res.stdout + res.stderr
     check = _checks(res)["renderers"]
     assert not check["ok"] and check["required"]
@@ -95,8 +91,8 @@ def test_doctor_resolves_the_specs_renderer_like_the_render_task(
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
-    res = _na("doctor", "--root", str(root), "--spec", str(spec), "--json",
-              env={**env, "MAYA_2024_EXEC": str(fake)})  # fmt: skip
+    with_exec = {**env, "MAYA_2024_EXEC": str(fake)}
+    res = run_agent(["doctor", "--root", str(root), "--spec", str(spec), "--json"], with_exec)
     assert res.returncode == 0, res.stdout
     assert _checks(res)["renderers"]["detail"] == f"maya ({fake})"
 
@@ -106,7 +102,7 @@ def test_doctor_resolves_the_specs_renderer_like_the_render_task(
             make_spec_doc(azurite.account_url, renderer="arnold", executable="/opt/nope/kick")
         )
     )
-    res = _na("doctor", "--root", str(root), "--spec", str(spec), "--json", env=env)
+    res = run_agent(["doctor", "--root", str(root), "--spec", str(spec), "--json"], env)
     assert res.returncode == 20
     detail = str(_checks(res)["renderers"]["detail"])
     assert detail.startswith("arnold: render.executable '/opt/nope/kick' does not exist")
@@ -115,16 +111,16 @@ def test_doctor_resolves_the_specs_renderer_like_the_render_task(
 def test_doctor_free_disk_minimum_comes_from_the_pool_config(tmp_path: Path) -> None:
     root = tmp_path / "node"
     env = node_env(root)
-    assert _na("start-task", env=env).returncode == 0
-    res = _na("doctor", "--root", str(root), "--json", env=env)
+    assert run_agent(["start-task"], env).returncode == 0
+    res = run_agent(["doctor", "--root", str(root), "--json"], env)
     disk = _checks(res)["free disk"]
     assert disk["ok"] and "minimum 2 GiB, default" in str(disk["detail"])
 
     cfg = tmp_path / "pool.json"
     cfg.write_text(json.dumps({"min_free_temp_disk_gb": 1000000}))
-    started = _na("start-task", "--pool-config", str(cfg), env=env)
+    started = run_agent(["start-task", "--pool-config", str(cfg)], env)
     assert started.returncode == 20, "the start task's own health check refuses the node"
-    res = _na("doctor", "--root", str(root), "--json", env=env)
+    res = run_agent(["doctor", "--root", str(root), "--json"], env)
     assert res.returncode == 20
     disk = _checks(res)["free disk"]
     assert not disk["ok"] and disk["required"]
@@ -154,24 +150,24 @@ def test_doctor_warns_on_cache_over_budget_and_status_lists_prepared_job(
     )
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
-    assert _na("start-task", env=node_env(root)).returncode == 0
-    prep = _na("job-prep", "--spec", str(spec), env=node_env(root, job, "jobpreparation"))
+    assert run_agent(["start-task"], node_env(root)).returncode == 0
+    prep = run_agent(["job-prep", "--spec", str(spec)], node_env(root, job, "jobpreparation"))
     assert prep.returncode == 0, prep.stderr
 
     # The spec job prep stored is the one the doctor reads (no --spec).
-    res = _na("doctor", "--root", str(root))
+    res = run_agent(["doctor", "--root", str(root)])
     assert res.returncode == 0, res.stdout
     [line] = [ln for ln in res.stdout.splitlines() if "shared cache" in ln]
     assert line.startswith("warn  shared cache")
     assert "over its budget of 0 MiB" in line
 
-    status = _na("status", "--root", str(root), "--json")
+    status = run_agent(["status", "--root", str(root), "--json"])
     [cached] = json.loads(status.stdout)["jobs"]
     assert cached["job"] == job and cached["bytes"] >= len(scene)
-    text = _na("status", "--root", str(root)).stdout
+    text = run_agent(["status", "--root", str(root)]).stdout
     [row] = [ln for ln in text.splitlines() if ln.strip().startswith(job)]
     assert "0.3 MiB" in row
 
-    release = _na("job-release", env=node_env(root, job, "jobrelease"))
+    release = run_agent(["job-release"], node_env(root, job, "jobrelease"))
     assert release.returncode == 0, release.stderr
-    assert json.loads(_na("status", "--root", str(root), "--json").stdout)["jobs"] == []
+    assert json.loads(run_agent(["status", "--root", str(root), "--json"]).stdout)["jobs"] == []

@@ -5,18 +5,14 @@ not tries x the SDK's own retries (no retry nested in another)."""
 
 from __future__ import annotations
 
-import http.client
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import yaml
 from helpers import make_spec_doc, node_env, run_agent
+from helpers.proxy import Rule, StorageProxy
 
 from node_agent.azurite import AzuriteServer
 from node_agent.errors import ExitCode, StorageError, UploadError
@@ -27,83 +23,13 @@ from node_agent.storage import BlobStore
 from node_agent.sync import fetch
 from node_agent.sync.access import Access
 
-Rule = Callable[[str, str], bool]  # (method, path without query) -> this request fails
-
-
-class FlakyProxy:
-    """Forwards every request to Azurite, except that requests matching `rule` are answered
-    503 (ServerBusy) while `fail_left` lasts (-1: always). `seen` counts the requests that
-    reached the proxy, by (method, path)."""
-
-    def __init__(self, account_url: str, rule: Rule, fails: int) -> None:
-        target = urlparse(account_url)
-        self.seen: Counter[tuple[str, str]] = Counter()
-        self.fail_left = fails
-        lock = threading.Lock()
-        proxy = self
-        skip = {"connection", "host", "keep-alive", "content-length", "transfer-encoding"}
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                path = self.path.split("?", 1)[0]
-                with lock:
-                    proxy.seen[(self.command, path)] += 1
-                    fail = rule(self.command, path) and proxy.fail_left != 0
-                    if fail and proxy.fail_left > 0:
-                        proxy.fail_left -= 1
-                if fail:
-                    self._answer(503, "Server Busy", [("x-ms-error-code", "ServerBusy")], b"")
-                    return
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
-                    conn.request(self.command, self.path, body=body or None, headers=headers)
-                    r = conn.getresponse()
-                    data = r.read()
-                finally:
-                    conn.close()
-                kept = [(k, v) for k, v in r.getheaders() if k.lower() not in skip]
-                self._answer(r.status, r.reason, kept, data)
-
-            def _answer(
-                self, status: int, reason: str, headers: list[tuple[str, str]], data: bytes
-            ) -> None:
-                self.send_response(status, reason)
-                for k, v in headers:
-                    if k.lower() not in ("date", "server"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{target.path}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def count(self, method: str, suffix: str) -> int:
-        return sum(n for (m, p), n in self.seen.items() if m == method and p.endswith(suffix))
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
-def flaky(azurite: AzuriteServer) -> Iterator[Callable[[Rule, int], FlakyProxy]]:
-    made: list[FlakyProxy] = []
+def flaky(azurite: AzuriteServer) -> Iterator[Callable[[Rule, int], StorageProxy]]:
+    made: list[StorageProxy] = []
 
-    def make(rule: Rule, fails: int) -> FlakyProxy:
-        made.append(FlakyProxy(azurite.account_url, rule, fails))
+    def make(rule: Rule, fails: int) -> StorageProxy:
+        made.append(StorageProxy(azurite.account_url, busy=rule, fails=fails))
         return made[-1]
 
     yield make
@@ -120,7 +46,7 @@ def _blob_put(name: str) -> Rule:
 
 
 def test_upload_fails_twice_then_succeeds_after_three_tries(
-    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], StorageProxy]
 ) -> None:
     store.ensure_container("retry-up")
     proxy = flaky(_blob_put("ok.png"), 2)
@@ -134,7 +60,7 @@ def test_upload_fails_twice_then_succeeds_after_three_tries(
 
 
 def test_one_failing_upload_reaches_storage_exactly_the_policys_tries(
-    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], StorageProxy]
 ) -> None:
     """No retry nested in another: 3 policy tries are 3 requests, not 3 x (1 + the SDK's
     retry_total). Fails on code whose SDK client retries inside the upload loop."""
@@ -157,7 +83,7 @@ def test_one_failing_upload_reaches_storage_exactly_the_policys_tries(
 
 
 def test_sdk_calls_run_under_the_policy(
-    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], StorageProxy]
 ) -> None:
     """BlobStore (job release's log uploads, submit, push): N failures then success take
     N+1 requests; a refusal (404) is not retried."""
@@ -175,7 +101,7 @@ def test_sdk_calls_run_under_the_policy(
 
 
 def test_fetch_fails_three_times_then_succeeds(
-    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], StorageProxy]
 ) -> None:
     store.ensure_container("retry-get")
     store.container("retry-get").upload_blob("a.bin", b"x" * 1000, overwrite=True)
@@ -192,7 +118,7 @@ def test_fetch_fails_three_times_then_succeeds(
 
 
 def test_storage_busy_beyond_the_budget_is_one_line_exit_4(
-    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], FlakyProxy]
+    tmp_path: Path, store: BlobStore, flaky: Callable[[Rule, int], StorageProxy]
 ) -> None:
     """Job prep against storage answering 503 to everything, policies.storage_retry_s 2:
     exit 4 with one line saying how long it tried, within the budget (plus the tries)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    agent_dir,
     digests,
     make_spec,
     node_env,
@@ -20,7 +21,7 @@ from helpers import (
     run_agent,
     run_job_prep,
     seed,
-    start_agent,
+    start_job_prep,
     summary,
     tree,
     write_spec,
@@ -37,17 +38,9 @@ def _files(prefix: str, n: int = 150) -> dict[str, bytes]:
     return files
 
 
-def _na(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run_agent(list(args), env, timeout=300)
-
-
-def _agent(root: Path) -> Path:
-    return root / "shared" / "node_agent"
-
-
 def _object(root: Path, data: bytes) -> Path:
     h = hashlib.sha256(data).hexdigest()
-    return _agent(root) / "cache" / "objects" / h[:2] / h
+    return agent_dir(root) / "cache" / "objects" / h[:2] / h
 
 
 def _flip_a_byte_keeping_mtime(path: Path) -> None:
@@ -82,7 +75,7 @@ def test_corrupt_state_db_is_moved_aside_and_rebuilt(
     spec = write_spec(tmp_path / "job.json", make_spec(azurite.account_url, "heal-db", "h1/"))
     root = tmp_path / "node"
     assert run_job_prep(root, "job-a", spec).returncode == 0
-    state = _agent(root) / "state"
+    state = agent_dir(root) / "state"
     db = state / "sync.db"
     assert not (state / "sync.db-wal").exists() or (state / "sync.db-wal").stat().st_size == 0
     bad = _object(root, files["h1/tex/t005.png"])
@@ -122,14 +115,15 @@ def test_two_job_preps_on_a_corrupt_db_heal_it_once(
     }
     root = tmp_path / "node"
     assert run_job_prep(root, "job-a", specs["job-a"]).returncode == 0
-    state = _agent(root) / "state"
+    state = agent_dir(root) / "state"
     _corrupt(state / "sync.db", "garbage in the middle")
     procs = []
     for job, spec in specs.items():
         procs.append(
-            start_agent(
-                ["job-prep", "--spec", str(spec)],
-                node_env(root, job),
+            start_job_prep(
+                root,
+                job,
+                spec,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -155,7 +149,7 @@ def _custom_spec(account_url: str, container: str, prefix: str) -> dict[str, obj
 
 
 def _doctor(root: Path, spec: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return _na("doctor", "--root", str(root), "--spec", str(spec), *extra)
+    return run_agent(["doctor", "--root", str(root), "--spec", str(spec), *extra])
 
 
 def test_doctor_reports_a_corrupt_state_db(
@@ -167,13 +161,13 @@ def test_doctor_reports_a_corrupt_state_db(
         tmp_path / "job.json", _custom_spec(azurite.account_url, "heal-doctor", "h2/")
     )
     root = tmp_path / "node"
-    assert _na("start-task", env=node_env(root)).returncode == 0
+    assert run_agent(["start-task"], node_env(root)).returncode == 0
     assert run_job_prep(root, "job-a", spec).returncode == 0
     res = _doctor(root, spec)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "state db" in res.stdout and "quick_check ok" in res.stdout
 
-    db = _agent(root) / "state" / "sync.db"
+    db = agent_dir(root) / "state" / "sync.db"
     corrupt = _corrupt(db, "garbage in the middle")
     res = _doctor(root, spec)
     assert res.returncode == 20, res.stdout + res.stderr
@@ -198,7 +192,7 @@ def test_verify_cache_drops_a_flipped_byte_that_the_sync_misses(
         tmp_path / "job.json", _custom_spec(azurite.account_url, "heal-verify", "h3/")
     )
     root = tmp_path / "node"
-    assert _na("start-task", env=node_env(root)).returncode == 0
+    assert run_agent(["start-task"], node_env(root)).returncode == 0
     assert run_job_prep(root, "job-a", spec).returncode == 0
     res = _doctor(root, spec, "--verify-cache")
     assert res.returncode == 0, res.stdout + res.stderr

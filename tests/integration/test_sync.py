@@ -13,12 +13,11 @@ from helpers import (
     count_objects,
     digests,
     make_spec,
-    node_env,
     node_of,
     run_job_prep,
     seed,
     spec_store,
-    start_agent,
+    start_job_prep,
     summary,
     tree,
     write_spec,
@@ -145,9 +144,10 @@ def test_kill_9_mid_sync_then_rerun(
     seed(store, "sync-kill", files)
     spec = write_spec(tmp_path / "job.json", make_spec(azurite.account_url, "sync-kill", "p4/"))
     root = tmp_path / "node"
-    proc = start_agent(
-        ["job-prep", "--spec", str(spec)],
-        node_env(root, "job-a"),
+    proc = start_job_prep(
+        root,
+        "job-a",
+        spec,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -180,9 +180,10 @@ def test_concurrent_job_preps_download_once(
             tmp_path / f"{job}.json", make_spec(azurite.account_url, "sync-conc", "p5/", job)
         )
         procs.append(
-            start_agent(
-                ["job-prep", "--spec", str(spec)],
-                node_env(root, job),
+            start_job_prep(
+                root,
+                job,
+                spec,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )

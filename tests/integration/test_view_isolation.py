@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import STANDINS, make_spec_doc, node_env, run_agent, run_local_pool, seed
+from helpers import (
+    STANDINS,
+    make_spec_doc,
+    mount_table_under,
+    node_env,
+    run_agent,
+    run_local_pool,
+    seed,
+)
 
 from node_agent.azurite import AzuriteServer
 from node_agent.conventions import job_container
-from node_agent.mounts.platform import LinuxPlatform
 from node_agent.storage import BlobStore
 
 WRITER = str(STANDINS / "scene_writer.py")
@@ -35,21 +40,6 @@ ASSETS = {
     "textures/c.png": b"\x89PNG c" * 200,
 }
 MODES = ["overlay", "copy"]
-
-
-def mounts_under(root: Path) -> dict[str, str]:
-    r = os.path.realpath(root)
-    return {
-        p: t for p, t in LinuxPlatform().mount_table().items() if p == r or p.startswith(r + "/")
-    }
-
-
-@pytest.fixture(autouse=True)
-def no_mounts_left(tmp_path: Path) -> Iterator[None]:
-    """Unmount (lazily) everything a test mounted under its tmp dir, even when it fails."""
-    yield
-    for target in sorted(mounts_under(tmp_path), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True, timeout=60, check=False)
 
 
 def sha(data: bytes) -> str:
@@ -133,7 +123,7 @@ def test_task_writes_stay_in_the_job(
     assert view_a["notes.txt"].endswith(b"appended by the renderer\n")
     assert {"scene.blend1", "textures/a.tx", "cache/sim_0001.bc"} <= set(view_a)
     assert json.loads((job_a / "prep.json").read_text()).get("view_isolation") == mode
-    mounted = mounts_under(root)
+    mounted = mount_table_under(root)
     if mode == "overlay":
         assert mounted.get(str(job_a / "assets")) == "overlay"
     else:
@@ -161,13 +151,13 @@ def test_task_writes_stay_in_the_job(
     # job release of A: no mount left, A's folder gone, B and the cache untouched
     r = run(["job-release"], _env(root, a, "jobrelease", mode))
     assert r.returncode == 0, r.stderr
-    assert not any(p.startswith(str(job_a)) for p in mounts_under(root))
+    assert not any(p.startswith(str(job_a)) for p in mount_table_under(root))
     assert not job_a.exists()
     assert_cache_intact(root, cache)
     assert tree(job_b / "assets") == ASSETS
     r = run(["job-release"], _env(root, b, "jobrelease", mode))
     assert r.returncode == 0, r.stderr
-    assert not mounts_under(tmp_path) and not job_b.exists()
+    assert not mount_table_under(tmp_path) and not job_b.exists()
     assert_cache_intact(root, cache)
 
 
@@ -212,7 +202,7 @@ def test_rerun_while_a_task_holds_the_view(
     time.sleep(0.2)
     r = run(["job-release"], _env(root, "iso-busy", "jobrelease", "overlay"))
     assert r.returncode == 0, r.stderr
-    assert not mounts_under(tmp_path) and not job.exists()
+    assert not mount_table_under(tmp_path) and not job.exists()
     assert_cache_intact(root, cache)
 
 
@@ -242,7 +232,9 @@ def test_local_pool_job_writing_its_scene_leaves_cache_and_other_job(
     assert_cache_intact(node_root, cache)
     assert tree(job_b / "assets") == ASSETS, "the other job's view changed"
     job_a = node_root / "shared" / "node_agent" / "jobs" / "iso-pool-a"
-    assert not job_a.exists() and not any(p.startswith(str(job_a)) for p in mounts_under(node_root))
+    assert not job_a.exists() and not any(
+        p.startswith(str(job_a)) for p in mount_table_under(node_root)
+    )
 
 
 @pytest.mark.parametrize(
@@ -314,7 +306,7 @@ def test_rerun_never_writes_through_links_a_task_planted(
     assert_cache_intact(root, cache)
     r = run(["job-release"], _env(root, "iso-links", "jobrelease", mode))
     assert r.returncode == 0, r.stderr
-    assert not job.exists() and not mounts_under(tmp_path)
+    assert not job.exists() and not mount_table_under(tmp_path)
     assert tree(outside) == {
         "tex/a.png": b"someone else's a.png",
         "notes.txt": b"someone else's notes",
@@ -338,4 +330,4 @@ def test_auto_mode_falls_back_to_a_copy_and_says_why(
     assert record.get("view_isolation") == "copy" and "','" in record["view_reason"]
     log = next((root / "shared" / "node_agent" / "logs").glob("job-prep_iso-auto_*.log"))
     assert "view isolation: copy (auto: overlay unavailable" in log.read_text()
-    assert not mounts_under(tmp_path)
+    assert not mount_table_under(tmp_path)
