@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, make_spec_doc, node_env
+from helpers import REPO, make_spec_doc, node_env, run_cli
 
 from node_agent.batch.package import Target, build_package
 from node_agent.batch.pooljson import PACKAGE_FILE, BatchPoolSettings, PackageSource, pool_json
-from node_agent.cli import main
 from node_agent.errors import ExitCode
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -170,7 +169,5 @@ def test_install_without_home_or_python_fails_with_a_clear_line(
 
 
 def test_bad_target_is_a_usage_error(tmp_path: Path) -> None:
-    assert (
-        main(["batch", "package", "--out", str(tmp_path), "--target", "beos:3.11"])
-        == ExitCode.USAGE
-    )
+    res = run_cli(["batch", "package", "--out", str(tmp_path), "--target", "beos:3.11"])
+    assert res.returncode == ExitCode.USAGE

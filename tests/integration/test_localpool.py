@@ -20,12 +20,12 @@ from helpers import (
     make_spec_doc,
     pool_job_doc,
     pool_stand_in,
+    run_cli,
     run_local_pool,
     upload_tree,
 )
 
 from node_agent.azurite import AzuriteServer
-from node_agent.cli import main
 from node_agent.conventions import job_container
 from node_agent.jobplan import start_task_command
 from node_agent.localpool import node as localnode
@@ -274,7 +274,6 @@ def test_local_run_executes_the_tasks_job_json_prints(
     tmp_path: Path,
     azurite: AzuriteServer,
     store: BlobStore,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`node-agent local run` runs the document `node-agent batch job-json` prints: the same
     tasks with the same command lines, retried as its constraints allow."""
@@ -293,8 +292,9 @@ def test_local_run_executes_the_tasks_job_json_prints(
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
     settings = _pool_config(tmp_path, {"cache_budget_mb": 100})
-    assert main(["batch", "job-json", str(spec), *settings]) == 0
-    batch_doc = json.loads(capsys.readouterr().out)
+    printed = run_cli(["batch", "job-json", str(spec), *settings])
+    assert printed.returncode == 0, printed.stderr
+    batch_doc = json.loads(printed.stdout)
     code, record, out = _run_pool(tmp_path, doc, nodes=1, extra=settings)
     assert code == 0, out
     # the job JSON the run executed is, literally, the printed one

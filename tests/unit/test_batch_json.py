@@ -10,12 +10,11 @@ import pytest
 import yaml
 from azure.batch import models as bm
 from azure.batch._utils.model_base import Model, SdkJSONEncoder
-from helpers import make_spec_doc
+from helpers import CliResult, make_spec_doc, run_cli
 
 from node_agent.batch.jobjson import job_json, local_plan
 from node_agent.batch.pooljson import BatchPoolSettings, PackageSource, pool_json
 from node_agent.batch.restcheck import unknown_fields
-from node_agent.cli import main
 from node_agent.errors import ExitCode
 from node_agent.jobplan import exit_conditions, plan_job, start_task_script
 from node_agent.spec import JobSpec, spec_from_data
@@ -151,40 +150,42 @@ def test_pool_json_gives_the_start_task_its_pool_config(os_name: str, access: st
     assert "--pool-config" not in plain["commandLine"] and "resourceFiles" not in plain
 
 
+def _pool_json(spec: Path, cfg: Path, *extra: str) -> CliResult:
+    """`node-agent batch pool-json <spec> --pool-settings <cfg>`, in-process."""
+    return run_cli(["batch", "pool-json", str(spec), "--pool-settings", str(cfg), *extra])
+
+
 def test_pool_json_cli_warns_about_secrets_and_places_node_settings(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LIBRARY_KEY", "c2VjcmV0LWxpYnJhcnkta2V5")
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
     cfg = tmp_path / "pool.yaml"
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "node_config": NODE_CONFIG}))
-    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == 0
-    out = capsys.readouterr()
-    st = json.loads(out.out)["startTask"]
+    out = _pool_json(spec, cfg)
+    assert out.returncode == 0, out.stderr
+    st = json.loads(out.stdout)["startTask"]
     assert "--pool-config pool-config.json" in st["commandLine"]
     assert st["resourceFiles"][0]["httpUrl"] == f"{URL}/node-agent/pools/farm/pool-config.json"
-    assert "$LIBRARY_KEY" in out.err and "c2VjcmV0" not in out.out + out.err
+    assert "$LIBRARY_KEY" in out.stderr and "c2VjcmV0" not in out.stdout + out.stderr
     # the start task's settings at the top level are pointed to node_config
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "renderers": ["maya"]}))
-    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
-        ExitCode.USAGE
-    )
-    assert capsys.readouterr().err.strip() == (
+    res = _pool_json(spec, cfg)
+    assert res.returncode == int(ExitCode.USAGE)
+    assert res.stderr.strip() == (
         f"node-agent: error: {cfg}: renderers: is a setting of the start task's pool config: "
         "put it under node_config"
     )
     cfg.write_text(yaml.safe_dump({"mounts": NODE_CONFIG["mounts"]}))
-    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
-        ExitCode.USAGE
-    )
-    assert "put it under node_config.mounts" in capsys.readouterr().err
+    res = _pool_json(spec, cfg)
+    assert res.returncode == int(ExitCode.USAGE)
+    assert "put it under node_config.mounts" in res.stderr
     # a node config the start task would refuse is refused here, before any node starts
     cfg.write_text(yaml.safe_dump({"node_config": {"renderers": ["houdini"]}}))
-    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
-        ExitCode.USAGE
-    )
-    assert "node_config.renderers" in capsys.readouterr().err
+    res = _pool_json(spec, cfg)
+    assert res.returncode == int(ExitCode.USAGE)
+    assert "node_config.renderers" in res.stderr
 
 
 def test_application_licenses_only_when_asked_and_only_for_licensed_renderers() -> None:
@@ -263,57 +264,54 @@ def test_batch_json_is_the_local_plan_plus_batch_only_fields(access: str) -> Non
     assert [t["commandLine"] for t in doc["tasks"]] == [t["commandLine"] for t in plan_tasks]
 
 
-def test_commands_print_the_bodies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_print_the_bodies(tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
     cfg = tmp_path / "pool.yaml"
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "task_slots_per_node": 2}))
-    assert (
-        main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg), "--os", "windows"]) == 0
-    )
-    pool = json.loads(capsys.readouterr().out)
+    res = _pool_json(spec, cfg, "--os", "windows")
+    assert res.returncode == 0, res.stderr
+    pool = json.loads(res.stdout)
     assert pool["id"] == "farm" and pool["taskSlotsPerNode"] == 2
     assert pool["virtualMachineConfiguration"]["nodeAgentSKUId"] == "batch.node.windows amd64"
-    assert main(["batch", "job-json", str(spec), "--pool-settings", str(cfg)]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    res = run_cli(["batch", "job-json", str(spec), "--pool-settings", str(cfg)])
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
     assert doc["job"]["poolInfo"]["poolId"] == "farm"
     mount = {"azureBlobFileSystemConfiguration": {"accountName": "a", "containerNme": "c"}}
     cfg.write_text(yaml.safe_dump({"mounts": [mount]}))
-    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
-        ExitCode.USAGE
-    )
-    assert capsys.readouterr().err.strip() == (
+    res = _pool_json(spec, cfg)
+    assert res.returncode == int(ExitCode.USAGE)
+    assert res.stderr.strip() == (
         f"node-agent: error: {cfg}: mounts: [0]: 'azureBlobFileSystemConfiguration.containerNme' "
         "is not a Batch mountConfiguration field"
     )
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "vm_sise": "x"}))
-    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == int(
-        ExitCode.USAGE
-    )
-    err = capsys.readouterr().err
+    res = _pool_json(spec, cfg)
+    assert res.returncode == int(ExitCode.USAGE)
+    err = res.stderr
     assert err.strip() == f"node-agent: error: {cfg}: vm_sise: is not a known field"
 
 
-def test_pool_settings_option_and_its_former_name(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_pool_settings_option_and_its_former_name(tmp_path: Path) -> None:
     """`--pool-settings` is the Batch pool settings; `--pool-config` (the start task's node
     config elsewhere) still works here as its former name, with a warning."""
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
     cfg = tmp_path / "pool.yaml"
     cfg.write_text(yaml.safe_dump({"pool_id": "farm", "vm_size": "Standard_X"}))
-    assert main(["batch", "pool-json", str(spec), "--pool-settings", str(cfg)]) == 0
-    new = capsys.readouterr()
-    assert json.loads(new.out)["vmSize"] == "Standard_X" and "warning" not in new.err
-    assert main(["batch", "job-json", str(spec), "--pool-config", str(cfg)]) == 0
-    old = capsys.readouterr()
-    assert json.loads(old.out)["job"]["poolInfo"]["poolId"] == "farm"
-    assert "--pool-config is now --pool-settings" in old.err
-    both = ["--pool-settings", str(cfg), "--pool-config", str(cfg)]
-    assert main(["batch", "pool-json", str(spec), *both]) == int(ExitCode.USAGE)
-    assert "--pool-settings only" in capsys.readouterr().err
-    assert "--pool-config" not in capsys.readouterr().out
-    main(["batch", "pool-json", "--help"])
-    helptext = capsys.readouterr().out
+    new = _pool_json(spec, cfg)
+    assert new.returncode == 0, new.stderr
+    assert json.loads(new.stdout)["vmSize"] == "Standard_X" and "warning" not in new.stderr
+    old = run_cli(["batch", "job-json", str(spec), "--pool-config", str(cfg)])
+    assert old.returncode == 0, old.stderr
+    assert json.loads(old.stdout)["job"]["poolInfo"]["poolId"] == "farm"
+    assert "--pool-config is now --pool-settings" in old.stderr
+    both = run_cli(
+        ["batch", "pool-json", str(spec), "--pool-settings", str(cfg), "--pool-config", str(cfg)]
+    )
+    assert both.returncode == int(ExitCode.USAGE)
+    assert "--pool-settings only" in both.stderr
+    assert "--pool-config" not in both.stdout
+    helptext = run_cli(["batch", "pool-json", "--help"]).stdout
     assert "--pool-settings" in helptext and "--pool-config" not in helptext
