@@ -74,7 +74,7 @@ def sign_container_sas(
     version: str = SAS_VERSION,
 ) -> str:
     """A service SAS for one container (no stored policy, no IP/protocol limits); the SDK's
-    own `generate_container_sas` gives the same signature (tests/test_sync_cli.py)."""
+    own `generate_container_sas` gives the same signature (tests/unit/test_sas.py)."""
     st, se = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (start, expiry))
     fields = [permission, st, se, f"/blob/{account}/{container}", "", "", "", version, "c"]
     string_to_sign = "\n".join(fields + [""] * 7)
