@@ -123,6 +123,11 @@ def examine(root: Path, path: Path) -> Candidate | None:
         rel = path.relative_to(root).as_posix()
     except ValueError:
         return None
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # a blob name is UTF-8; the SDK would fail deep inside
+        shown = rel.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise _refuse(shown, "is not valid UTF-8 (blob names are UTF-8)") from None
     problem = rel_problem(rel)
     if problem:
         raise UploadError(
@@ -131,7 +136,9 @@ def examine(root: Path, path: Path) -> Candidate | None:
     if path.name.startswith("."):
         return None
     real_root = os.path.realpath(root)
-    parts = re.split(r"[/\\]", rel)
+    # the components as they are on disk (on Linux a '\\' is part of a name): what is opened;
+    # the blob name splits '\\' too (Layout.output), as on Windows
+    parts = list(path.relative_to(root).parts)
     try:
         for i in range(1, len(parts)):  # the folders on the way, never followed
             if stat.S_ISLNK(os.lstat(os.path.join(real_root, *parts[:i])).st_mode):

@@ -160,7 +160,12 @@ class ProgressiveUploader:
             path = self._q.get()
             if path is None:
                 return
-            self._consider(path)
+            try:
+                self._consider(path)
+            except Exception as e:  # never let one file end the early uploads silently
+                log.warning("early upload of %r failed: %s", path.name, type(e).__name__)
+                # not recorded as failed: the final sweep examines every file again and
+                # names what it refuses (examine), or uploads it
 
     def _consider(self, path: Path) -> None:
         try:

@@ -195,3 +195,37 @@ def test_one_failed_upload_summary_lists_exactly_what_storage_holds_and_exit_17(
     err = t.stderr()
     assert re.search(r"2 output file\(s\) uploaded", err), err
     assert "frame_0001.png" in err.splitlines()[-1] or "frame_0001.png" in err
+
+
+def test_backslashes_inside_linux_file_names_are_uploaded_not_skipped(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """'aov\\beauty_0001.png' is one file on Linux: its bytes go up as blob
+    '<task>/$TaskOutput/aov/beauty_0001.png' (never skipped as 'gone', never another file
+    read in its place), and a real folder 'renders/' beside 'renders\\frame_0002.png' does
+    not change which bytes are read."""
+    task = "t-winnames"
+    t = _task(tmp_path, azurite.account_url, task, "windows_names", frames="1")
+    assert t.run("1") == 0, t.stderr()
+    prefix = f"{task}/$TaskOutput/"
+    got = {
+        b.name[len(prefix) :]: store.read_blob(t.container, b.name)
+        for b in store.list_blobs(t.container, prefix)
+    }
+    assert got["aov/beauty_0001.png"] == b"beauty pass"
+    assert got["renders/frame_0002.png"] == b"frame two"
+    assert got["renders/other.png"] == b"another file"
+    assert sorted(o["blob"] for o in t.summary()["outputs"]) == sorted(prefix + n for n in got)
+
+
+def test_an_output_name_that_is_not_utf8_fails_the_task_with_17_not_a_bug(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    task = "t-latin1"
+    t = _task(tmp_path, azurite.account_url, task, "latin1", frames="1")
+    assert t.run("1") == 17, t.stderr()
+    assert "is not valid UTF-8" in t.stderr() and "internal error" not in t.stderr()
+    prefix = f"{task}/$TaskOutput/"
+    assert [b.name for b in store.list_blobs(t.container, prefix)] == [prefix + "frame_0001.png"]
+    logs = [b.name for b in store.list_blobs(t.container, f"{task}/$TaskLog/")]
+    assert f"{task}/$TaskLog/summary.json" in logs or any("summary" in n for n in logs)

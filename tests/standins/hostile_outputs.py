@@ -62,6 +62,13 @@ def main() -> int:
         os.symlink(arg, out / "frame_0002.png")
     elif mode == "dangling":
         os.symlink(out / "no-such-frame.png", out / "frame_0002.png")
+    elif mode == "windows_names":  # a scene made on Windows: '\\' inside Linux file names
+        (out / "aov\\beauty_0001.png").write_bytes(b"beauty pass")
+        (out / "renders").mkdir()  # a real folder of the same name must not be read instead
+        (out / "renders" / "other.png").write_bytes(b"another file")
+        (out / "renders\\frame_0002.png").write_bytes(b"frame two")
+    elif mode == "latin1":  # a name that is not UTF-8 (bytes 0xE9)
+        (out / os.fsdecode(b"caf\xe9_0002.png")).write_bytes(b"latin-1 name")
     elif mode == "secrets":
         sas = Path(arg).read_text().strip().lstrip("?")
         sig = dict(p.split("=", 1) for p in sas.split("&"))["sig"]
