@@ -36,6 +36,10 @@ def secret_vars(phase: Phase, spec: JobSpec) -> set[str]:
     kept = nodestate.kept_pool_config(phase.node, phase.log)
     if kept is not None:
         mounts += list(kept.mounts)
+    elif nodestate.state_file(phase.node, nodestate.POOL_CONFIG).exists():
+        # the pool's mount secrets cannot be named: fail closed, every secret-looking name
+        names.update(k for k in phase.env if any(s in k.upper() for s in _SECRET_NAMES))
+        names.difference_update(ENTITLEMENT_VARS)
     names.update(v for v in map(_mount_secret_var, mounts) if v)
     if spec.storage.auth.env and spec.storage.auth.expose_to_renderer:
         names.discard(spec.storage.auth.env)  # the spec's explicit, loud opt-in
@@ -47,7 +51,8 @@ def renderer_env(
 ) -> dict[str, str]:
     """Task environment + adapter + spec variables, then the entitlement pair exactly as Batch
     set it; without any variable node_agent holds a secret in (secret_vars), nor any other
-    variable holding the same value. The renderer gets no storage credential."""
+    variable whose value contains one (a connection string or URL carrying the key or SAS).
+    The renderer gets no storage credential."""
     env = dict(phase.env)
     env.update(extra or {})
     env.update(spec.render.env)
@@ -58,7 +63,7 @@ def renderer_env(
         k
         for k, v in env.items()
         if k.upper() not in ENTITLEMENT_VARS
-        and (k.upper() in secret_names or v.strip().lstrip("?") in values)
+        and (k.upper() in secret_names or any(s in v for s in values))
     )
     for k in removed:
         del env[k]

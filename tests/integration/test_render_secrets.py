@@ -107,3 +107,37 @@ def test_the_storage_secret_reaches_the_renderer_only_by_the_loud_opt_in(
     assert SAS_VAR in seen and "AZURE_STORAGE_KEY" not in seen
     assert f"expose_to_renderer is on: the renderer gets ${SAS_VAR}" in t.stderr()
     assert sas_sig(sas) not in log and unquote(sas_sig(sas)) not in log  # still masked in logs
+
+
+def test_fails_closed_when_the_pool_config_cannot_be_read_and_strips_values_containing_a_secret(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """A kept pool config that cannot be read (a newer format, damage) cannot name the pool's
+    mount secret variables: every secret-looking name is withheld instead. A variable whose
+    value merely contains the SAS (a URL, a connection string) is withheld too."""
+    sas = azurite_sas()
+    sas_file = tmp_path / "leaked-sas.txt"
+    sas_file.write_text(sas)
+    task = "t-closed"
+    t = make_task(
+        tmp_path,
+        azurite.account_url,
+        task=task,
+        renderer="custom",
+        frames="1",
+        command=[standin("hostile_outputs.py"), "{output_dir}", "secrets", str(sas_file)],
+        env={"STUDIO": "blue"},
+    )
+    t.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR}
+    t.spec_path.write_text(json.dumps(t.doc))
+    t.env[SAS_VAR] = sas
+    t.env["FILES_MOUNT_KEY"] = "mount-account-key-0123456789abcdef=="
+    t.env["ASSET_URL"] = f"https://acct.blob.core.windows.net/assets?{sas}"
+    state = Path(t.env["AZ_BATCH_NODE_ROOT_DIR"]) / "shared" / "node_agent" / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "pool-config.json").write_text('{"mounts": [{"name": "refs", "driver": "nfs9"}]}')
+    assert t.run("1") == 0, t.stderr()
+    log = store.read_blob(t.container, f"{task}/$TaskLog/renderer.log").decode()
+    seen = json.loads(next(ln for ln in log.splitlines() if "env: {" in ln).split("env: ", 1)[1])
+    assert "FILES_MOUNT_KEY" not in seen and "ASSET_URL" not in seen and SAS_VAR not in seen
+    assert seen["STUDIO"] == "blue" and "AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN" in seen
