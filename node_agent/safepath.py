@@ -44,6 +44,18 @@ LOOKALIKES = frozenset(
 _LOOKALIKE = re.compile("[" + re.escape("".join(sorted(LOOKALIKES))) + "]")
 
 
+def _nfkc_lookalike(rel: str) -> str | None:
+    """A character that NFKC compatibility normalisation turns into something holding '.',
+    '/' or '\\' (U+FE30 becomes '..', U+2100 'a/c'): what a normalising layer could make
+    a separator or a dot component of."""
+    for ch in set(rel):
+        if ord(ch) > 127:
+            n = unicodedata.normalize("NFKC", ch)
+            if n != ch and ("." in n or "/" in n or "\\" in n):
+                return ch
+    return None
+
+
 class ContainmentError(NodeAgentError):
     """A path that would leave its root, or meets a link where none may be."""
 
@@ -66,10 +78,11 @@ def rel_problem(rel: str, *, allow_dot: bool = False, allow_empty: bool = False)
     if _DRIVE.match(rel):
         return "starts with a drive letter"
     # regular expressions, not a loop per character: this runs once per blob of every sync
-    look = None if rel.isascii() else _LOOKALIKE.search(rel)
-    if look:
-        ch = look.group()
-        return f"contains U+{ord(ch):04X} ({unicodedata.name(ch, '?').lower()}), a look-alike of '.' or '/'"
+    if not rel.isascii():
+        look = _LOOKALIKE.search(rel)
+        ch = look.group() if look else _nfkc_lookalike(rel)
+        if ch:
+            return f"contains U+{ord(ch):04X} ({unicodedata.name(ch, '?').lower()}), a look-alike of '.' or '/'"
     bad = _BAD_PARTS[allow_dot, allow_empty].search(rel)
     if bad:
         return f"has a '{bad.group(1) or '//'}' component"

@@ -124,11 +124,17 @@ def _writable_dirs(path: str) -> None:
     # refuses to delete a read-only file, so there files are made writable too.
     if os.path.isdir(path) and not os.path.islink(path):
         os.chmod(path, stat.S_IRWXU)
-    for dirpath, _dirs, files in os.walk(path):
+    for dirpath, _dirs, files in os.walk(path):  # os.walk never descends a link
         try:
-            os.chmod(dirpath, stat.S_IRWXU)
-        except OSError:
-            pass
+            if os.path.islink(dirpath):  # swapped for a link meanwhile: leave its target
+                continue
+            os.chmod(dirpath, stat.S_IRWXU, follow_symlinks=False)
+        except (OSError, NotImplementedError):  # Linux cannot chmod without following
+            try:
+                if not os.path.islink(dirpath):
+                    os.chmod(dirpath, stat.S_IRWXU)
+            except OSError:
+                pass
         for name in files if os.name == "nt" else []:
             try:
                 os.chmod(os.path.join(dirpath, name), stat.S_IWRITE | stat.S_IREAD)

@@ -32,6 +32,12 @@ TABLE: list[tuple[str, str | None]] = [
     ("a..", None),
     ("a/..b/c", None),
     ("dollar$", None),  # go: not a special file name
+    ("caf\u00e9/\u00bd.png", None),  # accents and fractions are plain names
+    # characters NFKC turns into '..', '...' or something holding '/' (review of stop 10)
+    ("a/\ufe30/b", "U+FE30"),
+    ("\ufe19", "U+FE19"),
+    ("x\u2100y", "U+2100"),
+    ("c\u2105o", "U+2105"),
     ("com0", None),  # go
     # empty and NUL
     ("", "is empty"),  # go
