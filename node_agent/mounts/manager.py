@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 from node_agent import nodestate
 from node_agent.azurite import AZURITE_KEY
 from node_agent.batchenv import BatchNode
-from node_agent.errors import MountError
+from node_agent.errors import MountError, NodeAgentError
 from node_agent.mounts import azurefiles, blobfuse2, rclone
 from node_agent.mounts.model import AzureFilesMount, Blobfuse2Mount, MountSpec, RcloneMount
 from node_agent.mounts.plan import MountPaths, MountPlan
@@ -245,17 +245,26 @@ def unmount_records(
 ) -> list[str]:
     """Unmount recorded mounts of `scope` (or named `name`); never fails for what is gone."""
     done: list[str] = []
+    failed: list[str] = []
     for r in read_records(ctx.node):
         if (scope is not None and r.get("scope") != scope) or (
             name is not None and r.get("name") != name
         ):
             continue
-        target = Path(str(r["target"]))
-        unmount_target(ctx, target, str(r.get("driver", "")))
+        try:  # one mount that will not go must not keep the others (and their keys) mounted
+            target = Path(str(r["target"]))
+            unmount_target(ctx, target, str(r.get("driver", "")))
+        except (NodeAgentError, KeyError, OSError) as e:
+            failed.append(
+                f"{r.get('name')}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            )
+            continue
         _update_records(ctx.node, drop=str(target))
         if not ctx.platform.windows:
             _remove_empty_dirs(target, ctx.node.mounts_dir)
         done.append(str(r.get("name")))
+    if failed:
+        raise MountError("could not unmount " + "; ".join(failed))
     return done
 
 

@@ -139,8 +139,9 @@ class LinuxPlatform(Platform):
         table: dict[str, str] = {}
         try:
             lines = self.mountinfo.read_text().splitlines()
-        except OSError:
-            return table
+        except OSError as e:
+            # never "nothing is mounted": job release would remove a folder through a mount
+            raise MountError(f"cannot read the mount table {self.mountinfo}: {e}") from None
         for line in lines:
             left, _, right = line.partition(" - ")
             parts = left.split()

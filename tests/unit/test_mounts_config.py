@@ -318,3 +318,14 @@ def test_mount_table_unescapes_and_resolves_symlinks(tmp_path: Path) -> None:
         str(real / "m"),
     ]
     assert plat.unmount_command(real / "m", "cifs").argv == ["umount", "-l", str(real / "m")]
+
+
+def test_an_unreadable_mount_table_is_an_error_not_an_empty_table(tmp_path: Path) -> None:
+    """Job release removes a job's folder only when nothing is mounted in it: a mount table
+    that cannot be read must not read as 'nothing mounted'."""
+    from node_agent.errors import MountError
+    from node_agent.mounts.platform import LinuxPlatform
+
+    plat = LinuxPlatform(mountinfo=tmp_path / "no-mountinfo")
+    with pytest.raises(MountError, match="cannot read the mount table"):
+        plat.mount_table()
