@@ -53,7 +53,8 @@ def trim_cache(node: BatchNode, budget_bytes: int, in_use_jobs: set[str]) -> Tri
     budget cannot be met. Jobs' last use is recorded by each sync.
     """
     cstore = ContentStore(node.cache_dir)
-    db = StateDB(db_path(node.state_dir), cstore.objects)
+    # never heal here: a rebuild re-hashes the whole cache (release has a time limit)
+    db = StateDB(db_path(node.state_dir), cstore.objects, heal=False, lock_timeout_s=120)
     try:
         objects = db.all_objects()
         protected = db.hashes_of_jobs(in_use_jobs)

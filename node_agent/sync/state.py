@@ -110,12 +110,24 @@ class StateDB:
     default it is found beside the state folder (node: <agent>/cache/objects for
     <agent>/state/sync.db; `node-agent sync`: <cache>/objects for <cache>/state/sync.db)."""
 
-    def __init__(self, path: Path, objects_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        objects_dir: Path | None = None,
+        *,
+        heal: bool = True,
+        lock_timeout_s: float = -1,
+    ) -> None:
+        """`heal=False` (job release's cache trim: a rebuild re-hashes the whole cache and
+        could outlast the release's time limit) raises CorruptState instead of healing,
+        leaving it to the next job prep; `lock_timeout_s` bounds the wait for a heal another
+        process is doing (filelock.Timeout, an OSError)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.objects_dir = objects_dir or objects_dir_for(path)
         self.healed: Path | None = None  # where the corrupt DB was moved, when it was
-        self._lock = FileLock(str(path.with_name(path.name + ".lock")))
+        self._heal = heal
+        self._lock = FileLock(str(path.with_name(path.name + ".lock")), timeout=lock_timeout_s)
         with self._lock:
             try:
                 self._open()
@@ -164,6 +176,11 @@ class StateDB:
 
     def _heal_locked(self, reason: str) -> None:
         from node_agent.sync.cache import move_aside, rebuild
+
+        if not self._heal:
+            raise CorruptState(
+                f"sync state {self.path} is corrupt ({reason}); the next job prep heals it"
+            )
 
         aside = move_aside(self.path)
         log.warning(

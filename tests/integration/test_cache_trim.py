@@ -113,3 +113,23 @@ def test_job_release_keeps_the_cache_budget(
     assert "evicted 5 object(s)" in res.stderr
     # rel-c's files are whole and readable
     assert len(tree(node_of(root, "rel-c").job_assets_dir("rel-c"))) == 6
+
+
+def test_job_release_on_a_corrupt_state_db_does_not_heal_it(
+    azurite: AzuriteServer, store: BlobStore, tmp_path: Path
+) -> None:
+    """Healing re-hashes the whole cache, which could outlast a job release's time limit:
+    release skips the trim with one warning and leaves the DB for the next job prep."""
+    root = tmp_path / "node"
+    files = {f"rc/t{i}.bin": os.urandom(64 * 1024) for i in range(4)}
+    seed(store, "sync-release-corrupt", files | {"rc/scene.blend": b"a scene"})
+    doc = make_spec(azurite.account_url, "sync-release-corrupt", "rc/", "rel-x")
+    doc["policies"] = {"cache_budget_mb": 1}
+    assert run_job_prep(root, "rel-x", write_spec(tmp_path / "rel-x.json", doc)).returncode == 0
+    db = db_path(node_of(root, "rel-x").state_dir)
+    db.write_bytes(b"this is not a database\n" * 500)
+    res = _release(root, "rel-x")
+    assert res.returncode == 0, res.stderr
+    assert "shared cache not trimmed" in res.stderr and "next job prep heals it" in res.stderr
+    assert db.read_bytes().startswith(b"this is not a database")  # left as it was
+    assert not list(db.parent.glob("sync.db.corrupt-*"))
