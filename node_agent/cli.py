@@ -231,6 +231,11 @@ def local_group() -> None:
     help="Run although the upload lacks scene dependencies (checked in storage before any "
     "node starts; exit 12 naming each otherwise). Job prep still checks on the node.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A frame range outside the scene's is an error (exit 2) before any node starts.",
+)
 @pool_settings_option
 def local_run_cmd(
     spec_path: Path,
@@ -239,6 +244,7 @@ def local_run_cmd(
     workdir: Path,
     fresh: bool,
     allow_missing: bool,
+    strict: bool,
     pool_settings: Path | None,
 ) -> None:
     """Run a job on a local pool of NODES nodes with SLOTS task slots each.
@@ -256,6 +262,7 @@ def local_run_cmd(
             fresh=fresh,
             pool_settings=pool_settings,
             allow_missing=allow_missing,
+            strict=strict,
         )
 
     run_command(go)

@@ -293,6 +293,7 @@ def run_local_job(
     fresh: bool = False,
     pool_settings: Path | None = None,
     allow_missing: bool = False,
+    strict: bool = False,
 ) -> int:
     spec = load_spec(spec_path)
     # the pool settings `batch pool-json|job-json|submit` take; the local pool is Linux
@@ -309,7 +310,7 @@ def run_local_job(
         spec = check_storage(
             spec,
             allow_missing=allow_missing,
-            strict=False,
+            strict=strict,
             log=say_logger("local", _say),
             where=f"local run: render.scene '{spec.render.scene}'",
         )

@@ -133,3 +133,20 @@ def test_validate_storage_reads_a_pinned_manifest(
     assert r.returncode == 12, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if "missing dependency" in ln]
     assert len(lines) == 1 and f"'{TEXTURE}'" in lines[0], r.stderr
+
+
+def test_local_run_strict_refuses_frames_outside_the_scene_before_any_node(
+    azurite: AzuriteServer, blender_scene: Path, tmp_path: Path
+) -> None:
+    """`local run --strict`: a frame range past the scene's end is exit 2, one line, and no
+    node folder is made (without --strict it is a warning)."""
+    doc = make_spec_doc(azurite.account_url, frames="1-30")
+    doc["job_id"] = "pf-local-strict"
+    doc["assets"] = [{"name": "scene", "container": "pf-local-strict", "prefix": "shot/"}]
+    store = BlobStore(spec_from_data(doc).storage, Redactor())
+    upload_tree(store, blender_scene, "pf-local-strict", "shot/")
+    pool = tmp_path / "pool"
+    r = _agent(tmp_path, doc, "local run", "--workdir", str(pool), "--nodes", "1", "--strict")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "outside the scene's range 1-24" in r.stderr and "(--strict)" in r.stderr
+    assert not (pool / "localpool" / "nodes").exists()
