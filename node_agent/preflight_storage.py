@@ -18,11 +18,12 @@ from pathlib import Path, PurePosixPath
 
 from node_agent import preflight
 from node_agent.redact import Redactor
-from node_agent.safepath import rel_problem, split_rel
+from node_agent.safepath import split_rel
 from node_agent.spec import AssetSource, JobSpec
 from node_agent.storage import BlobStore
 from node_agent.storage.retry import policy
 from node_agent.sync.manifest import parse, project_prefix
+from node_agent.sync.names import NameChecker
 
 
 def source_files(store: BlobStore, source: AssetSource) -> Iterator[tuple[str, str, int]]:
@@ -48,9 +49,10 @@ def lay_out(spec: JobSpec, store: BlobStore, root: Path) -> int:
     prep names it). Returns the number of files."""
     suffix = PurePosixPath(spec.render.scene).suffix.lower()
     n = 0
+    checker = NameChecker()  # the sync's own rule: unsafe names, file/folder clashes
     for source in spec.assets:
         for rel, blob, size in source_files(store, source):
-            if rel_problem(rel) is not None:
+            if checker.check(rel) is not None:
                 continue
             path = root.joinpath(*split_rel(rel, "asset"))
             if path.is_file():

@@ -20,6 +20,7 @@ import stat
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from node_agent.errors import ExitCode, NodeAgentError
 from node_agent.logs import get_logger
@@ -225,3 +226,19 @@ def remove_tree(path: str | Path) -> None:
 def _is_junction(p: str) -> bool:
     is_junction = getattr(os.path, "isjunction", None)
     return bool(is_junction and is_junction(p))
+
+
+def open_for_write(path: str | Path, *, append: bool = False) -> BinaryIO:
+    """Open a file node_agent writes by a fixed name (a task's stdout.txt, a renderer log)
+    without following a link someone put in its place: a link at that name is removed
+    (logged; its target untouched) and the file opened with O_NOFOLLOW."""
+    p = str(path)
+    try:
+        if stat.S_ISLNK(os.lstat(p).st_mode):
+            log.warning("%s was a symbolic link (to %s): replaced, not followed", p, os.readlink(p))
+            os.unlink(p)
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    return os.fdopen(os.open(p, flags, 0o644), "ab" if append else "wb")

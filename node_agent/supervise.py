@@ -22,6 +22,7 @@ from typing import IO
 import psutil
 
 from node_agent.proctree import ProcessGroup, State, watch
+from node_agent.safepath import open_for_write
 
 __all__ = ["Captured", "Options", "RunResult", "State", "run_captured", "supervise"]
 
@@ -236,7 +237,7 @@ def supervise(argv: Sequence[str], opts: Options) -> RunResult:
     `cancel` is set. OSError when it cannot start."""
     opts.log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    with open(opts.log_path, "ab") as log:
+    with open_for_write(opts.log_path, append=True) as log:
         group = ProcessGroup.spawn(
             argv, env=opts.env, cwd=opts.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from node_agent.azurite import REPO_ROOT
 from node_agent.proctree import ProcessGroup, State, watch
+from node_agent.runtime import write_atomic
+from node_agent.safepath import open_for_write, split_rel
 
 LOCAL_ACCOUNT_URL = "https://localpool.eastus.batch.azure.example"
 LOCAL_TOKEN_PREFIX = "local-entitlement-token-"
@@ -83,14 +85,17 @@ class LocalNode:
         terminates the running tasks of a job that ends."""
         wd = task_dir / "wd"
         wd.mkdir(parents=True, exist_ok=True)
-        for name, data in (resource_files or {}).items():
-            (wd / name).write_bytes(data)
+        for name, data in (resource_files or {}).items():  # filePath: from the job JSON
+            write_atomic(wd.joinpath(*split_rel(name, "resource file")), data)
         env = self.base_env()
         env.update(extra_env)
         env["AZ_BATCH_TASK_DIR"] = str(task_dir)
         env["AZ_BATCH_TASK_WORKING_DIR"] = str(wd)
         t0 = time.monotonic()
-        with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
+        with (
+            open_for_write(task_dir / "stdout.txt") as out,
+            open_for_write(task_dir / "stderr.txt") as err,
+        ):
             group = ProcessGroup.spawn(
                 shlex.split(command_line), env=env, cwd=wd, stdout=out, stderr=err
             )
@@ -107,8 +112,8 @@ class LocalNode:
             state is State.CANCELLED,
         )
         self.events.append(run)
-        with open(self.root / "events.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(run.__dict__) + "\n")
+        with open_for_write(self.root / "events.jsonl", append=True) as fh:
+            fh.write((json.dumps(run.__dict__) + "\n").encode())
         return run
 
 
