@@ -20,6 +20,12 @@ from azure.batch import models as bm
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from node_agent import renderers
+from node_agent.batch.account import (
+    APP_ID_PATTERN,
+    BatchAccount,
+    application_name,
+    full_application_id,
+)
 from node_agent.batch.restcheck import unknown_fields
 from node_agent.errors import SpecError
 from node_agent.jobplan import POOL_CONFIG_FILE, start_task_script
@@ -78,7 +84,11 @@ class PackageSource(_Model):
     """Where the start task gets node_agent: a Batch application package or a resource file."""
 
     kind: Literal["application", "resource_file"] = "application"
-    application_id: str = Field(default="node-agent", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    application_id: str = Field(
+        default="node-agent",
+        pattern=APP_ID_PATTERN,
+        description="the application's name (with batch_account) or its full resource id",
+    )
     version: str = Field(default_factory=agent_version, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str | None = Field(default=None, description="resource_file: blob URL of the package zip")
     blob: str | None = Field(
@@ -92,6 +102,11 @@ class BatchPoolSettings(_Model):
     os: OS = "linux"
     vm_size: str = "Standard_D8s_v5"
     image: Image | None = None
+    batch_account: BatchAccount | None = Field(
+        default=None,
+        description="the Batch account (subscription, resource group, name, linked storage): "
+        "the application package's full resource id is built from it",
+    )
     dedicated_nodes: int = Field(default=1, ge=0)
     low_priority_nodes: int = Field(default=0, ge=0)
     task_slots_per_node: int = Field(default=1, ge=1, le=256)
@@ -203,7 +218,9 @@ def secret_warnings(cfg: BatchPoolSettings) -> list[str]:
 
 
 def app_package_var(application_id: str, pkg_version: str, os_name: OS) -> str:
-    """The variable Batch sets to an application package's folder on the node."""
+    """The variable Batch sets to an application package's folder on the node: named after
+    the application's name (a full resource id is reduced to it)."""
+    application_id = application_name(application_id)
     if os_name == "windows":
         return f"AZ_BATCH_APP_PACKAGE_{application_id.upper()}#{pkg_version}"
     clean = re.sub(r"[^A-Za-z0-9]", "_", f"{application_id}_{pkg_version}")
@@ -303,6 +320,22 @@ def licenses_for(spec: JobSpec | None) -> list[str]:
     return sorted(set(descriptor.licenses)) if descriptor is not None else []
 
 
+def application_reference(cfg: BatchPoolSettings) -> str:
+    """The pool's `applicationPackageReferences[].applicationId`: the full resource id the REST
+    spec requires when creating a pool (see node_agent/batch/account.py for the citation)."""
+    app = cfg.package.application_id
+    full = full_application_id(app, cfg.batch_account)
+    if full is None:
+        raise SpecError(
+            f"package.application_id: '{app}' is a name, but a pool's applicationPackageReferences"
+            "[].applicationId must be the full resource id (/subscriptions/<sub>/resourceGroups/"
+            f"<rg>/providers/Microsoft.Batch/batchAccounts/<account>/applications/{app}): give "
+            "batch_account (subscription_id, resource_group, name) in the pool settings or the "
+            "full id"
+        )
+    return full
+
+
 def pool_json(
     cfg: BatchPoolSettings, spec: JobSpec | None = None, config_url: str | None = None
 ) -> dict[str, Any]:
@@ -325,7 +358,7 @@ def pool_json(
     }
     if cfg.package.kind == "application":
         body["applicationPackageReferences"] = [
-            {"applicationId": cfg.package.application_id, "version": cfg.package.version}
+            {"applicationId": application_reference(cfg), "version": cfg.package.version}
         ]
     if cfg.mounts:
         body["mountConfiguration"] = list(cfg.mounts)

@@ -1,0 +1,93 @@
+"""`batch pool-json` against the Batch REST spec (2025-06-01): the application package's full
+resource id, spot nodes, what must be uploaded, warnings, and the REST-model check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from azure.batch import models as bm
+from helpers import make_spec_doc, run_cli
+
+from node_agent.batch.pooljson import BatchPoolSettings, PackageSource, app_package_var, pool_json
+from node_agent.batch.restcheck import unknown_fields
+from node_agent.errors import ExitCode, SpecError
+from node_agent.spec import JobSpec, spec_from_data
+
+URL = "https://acct.blob.core.windows.net"
+SUB, RG, ACCOUNT = "0000-sub", "render-rg", "renderbatch"
+APP_ID = (
+    f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Batch/"
+    f"batchAccounts/{ACCOUNT}/applications/node-agent"
+)
+BATCH_ACCOUNT = {"subscription_id": SUB, "resource_group": RG, "name": ACCOUNT}
+
+
+def _spec(url: str = URL) -> JobSpec:
+    doc = make_spec_doc(url)
+    doc["storage"]["auth"] = {"kind": "managed_identity"}  # type: ignore[index]
+    return spec_from_data(doc)
+
+
+def _cli(tmp_path: Path, settings: dict[str, Any], *extra: str, url: str = URL) -> Any:
+    spec = tmp_path / "job.yaml"
+    doc = make_spec_doc(url)
+    spec.write_text(yaml.safe_dump(doc))
+    cfg = tmp_path / "pool.yaml"
+    cfg.write_text(yaml.safe_dump(settings))
+    return run_cli(["batch", "pool-json", str(spec), "--pool-settings", str(cfg), *extra])
+
+
+# -- 1. application package reference: the full resource id ------------------------------
+
+
+def test_application_package_id_is_built_from_the_batch_account() -> None:
+    cfg = BatchPoolSettings.model_validate({"batch_account": BATCH_ACCOUNT})
+    body = pool_json(cfg, _spec())
+    [ref] = body["applicationPackageReferences"]
+    assert ref == {"applicationId": APP_ID, "version": cfg.package.version}
+    assert unknown_fields(bm.BatchPoolCreateOptions, body) == []
+    assert bm.BatchPoolCreateOptions(body).application_package_references[0].application_id == (
+        APP_ID
+    )
+    # the node's variable is named after the application's name, not its resource id
+    assert (
+        f"$AZ_BATCH_APP_PACKAGE_node_agent_{cfg.package.version.replace('.', '_')}"
+        in (body["startTask"]["commandLine"])
+    )
+
+
+def test_a_full_application_id_is_taken_as_it_is() -> None:
+    pkg = PackageSource(application_id=APP_ID.replace("node-agent", "na2"), version="1.2")
+    body = pool_json(BatchPoolSettings(package=pkg), _spec())
+    assert body["applicationPackageReferences"][0]["applicationId"].endswith("/applications/na2")
+    assert "$AZ_BATCH_APP_PACKAGE_na2_1_2/" in body["startTask"]["commandLine"]
+    assert app_package_var(pkg.application_id, "1.2", "windows") == "AZ_BATCH_APP_PACKAGE_NA2#1.2"
+
+
+def test_a_short_application_id_without_the_account_is_refused() -> None:
+    with pytest.raises(SpecError) as e:
+        pool_json(BatchPoolSettings(), _spec())
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("package.application_id: 'node-agent'")
+    assert "batch_account" in msg and "/subscriptions/" in msg
+
+
+def test_a_malformed_full_id_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="application_id"):
+        PackageSource(application_id="/subscriptions/s/resourceGroups/g/applications/x")
+
+
+def test_pool_json_cli_refuses_a_short_application_id(tmp_path: Path) -> None:
+    res = _cli(tmp_path, {"pool_id": "farm"})
+    assert res.returncode == int(ExitCode.USAGE)
+    assert res.stderr.strip().startswith("node-agent: error: package.application_id:")
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = _cli(tmp_path, {"pool_id": "farm", "batch_account": BATCH_ACCOUNT})
+    assert res.returncode == 0, res.stderr
+    body = json.loads(res.stdout)
+    assert body["applicationPackageReferences"][0]["applicationId"] == APP_ID
