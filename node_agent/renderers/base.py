@@ -218,8 +218,17 @@ class Renderer:
     # (Azure/azure-rest-api-specs specification/batch/data-plane/Microsoft.Batch/stable/
     # 2018-12-01.8.0/BatchService.json; retired with API 2025-06-01)
     licenses: tuple[str, ...] = ()
+    # when the licences depend on render.options (Maya's sub-renderer, 3ds Max's renderer):
+    # options -> licences; `licenses` is then what the default options need
+    options_licenses: Callable[[Mapping[str, object]], tuple[str, ...]] | None = None
     path_remap: str = ""  # how render.path_map reaches the renderer (node_agent.remap)
     scan_dependencies: DependencyScanner | None = None  # preflight hook (issue 13)
     # the scene file's own frame range (start, end, step), where a reader knows it: an
     # omitted render.frames becomes it, a range outside it is a warning (issue 13)
     scene_frames: Callable[[Path], tuple[int, int, int]] | None = None
+
+    def licenses_for(self, options: Mapping[str, object] | None = None) -> tuple[str, ...]:
+        """The applicationLicenses a job with these render.options needs (batch.pooljson)."""
+        if self.options_licenses is None or options is None:
+            return self.licenses
+        return self.options_licenses(options)

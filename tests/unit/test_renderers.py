@@ -303,3 +303,98 @@ def test_blender_extra_args_after_double_dash_go_after_the_frames(windows: bool)
         "--shot",
         str(c.scene),
     ]
+
+
+# --- adapter fidelity (issue 13): each case names the source the adapter follows ---
+
+
+@pytest.mark.parametrize("windows", [False, True])
+@pytest.mark.parametrize(("sub", "flag"), [("arnold", "-ai:threads"), ("sw", "-n")])
+def test_maya_threads_flag_belongs_to_the_sub_renderer(windows: bool, sub: str, flag: str) -> None:
+    # Arnold for Maya's batch flags take threads as -ai:threads (Autodesk, Arnold for Maya
+    # User Guide, "Batch Render Flags"); -n is Maya Software's "number of processors"
+    ln = _launch("maya", windows, options={"renderer": sub}, threads=6)
+    assert ln.argv[ln.argv.index(flag) + 1] == "6"
+    other = {"-ai:threads", "-n"} - {flag}
+    assert not other & set(ln.argv)
+
+
+def test_maya_vray_gets_no_maya_software_threads_flag() -> None:
+    ln = _launch("maya", False, options={"renderer": "vray"}, threads=6)
+    assert "-n" not in ln.argv and "-ai:threads" not in ln.argv
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_maya_arnold_path_map_reaches_arnold(windows: bool) -> None:
+    # dirmap alone does not reach Arnold's own lookups: an ARNOLD_PATHMAP JSON file as the
+    # Deadline Maya adaptor writes ({"linux"|"windows": {from: to}}, forward slashes) and the
+    # texture/procedural/plugin search paths azure-batch-maya sets in its pre-render MEL
+    c = _ctx(windows)
+    ln = _launch("maya", windows, path_map=MAP)
+    pm = ln.env["ARNOLD_PATHMAP"]
+    assert type(c.task_dir)(pm).parent == c.task_dir
+    doc = json.loads(ln.files[pm])
+    assert list(doc) == ["windows" if windows else "linux"]
+    assert doc["windows" if windows else "linux"]["C:/proj/"] == (c.assets_dir / "proj").as_posix()
+    mel = ln.argv[ln.argv.index("-preRender") + 1]
+    assert mel.startswith("dirmap -en true;")
+    sep = ";" if windows else ":"
+    dirs = sep.join(
+        p.as_posix() for p in (c.assets_dir, c.assets_dir / "proj", c.assets_dir / "lib")
+    )
+    for attr in ("texture_searchpath", "procedural_searchpath", "plugin_searchpath"):
+        assert f'setAttr -type "string" defaultArnoldRenderOptions.{attr} "{dirs}";' in mel
+
+
+def test_maya_arnold_search_paths_without_a_path_map_and_not_for_other_subs() -> None:
+    ln = _launch("maya", False)
+    mel = ln.argv[ln.argv.index("-preRender") + 1]
+    assert "dirmap" not in mel and "defaultArnoldRenderOptions.texture_searchpath" in mel
+    assert "ARNOLD_PATHMAP" not in ln.env
+    sw = _launch("maya", False, options={"renderer": "sw"}, path_map=MAP)
+    assert "ARNOLD_PATHMAP" not in sw.env and "defaultArnoldRenderOptions" not in " ".join(sw.argv)
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_3dsmax_path_file_is_next_to_the_scene(windows: bool) -> None:
+    # Azure/BatchExplorer-data ncj/3dsmax/scripts/3dsmax.ps1: "If we're using a path file we
+    # need to ensure the scene file is located at the same location otherwise 3ds Max 2018
+    # IO has issues finding textures" (it moves the scene next to the path file)
+    c = _ctx(windows, scene="shots/s.max")
+    mx = _launch("3dsmax", windows, scene="shots/s.max", path_map=MAP)
+    mxp = next(x for x in mx.argv if x.startswith("-pathFile:"))[len("-pathFile:") :]
+    assert type(c.scene)(mxp).parent == c.scene.parent
+    assert set(mx.files) == {mxp}
+
+
+@pytest.mark.parametrize(
+    ("renderer", "options", "licenses"),
+    [
+        # Azure/BatchExplorer-data ncj/maya/render-*-*/pool.template.json applicationLicenses
+        ("maya", {}, ("maya", "arnold")),
+        ("maya", {"renderer": "arnold"}, ("maya", "arnold")),
+        ("maya", {"renderer": "vray"}, ("maya", "vray")),
+        ("maya", {"renderer": "sw"}, ("maya",)),  # render-default-*: -r sw, ["maya"]
+        # ncj/3dsmax/standard/pool.template.json: ["3dsmax", "[parameters('renderer')]"],
+        # renderer one of arnold (the default) or vray
+        ("3dsmax", {}, ("3dsmax", "arnold")),
+        ("3dsmax", {"renderer": "vray"}, ("3dsmax", "vray")),
+        ("3dsmax", {"renderer": "scanline"}, ("3dsmax",)),
+        ("vray", {}, ("vray",)),
+        ("arnold", {}, ("arnold",)),
+        ("blender", {}, ()),
+    ],
+)
+def test_pool_licenses_per_renderer_and_option(
+    renderer: str, options: dict[str, str], licenses: tuple[str, ...]
+) -> None:
+    from node_agent import renderers
+
+    descriptor = renderers.get(renderer)
+    assert descriptor is not None
+    assert descriptor.licenses_for(options) == licenses
+
+
+def test_3dsmax_refuses_an_unknown_renderer_option() -> None:
+    with pytest.raises(SpecError, match="render.options.renderer"):
+        _launch("3dsmax", False, scene="s.max", options={"renderer": "redshift"})
