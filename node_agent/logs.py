@@ -70,7 +70,41 @@ def setup_logging(
         h.setFormatter(formatter)
         h.addFilter(RedactingFilter(redactor))
         logger.addHandler(h)
+    _last_error.message = None
+    logger.addHandler(_last_error)
     return logger
+
+
+class _LastError(logging.Handler):
+    """Remembers the last ERROR line a phase logged: the cause of a phase that returned a
+    failing exit code without raising (recorded in the node's phase history)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.message = record.getMessage()
+        except Exception:  # a bad format string: nothing to remember
+            pass
+
+
+_last_error = _LastError()
+
+
+def last_error_line() -> str | None:
+    """The first line of the last ERROR the phase logged, if any."""
+    lines = (_last_error.message or "").strip().splitlines()
+    return lines[0] if lines else None
+
+
+def log_to_files(logger: logging.Logger, level: int, message: str) -> None:
+    """One line into the phase log file(s) only (the same line already went to stderr)."""
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, (), None)
+    for h in logger.handlers:
+        if isinstance(h, logging.FileHandler) and level >= h.level:
+            h.handle(record)
 
 
 def get_logger(name: str = "") -> logging.Logger:

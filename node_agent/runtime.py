@@ -13,8 +13,9 @@ from typing import NoReturn
 from node_agent.batchenv import ENTITLEMENT_TOKEN, BatchNode
 from node_agent.diskfull import disk_full_error, is_disk_full
 from node_agent.errors import ExitCode, NodeAgentError
-from node_agent.logs import setup_logging
+from node_agent.logs import last_error_line, log_to_files, setup_logging
 from node_agent.redact import Redactor
+from node_agent.runhistory import Recorder
 
 
 @dataclass
@@ -55,7 +56,37 @@ def start_phase(
         fmt=log_format,
         verbose=verbose,
     )
+    global _recorder
+    if stand_in is None:  # every real phase run goes into the node's history (runhistory)
+        _recorder = Recorder(node.state_dir, name, node.job_id, node.task_id, log_file)
+        _recorder.start()
     return Phase(name, node, redactor, log, env)
+
+
+# The phase run of this process (set by start_phase), finished by run_edge with its exit.
+_recorder: Recorder | None = None
+
+
+def _exit_name(code: int) -> str:
+    try:
+        return ExitCode(code).name.lower()
+    except ValueError:
+        return f"exit {code}"
+
+
+def _finish_run(code: int, cause: str | None, redactor: Redactor) -> None:
+    """Record the end of this process's phase run (if one started) with its exit and the
+    first line of its cause, and write the cause into the phase log file: a failed run's
+    log holds why, not only its exit code."""
+    global _recorder
+    rec, _recorder = _recorder, None
+    if cause:
+        level = logging.ERROR if code else logging.INFO
+        log_to_files(
+            logging.getLogger("node_agent"), level, f"exit {code} ({_exit_name(code)}): {cause}"
+        )
+    if rec is not None:
+        rec.finish(code, _exit_name(code), redactor(cause) if cause else None)
 
 
 # `node-agent ... | head`: the reader closed stdout. Exit as a shell reports a process that
@@ -110,31 +141,43 @@ def run_edge(fn: Callable[[Redactor], int], redactor: Redactor | None = None) ->
     """Call a phase; turn its errors into one redacted line on stderr and an exit code."""
     redactor = redactor or Redactor()
     redactor.add(os.environ.get(ENTITLEMENT_TOKEN))
+    cause: str | None = None
+    code = int(ExitCode.FAILED)
     try:
-        return fn(redactor)
+        code = fn(redactor)
+        if code:
+            cause = last_error_line()
+        return code
     except NodeAgentError as e:
         lines = str(e).splitlines() or [type(e).__name__]
         for line in lines:
             print(f"node-agent: error: {redactor(line)}", file=sys.stderr)
-        logging.getLogger("node_agent").debug("exit %d", int(e.exit_code))
-        return int(e.exit_code)
+        code, cause = int(e.exit_code), lines[0]
+        logging.getLogger("node_agent").debug("exit %d", code)
+        return code
     except BrokenPipeError:
         if not stdout_closed():  # a pipe of our own (a child's stdin): a bug, said below
-            return _internal_error(redactor)
-        return stdout_gone()
+            code, cause = _internal_error(redactor)
+            return code
+        code = stdout_gone()
+        return code
     except KeyboardInterrupt:
         print("node-agent: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        code, cause = int(ExitCode.INTERRUPTED), "interrupted (SIGINT)"
+        return code
     except Exception:  # a bug: still one line for the operator, details in the log file
-        return _internal_error(redactor)
+        code, cause = _internal_error(redactor)
+        return code
+    finally:
+        _finish_run(code, cause, redactor)
 
 
-def _internal_error(redactor: Redactor) -> int:
+def _internal_error(redactor: Redactor) -> tuple[int, str]:
     e = sys.exc_info()[1]
     logging.getLogger("node_agent").debug("internal error", exc_info=True)
     msg = redactor(f"{type(e).__name__}: {e}".splitlines()[0])
     print(f"node-agent: internal error: {msg} (details in the phase log)", file=sys.stderr)
-    return int(ExitCode.FAILED)
+    return int(ExitCode.FAILED), f"internal error: {msg}"
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -58,11 +58,11 @@ def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool, verify:
     def go(r: Redactor) -> int:
         node = locate_node(root)
         checks, tasks = doctor.run_checks(node, dict(os.environ), r, spec_path, verify)
-        doc = doctor.as_json(checks, tasks)
+        doc = doctor.as_json(checks, tasks, node)
         if as_json:
             click.echo(r(json.dumps(doc, indent=2)))
         else:
-            click.echo(r(doctor.report(checks, tasks, color=sys.stdout.isatty())))
+            click.echo(r(doctor.report(checks, tasks, color=sys.stdout.isatty(), node=node)))
         return 0 if doc["ok"] else int(ExitCode.HEALTH)
 
     run_command(go)
@@ -71,14 +71,19 @@ def doctor_cmd(root: Path | None, spec_path: Path | None, as_json: bool, verify:
 @click.command("status")
 @_root
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status_cmd(root: Path | None, as_json: bool) -> None:
-    """What is on this node: cached jobs with sizes and last use, tasks with exit codes and logs."""
+@click.option("--all", "all_runs", is_flag=True, help="Every recorded phase run, not the last 30.")
+def status_cmd(root: Path | None, as_json: bool, all_runs: bool) -> None:
+    """What is on this node: every phase run (start task, job prep, render tasks, job
+    release) with its exit, duration and cause; cached jobs with sizes and last use; render
+    task summaries with their logs."""
     from node_agent.ops.nodeview import locate_node
     from node_agent.ops.status import status_doc, status_text
 
     def go(r: Redactor) -> int:
-        doc = status_doc(locate_node(root))
-        click.echo(json.dumps(doc, indent=2) if as_json else status_text(doc))
+        node = locate_node(root)
+        doc = status_doc(node, all_runs)
+        text = json.dumps(doc, indent=2) if as_json else status_text(doc, node, all_runs)
+        click.echo(r(text))
         return 0
 
     run_command(go)

@@ -16,6 +16,7 @@ from node_agent.batchenv import ENTITLEMENT_VARS, BatchNode
 from node_agent.errors import NodeAgentError
 from node_agent.mounts.manager import POOL
 from node_agent.mounts.platform import Platform, current, probe
+from node_agent.ops.history import node_history, runs_json, runs_text
 from node_agent.ops.nodeview import task_records, tree_size
 from node_agent.redact import Redactor
 from node_agent.renderers import find_executable, renderer_binaries
@@ -329,7 +330,15 @@ def run_checks(
     return checks, tasks
 
 
-def report(checks: list[Check], tasks: list[dict[str, object]], color: bool) -> str:
+DOCTOR_RUNS = 10
+
+
+def report(
+    checks: list[Check],
+    tasks: list[dict[str, object]],
+    color: bool,
+    node: BatchNode | None = None,
+) -> str:
     def mark(c: Check) -> str:
         word = "ok" if c.ok else ("FAIL" if c.required else "warn")
         if not color:
@@ -339,9 +348,12 @@ def report(checks: list[Check], tasks: list[dict[str, object]], color: bool) -> 
 
     width = max(len(c.name) for c in checks)
     lines = [f"{mark(c)}  {c.name:<{width}}  {c.detail}" for c in checks]
+    if node is not None:
+        lines += ["", "last phase runs on this node (newest first):"]
+        lines += ["  " + line for line in runs_text(node_history(node), node, DOCTOR_RUNS)]
     if tasks:
         lines.append("")
-        lines.append("last tasks on this node:")
+        lines.append("last render task summaries on this node:")
         for t in tasks:
             lines.append(
                 f"  {t['finished_at']}  {t['job']}/{t['task']}  exit {t['exit_code']} ({t['exit_class']})  {t['wall_s']}s"
@@ -349,6 +361,11 @@ def report(checks: list[Check], tasks: list[dict[str, object]], color: bool) -> 
     return "\n".join(lines)
 
 
-def as_json(checks: list[Check], tasks: list[dict[str, object]]) -> dict[str, object]:
+def as_json(
+    checks: list[Check], tasks: list[dict[str, object]], node: BatchNode | None = None
+) -> dict[str, object]:
     ok = all(c.ok for c in checks if c.required)
-    return {"ok": ok, "checks": [asdict(c) for c in checks], "last_tasks": tasks}
+    doc: dict[str, object] = {"ok": ok, "checks": [asdict(c) for c in checks], "last_tasks": tasks}
+    if node is not None:
+        doc["phase_runs"] = runs_json(node_history(node), DOCTOR_RUNS)
+    return doc

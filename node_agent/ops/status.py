@@ -5,12 +5,20 @@ from __future__ import annotations
 import time
 
 from node_agent.batchenv import BatchNode
+from node_agent.ops.history import node_history, runs_json, runs_text
 from node_agent.ops.nodeview import cached_jobs, task_records
 
+SHOWN_RUNS = 30
 
-def status_doc(node: BatchNode) -> dict[str, object]:
+
+def status_doc(node: BatchNode, all_runs: bool = False) -> dict[str, object]:
+    history = node_history(node)
     return {
         "node_root": str(node.root_dir),
+        "node_id": node.node_id,
+        "phase_runs": runs_json(history, None if all_runs else SHOWN_RUNS),
+        "phase_runs_total": len(history.runs),
+        "phase_runs_unreadable_lines": history.bad_lines,
         "jobs": cached_jobs(node),
         "tasks": [
             {
@@ -31,8 +39,12 @@ def status_doc(node: BatchNode) -> dict[str, object]:
     }
 
 
-def status_text(doc: dict[str, object]) -> str:
-    lines = [f"node root: {doc['node_root']}", "", "jobs with files on this node:"]
+def status_text(doc: dict[str, object], node: BatchNode, all_runs: bool = False) -> str:
+    lines = [f"node root: {doc['node_root']}"]
+    lines += ["", "phase runs on this node (newest first):"]
+    history = node_history(node)
+    lines += ["  " + line for line in runs_text(history, node, None if all_runs else SHOWN_RUNS)]
+    lines += ["", "jobs with files on this node:"]
     jobs = doc["jobs"]
     assert isinstance(jobs, list)
     if not jobs:
@@ -46,7 +58,7 @@ def status_text(doc: dict[str, object]) -> str:
             f"  {j['job']:<24} {j['bytes'] / 2**20:9.1f} MiB  last use {last}Z  view {view}  "
             f"{j['path']}"
         )
-    lines += ["", "tasks that ran here (newest first):"]
+    lines += ["", "render task summaries (newest first):"]
     tasks = doc["tasks"]
     assert isinstance(tasks, list)
     if not tasks:
