@@ -84,19 +84,38 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--out", type=click.Path(path_type=Path), default=None, help="Write here, not stdout."
     )
+    @click.option(
+        "--pool-config-out",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write the node config (pool-config.json) the start task downloads here, to "
+        "upload where stderr says.",
+    )
     def pool_json_cmd(
-        spec_path: Path, pool_settings: Path | None, os_name: str | None, out: Path | None
+        spec_path: Path,
+        pool_settings: Path | None,
+        os_name: str | None,
+        out: Path | None,
+        pool_config_out: Path | None,
     ) -> None:
-        """The POST /pools body of a render pool for SPEC."""
-        from node_agent.batch.pooljson import load_pool_settings, pool_json, secret_warnings
+        """The POST /pools body of a render pool for SPEC. On stderr: what must be uploaded,
+        and where, before its nodes start, and warnings."""
+        from node_agent.batch.pooljson import load_pool_settings, node_config_json, pool_json
+        from node_agent.batch.warnings import batch_warnings, pool_uploads
         from node_agent.spec import load_spec
 
         def go(r: Redactor) -> int:
             spec = load_spec(spec_path)
             cfg = load_pool_settings(pool_settings).with_os(os_name)  # type: ignore[arg-type]
-            for line in secret_warnings(cfg):
+            body = pool_json(cfg, spec)
+            for line in batch_warnings(spec, cfg):
                 click.echo(f"pool-json: warning: {line}", err=True)
-            _emit(pool_json(cfg, spec), out)
+            if pool_config_out is not None and cfg.node_config is not None:
+                pool_config_out.write_bytes(node_config_json(cfg.node_config))
+            config_file = str(pool_config_out) if pool_config_out else None
+            for line in pool_uploads(spec, cfg, config_file):
+                click.echo(f"pool-json: upload: {line}", err=True)
+            _emit(body, out)
             return 0
 
         run_command(go)
@@ -114,12 +133,16 @@ def register(cli: click.Group) -> None:
         """The job (POST /jobs) and its tasks for SPEC: {"job": ..., "tasks": [...]}."""
         from node_agent.batch.jobjson import job_json
         from node_agent.batch.pooljson import load_pool_settings
+        from node_agent.batch.warnings import batch_warnings
         from node_agent.spec import load_spec
 
         def go(r: Redactor) -> int:
             spec = load_spec(spec_path)
             cfg = load_pool_settings(pool_settings).with_os(os_name)  # type: ignore[arg-type]
-            _emit(job_json(spec, cfg), out)
+            doc = job_json(spec, cfg)
+            for line in batch_warnings(spec, cfg):
+                click.echo(f"job-json: warning: {line}", err=True)
+            _emit(doc, out)
             return 0
 
         run_command(go)

@@ -91,3 +91,107 @@ def test_pool_json_cli_refuses_a_short_application_id(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     body = json.loads(res.stdout)
     assert body["applicationPackageReferences"][0]["applicationId"] == APP_ID
+
+
+# -- 2. what must be uploaded, and warnings -----------------------------------------------
+
+EMULATOR = "http://127.0.0.1:10000/devstoreaccount1"
+NODE_CONFIG = {"renderers": ["blender"], "min_free_temp_disk_gb": 20}
+
+
+def test_pool_json_says_what_to_upload_and_where(tmp_path: Path) -> None:
+    settings = {"pool_id": "farm", "batch_account": BATCH_ACCOUNT, "node_config": NODE_CONFIG}
+    out = tmp_path / "pool-config.json"
+    res = _cli(tmp_path, settings, "--pool-config-out", str(out))
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    config_url = f"{URL}/node-agent/pools/farm/pool-config.json"
+    [cfg_line] = [
+        ln for ln in lines if "pool-config.json" in ln and ln.startswith("pool-json: upload")
+    ]
+    assert config_url in cfg_line and str(out) in cfg_line
+    assert json.loads(out.read_text())["min_free_temp_disk_gb"] == 20
+    [pkg_line] = [ln for ln in lines if ln.startswith("pool-json: upload") and "package" in ln]
+    assert (
+        "az batch application package create" in pkg_line
+        and "--application-name node-agent" in (pkg_line)
+    )
+    assert f"-n {ACCOUNT} -g {RG}" in pkg_line
+    assert "warning" not in res.stderr
+    # the body itself is still the only thing on stdout
+    assert json.loads(res.stdout)["id"] == "farm"
+
+
+def test_resource_file_package_upload_line(tmp_path: Path) -> None:
+    pkg = {"kind": "resource_file", "url": f"{URL}/node-agent/packages/node-agent-9.zip"}
+    res = _cli(tmp_path, {"package": pkg, "identity_resource_id": "/subscriptions/s/id"})
+    assert res.returncode == 0, res.stderr
+    assert f"pool-json: upload: the package zip to {pkg['url']}" in res.stderr
+
+
+@pytest.mark.parametrize("command", ["pool-json", "job-json"])
+def test_emulator_urls_are_warned_about(tmp_path: Path, command: str) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(make_spec_doc(EMULATOR)))
+    cfg = tmp_path / "pool.yaml"
+    cfg.write_text(yaml.safe_dump({"batch_account": BATCH_ACCOUNT}))
+    res = run_cli(["batch", command, str(spec), "--pool-settings", str(cfg)])
+    assert res.returncode == 0, res.stderr
+    warn = [ln for ln in res.stderr.splitlines() if ln.startswith(f"{command}: warning:")]
+    assert any("storage.account_url" in w and "emulator" in w and EMULATOR in w for w in warn)
+
+
+def test_every_emulator_url_is_named() -> None:
+    from node_agent.batch.warnings import batch_warnings
+
+    cfg = BatchPoolSettings.model_validate(
+        {
+            "package": {
+                "kind": "resource_file",
+                "url": "http://azurite:10000/devstoreaccount1/p.zip",
+            },
+            "node_config": {
+                "mounts": [
+                    {
+                        "name": "lib",
+                        "driver": "rclone",
+                        "account_url": "http://localhost:10000/devstoreaccount1",
+                        "container": "lib",
+                        "auth": {"mode": "msi"},
+                    }
+                ]
+            },
+            "mounts": [
+                {
+                    "azureBlobFileSystemConfiguration": {
+                        "accountName": "devstoreaccount1",
+                        "containerName": "c",
+                        "relativeMountPath": "c",
+                    }
+                }
+            ],
+        }
+    )
+    text = "\n".join(batch_warnings(_spec(), cfg))
+    for field in ("package.url", "node_config.mounts[0].account_url", "mounts[0]"):
+        assert field in text, field
+    assert "storage.account_url" not in text  # the spec's own account is a real one
+    assert batch_warnings(_spec(), BatchPoolSettings()) == []
+
+
+def test_a_storage_account_that_is_not_the_linked_one_is_warned_about() -> None:
+    from node_agent.batch.warnings import batch_warnings
+
+    linked = {**BATCH_ACCOUNT, "auto_storage_account": "renderlinked"}
+    cfg = BatchPoolSettings.model_validate({"batch_account": linked})
+    [w] = batch_warnings(_spec(), cfg)
+    assert "'acct'" in w and "'renderlinked'" in w and "Outputs" in w
+    assert batch_warnings(_spec("https://renderlinked.blob.core.windows.net"), cfg) == []
+    # with auto_storage downloads the nodes read the linked account: the job cannot start
+    auto = cfg.model_copy(update={"blob_access": "auto_storage"})
+    assert any("blob_access 'auto_storage'" in w for w in batch_warnings(_spec(), auto))
+    # no linked account named: nothing to compare with
+    assert (
+        batch_warnings(_spec(), BatchPoolSettings.model_validate({"batch_account": BATCH_ACCOUNT}))
+        == []
+    )
