@@ -161,21 +161,36 @@ def register(cli: click.Group) -> None:
     @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
     @click.option("--project", required=True, help="Project name: the blob prefix <project>/.")
     @click.option("--container", default="assets", show_default=True)
+    @click.option(
+        "--write-spec",
+        "write_spec",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="A job spec whose assets entry for this container and project gets the new "
+        "manifest hash (in place; the rest of the file is kept as it is).",
+    )
     @_storage_options
     def push_cmd(
         folder: Path,
         project: str,
         container: str,
+        write_spec: Path | None,
         account_url: str,
         auth_kind: str,
         auth_env: str | None,
     ) -> None:
-        """Upload FOLDER's new content by hash and write its manifest; prints the manifest hash."""
+        """Upload FOLDER's new content by hash and write its manifest; prints the job spec
+        lines pinning it, and the manifest hash last."""
         from node_agent.runtime import run_command
 
         def go(r: Redactor) -> int:
+            from node_agent.pins import check_pin_target, paste_lines, write_pin
             from node_agent.storage import BlobStore
+
+            if write_spec is not None:  # refused before anything is uploaded
+                check_pin_target(write_spec, container, project)
             from node_agent.sync.manifest import push
+            from node_agent.sync.progress import format_bytes
 
             store = BlobStore(_storage(account_url, auth_kind, auth_env), r)
             key = hashlib.sha1(
@@ -185,10 +200,18 @@ def register(cli: click.Group) -> None:
             s = push(
                 store, container, project, folder, cache_home / "node-agent" / f"push-{key}.json"
             )
+            # the same bytes in the same units as the summary on stderr (format_bytes)
             click.echo(
                 f"push: {s.files} files, {s.hashed} hashed, {s.uploaded} uploaded "
-                f"({s.bytes_uploaded / 1e6:.1f} MB), {s.refused} refused"
+                f"({format_bytes(s.bytes_uploaded)}), {s.refused} refused"
             )
+            if write_spec is not None:
+                n = write_pin(write_spec, container, project, s.manifest)
+                click.echo(f"{write_spec}: {n} assets entry(ies) pinned to this push")
+            else:
+                click.echo("# pin this push in the job spec (or use --write-spec job.yaml):")
+                for line in paste_lines(container, project, s.manifest):
+                    click.echo(line)
             click.echo(f"manifest {s.manifest}")
             return 0
 
