@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from azure.batch import models as bm
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from node_agent import renderers
 from node_agent.batch.account import (
@@ -108,7 +108,14 @@ class BatchPoolSettings(_Model):
         "the application package's full resource id is built from it",
     )
     dedicated_nodes: int = Field(default=1, ge=0)
-    low_priority_nodes: int = Field(default=0, ge=0)
+    low_priority_nodes: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=AliasChoices("spot_nodes", "low_priority_nodes"),
+        description="spot_nodes: the pool's targetLowPriorityNodes (Spot on Batch-managed "
+        "accounts, low-priority on user-subscription ones): cheaper, can be preempted, "
+        "their tasks are re-queued by Batch",
+    )
     task_slots_per_node: int = Field(default=1, ge=1, le=256)
     package: PackageSource = PackageSource()
     node_agent_home: str | None = Field(default=None, description="install folder on the node")
@@ -137,6 +144,13 @@ class BatchPoolSettings(_Model):
         description="the pool config the start task applies on every node (docs/ops.md): "
         "node_agent mounts, renderer checks, free temp disk, licenses, cache budget",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spot_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "spot_nodes" in data and "low_priority_nodes" in data:
+            raise ValueError("spot_nodes: is low_priority_nodes' new name: give only one")
+        return data
 
     @field_validator("mounts")
     @classmethod

@@ -128,3 +128,16 @@ def pool_uploads(
     else:
         out.append(f"the package zip to {pkg.url or '<package.url>'}")
     return out
+
+
+def node_summary(cfg: BatchPoolSettings) -> str:
+    """The pool's size, dedicated and spot, and what spot means for the job."""
+    text = f"{cfg.dedicated_nodes} dedicated + {cfg.low_priority_nodes} spot {cfg.vm_size}"
+    if cfg.low_priority_nodes:
+        # https://learn.microsoft.com/azure/batch/batch-spot-vms: no SLA, preemptible at any
+        # time, a separate (larger) vCPU quota; Batch re-queues the tasks of a preempted node
+        text += (
+            " (spot: billed at the lower Spot/low-priority price, a separate vCPU quota, "
+            "can be preempted at any time: Batch re-queues a preempted node's tasks)"
+        )
+    return text

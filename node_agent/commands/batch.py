@@ -101,7 +101,7 @@ def register(cli: click.Group) -> None:
         """The POST /pools body of a render pool for SPEC. On stderr: what must be uploaded,
         and where, before its nodes start, and warnings."""
         from node_agent.batch.pooljson import load_pool_settings, node_config_json, pool_json
-        from node_agent.batch.warnings import batch_warnings, pool_uploads
+        from node_agent.batch.warnings import batch_warnings, node_summary, pool_uploads
         from node_agent.spec import load_spec
 
         def go(r: Redactor) -> int:
@@ -115,6 +115,7 @@ def register(cli: click.Group) -> None:
             config_file = str(pool_config_out) if pool_config_out else None
             for line in pool_uploads(spec, cfg, config_file):
                 click.echo(f"pool-json: upload: {line}", err=True)
+            click.echo(f"pool-json: nodes: {node_summary(cfg)}", err=True)
             _emit(body, out)
             return 0
 

@@ -195,3 +195,25 @@ def test_a_storage_account_that_is_not_the_linked_one_is_warned_about() -> None:
         batch_warnings(_spec(), BatchPoolSettings.model_validate({"batch_account": BATCH_ACCOUNT}))
         == []
     )
+
+
+# -- 3. spot nodes ------------------------------------------------------------------------
+
+
+def test_spot_nodes_are_the_pools_low_priority_target(tmp_path: Path) -> None:
+    settings = {"batch_account": BATCH_ACCOUNT, "dedicated_nodes": 0, "spot_nodes": 8}
+    cfg = BatchPoolSettings.model_validate(settings)
+    body = pool_json(cfg, _spec())
+    assert (body["targetDedicatedNodes"], body["targetLowPriorityNodes"]) == (0, 8)
+    pool = bm.BatchPoolCreateOptions(body)
+    assert (pool.target_dedicated_nodes, pool.target_low_priority_nodes) == (0, 8)
+    # the former name still works; both at once is refused
+    assert BatchPoolSettings.model_validate({"low_priority_nodes": 3}).low_priority_nodes == 3
+    with pytest.raises(ValueError, match="spot_nodes"):
+        BatchPoolSettings.model_validate({"low_priority_nodes": 3, "spot_nodes": 2})
+    with pytest.raises(ValueError, match="spot_nodes"):
+        BatchPoolSettings.model_validate({"spot_nodes": -1})
+    res = _cli(tmp_path, settings)
+    assert res.returncode == 0, res.stderr
+    [line] = [ln for ln in res.stderr.splitlines() if ln.startswith("pool-json: nodes:")]
+    assert "0 dedicated + 8 spot" in line and "preempt" in line
