@@ -23,13 +23,19 @@ from node_agent.errors import PackageError, UsageError
 
 BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"
 SCRIPT_DIRS = ("bin", "start_task", "job_prep", "job_release")
-# pip --platform tags per node OS (Ubuntu 22.04/24.04 have glibc 2.35/2.39).
+# pip --platform tags per node OS. Linux: glibc 2.17 at most (manylinux2014, PEP 599, named
+# manylinux_2_17 by PEP 600), so the package installs on every x86_64 distribution Batch
+# nodes run, RHEL/Rocky/Alma 8 (glibc 2.28) included, not only Ubuntu 22.04/24.04 (glibc
+# 2.35/2.39): a manylinux_2_28 or _2_34 wheel (cryptography's newest) would not install
+# there. pip does not treat manylinux2014 and manylinux_2_17 as one tag (pip/_internal/utils/
+# compatibility_tags.py _custom_manylinux_platforms only adds manylinux2010/manylinux1), so
+# both spellings are listed, and the older ones a wheel may carry alone.
 PLATFORMS = {
     "linux": [
-        "manylinux_2_34_x86_64",
-        "manylinux_2_28_x86_64",
         "manylinux_2_17_x86_64",
         "manylinux2014_x86_64",
+        "manylinux_2_12_x86_64",
+        "manylinux2010_x86_64",
         "manylinux_2_5_x86_64",
         "manylinux1_x86_64",
     ],

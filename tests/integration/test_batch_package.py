@@ -14,7 +14,9 @@ import pytest
 import yaml
 from helpers import REPO, make_spec_doc, node_env, run_cli
 
-from node_agent.batch.package import Target, build_package
+from packaging.utils import parse_wheel_filename
+
+from node_agent.batch.package import PLATFORMS, Target, build_package
 from node_agent.batch.pooljson import PACKAGE_FILE, BatchPoolSettings, PackageSource, pool_json
 from node_agent.errors import ExitCode
 
@@ -171,3 +173,73 @@ def test_install_without_home_or_python_fails_with_a_clear_line(
 def test_bad_target_is_a_usage_error(tmp_path: Path) -> None:
     res = run_cli(["batch", "package", "--out", str(tmp_path), "--target", "beos:3.11"])
     assert res.returncode == ExitCode.USAGE
+
+
+# The oldest glibc the package's Linux wheels must install on: manylinux2014 (glibc 2.17)
+# covers RHEL/Rocky/Alma 8 (glibc 2.28); a manylinux_2_28 or _2_34 wheel does not (PEP 600).
+OLDEST_GLIBC = (2, 17)
+
+
+def _glibc(platform: str) -> tuple[int, int] | None:
+    legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+    for name, glibc in legacy.items():
+        if platform.startswith(name + "_"):
+            return glibc
+    if platform.startswith("manylinux_"):
+        major, minor = platform.split("_")[1:3]
+        return int(major), int(minor)
+    return None
+
+
+@pytest.mark.slow
+def test_every_linux_wheel_installs_on_glibc_2_17(package: Path, tmp_path: Path) -> None:
+    """No binary wheel needs a newer glibc than manylinux2014's, and pip installs node_agent
+    from the package's wheels alone for that platform (`--platform manylinux2014_x86_64` and
+    the other names of glibc <= 2.17: pip does not take manylinux2014 for manylinux_2_17,
+    the only tag of watchdog's wheel), from a clean venv that has nothing but pip."""
+    with zipfile.ZipFile(package) as zf:
+        members = [n for n in zf.namelist() if n.startswith("wheels/") and n.endswith(".whl")]
+        zf.extractall(tmp_path / "pkg", members)
+    wheels = tmp_path / "pkg" / "wheels"
+    too_new = []
+    for whl in sorted(wheels.glob("*.whl")):
+        platforms = {t.platform for t in parse_wheel_filename(whl.name)[3]}
+        if "any" in platforms or all(p.startswith("win") for p in platforms):
+            continue
+        glibcs = [g for g in map(_glibc, platforms) if g is not None]
+        if not glibcs or min(glibcs) > OLDEST_GLIBC:
+            too_new.append(whl.name)
+    assert too_new == []
+    assert "manylinux2014_x86_64" in PLATFORMS["linux"]
+    assert all(_glibc(p) <= OLDEST_GLIBC for p in PLATFORMS["linux"])  # type: ignore[operator]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    target = tmp_path / "target"
+    res = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "--only-binary=:all:",
+            *[a for p in PLATFORMS["linux"] for a in ("--platform", p)],
+            "--python-version",
+            PY,
+            "--implementation",
+            "cp",
+            "--target",
+            str(target),
+            "node-agent",
+        ],
+        env=_clean_env(dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    installed = {p.name.split("-")[0].lower() for p in target.glob("*.dist-info")}
+    assert {"node_agent", "cryptography", "pydantic_core", "psutil"} <= installed
