@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import REPO, make_spec_doc, node_env, run_cli
-
 from packaging.utils import parse_wheel_filename
 
 from node_agent.batch.package import PLATFORMS, Target, build_package
