@@ -129,3 +129,37 @@ def read_mount_records(node: BatchNode) -> list[dict[str, Any]]:
 
 def write_mount_records(node: BatchNode, records: Sequence[Mapping[str, object]]) -> Path:
     return _write_json(node, MOUNT_RECORDS, [dict(r) for r in records])
+
+
+# --- doctor: every record above must parse --------------------------------------------
+_SHAPES: dict[str, type] = {
+    NODE_FACTS: dict,
+    HEALTH: dict,
+    POOL_MOUNTS: list,
+    MOUNT_RECORDS: list,
+}
+
+
+def record_problems(node: BatchNode) -> list[tuple[Path, str]]:
+    """(file, what is wrong) for each state file that exists but cannot be read back: the
+    readers above treat such a file as empty (no mounts recorded...), which hides it."""
+    problems: list[tuple[Path, str]] = []
+    for name, shape in _SHAPES.items():
+        path = state_file(node, name)
+        if not path.exists():
+            continue
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            problems.append((path, f"cannot be read: {e.strerror or e}"))
+            continue
+        except ValueError as e:
+            problems.append((path, f"not valid JSON: {e}"))
+            continue
+        if not isinstance(doc, shape):
+            problems.append((path, f"not a JSON {'object' if shape is dict else 'list'}"))
+    try:
+        read_pool_config(node)
+    except SpecError as e:
+        problems.append((state_file(node, POOL_CONFIG), str(e).splitlines()[0]))
+    return problems

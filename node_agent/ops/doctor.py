@@ -17,6 +17,7 @@ from node_agent.errors import NodeAgentError
 from node_agent.mounts.manager import POOL
 from node_agent.mounts.platform import Platform, current, probe
 from node_agent.ops.history import node_history, runs_json, runs_text
+from node_agent.ops.nodechecks import missing_credential, records_check, writable_checks
 from node_agent.ops.nodeview import task_records, tree_size
 from node_agent.redact import Redactor
 from node_agent.renderers import find_executable, renderer_binaries
@@ -303,12 +304,14 @@ def run_checks(
             checks.append(Check("job spec", False, str(e).splitlines()[0]))
     checks.append(_cache_check(node, spec))
     checks.append(_state_db_check(node))
+    checks += writable_checks(node)
+    checks += records_check(node)
     if verify:
         checks += verify_cache_checks(node)
     checks.append(_renderer_check(node, spec, env))
     checks += _mount_checks(node)
     if spec is not None:
-        checks.append(_storage_check(spec, redactor, env))
+        checks.append(missing_credential(spec, env) or _storage_check(spec, redactor, env))
     else:
         checks.append(
             Check(

@@ -31,6 +31,7 @@ from node_agent.sync.names import NameChecker, fs_case_insensitive
 from node_agent.sync.progress import Progress, SyncSummary
 from node_agent.sync.state import BlobRow, ObjectRow, StateDB, db_path
 from node_agent.sync.store import ContentStore, ViewWriter, prune_view, view_files
+from node_agent.sync.writable import refused_as, require_writable
 
 if TYPE_CHECKING:
     from node_agent.sync.fetch import Fetcher
@@ -75,9 +76,17 @@ class SyncEngine:
         retry_s: float = 60.0,
     ) -> None:
         self.retry_s = retry_s
-        with disk_full_as("the node's content store", cache_dir):
+        with (
+            disk_full_as("the node's content store", cache_dir),
+            refused_as("the cache", cache_dir),
+        ):
             self.cstore = ContentStore(cache_dir)
-        with disk_full_as("the sync state database", db_path(state_dir)):
+            require_writable("the cache", [self.cstore.objects, self.cstore.tmp, self.cstore.locks])
+        with (
+            disk_full_as("the sync state database", db_path(state_dir)),
+            refused_as("the sync state database", db_path(state_dir)),
+        ):
+            require_writable("the node's state", [state_dir])
             self.db = StateDB(db_path(state_dir), self.cstore.objects)
         self.access = access
         self.reserve = reserve_bytes
@@ -108,7 +117,7 @@ class SyncEngine:
         state DB only ever records objects that were completely written, so a re-run with
         space finishes the job."""
         # a backstop: the writes of a sync name their blob or file themselves
-        with disk_full_as("the asset sync", view_root):
+        with disk_full_as("the asset sync", view_root), refused_as("the asset sync", view_root):
             return self._sync(view_key, view_root, sources, prune)
 
     def _sync(
