@@ -1,6 +1,10 @@
 """The preflight against storage: what the spec's asset sources hold, checked without
 syncing them (`validate --storage`, `local run`, `batch submit` without `--assets`).
 
+First each `manifest: latest` is resolved to the hash of the project's last push
+(pins.resolve_latest): the spec returned, which submit and local run hand to the nodes,
+names that hash, so a push during the job changes nothing for it.
+
 Each source is listed (a pinned manifest is read instead: its files by path), and the job's
 assets folder is laid out in a temporary folder as the node's view would be: the scene
 file(s) and every file the scanner may read as a scene (same suffix as render.scene: a
@@ -17,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from node_agent import preflight
+from node_agent.pins import resolve_latest
 from node_agent.redact import Redactor
 from node_agent.safepath import split_rel
 from node_agent.spec import AssetSource, JobSpec
@@ -76,10 +81,12 @@ def check_storage(
     redactor: Redactor | None = None,
 ) -> JobSpec:
     """The spec's assets in storage checked as the node will see them: the returned spec
-    has an omitted render.frames filled from the scene; MissingAssetError (exit 12) names
+    has each `manifest: latest` pinned to the last push's hash and an omitted
+    render.frames filled from the scene; MissingAssetError (exit 12) names
     every missing dependency unless `allow_missing`; with `strict` a frame outside the
     scene's range is a SpecError (exit 2)."""
     store = BlobStore(spec.storage, redactor or Redactor(), retry=policy(spec.policies))
+    spec = resolve_latest(spec, store, lambda line: log.info("%s", line))
     with tempfile.TemporaryDirectory(prefix="node-agent-preflight-") as tmp:
         root = Path(tmp)
         n = lay_out(spec, store, root)

@@ -91,6 +91,12 @@ class ManifestSource:
         mh = self.source.manifest
         assert mh
         what = f"manifest {mh[:12]} in '{self.source.container}/{self.prefix}'"
+        if mh == "latest":  # pins.LATEST: resolved at submit / local run, never on a node
+            raise AssetError(
+                f"asset source '{self.source.name}': manifest: latest reached the node "
+                "unresolved; submit with `batch submit` or `local run` (they pin the last "
+                "push's hash) or write the hash in the spec"
+            )
         if self.local.exists():
             data = self.local.read_bytes()
         else:
