@@ -26,7 +26,7 @@ from node_agent.batch.account import (
     application_name,
     full_application_id,
 )
-from node_agent.batch.restcheck import unknown_fields
+from node_agent.batch.restcheck import problems, unknown_fields
 from node_agent.errors import SpecError
 from node_agent.jobplan import POOL_CONFIG_FILE, start_task_script
 from node_agent.mounts.model import AzureFilesMount
@@ -166,6 +166,9 @@ class BatchPoolSettings(_Model):
             bad = unknown_fields(bm.MountConfiguration, entry)
             if bad:
                 raise ValueError(f"[{i}]: '{bad[0]}' is not a Batch mountConfiguration field")
+            refused = problems(bm.MountConfiguration, entry)
+            if refused:
+                raise ValueError(f"[{i}].{refused[0]}")
         return v
 
     def home(self) -> str:

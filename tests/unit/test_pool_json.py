@@ -217,3 +217,84 @@ def test_spot_nodes_are_the_pools_low_priority_target(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     [line] = [ln for ln in res.stderr.splitlines() if ln.startswith("pool-json: nodes:")]
     assert "0 dedicated + 8 spot" in line and "preempt" in line
+
+
+# -- 5. the bodies against the REST spec's models -----------------------------------------
+
+IDENTITY = "/subscriptions/s/resourceGroups/g/providers/x/userAssignedIdentities/render"
+BLOB_MOUNT = {
+    "azureBlobFileSystemConfiguration": {
+        "accountName": "acct",
+        "containerName": "assets",
+        "relativeMountPath": "assets",
+        "identityReference": {"resourceId": IDENTITY},
+    }
+}
+
+
+def _full_settings(os_name: str, kind: str) -> BatchPoolSettings:
+    return BatchPoolSettings.model_validate(
+        {
+            "os": os_name,
+            "batch_account": {**BATCH_ACCOUNT, "auto_storage_account": "acct"},
+            "dedicated_nodes": 1,
+            "spot_nodes": 6,
+            "task_slots_per_node": 2,
+            "identity_resource_id": IDENTITY,
+            "package": {"kind": kind, "url": f"{URL}/node-agent/packages/p.zip"},
+            "mounts": [BLOB_MOUNT],
+            "node_config": NODE_CONFIG,
+        }
+    )
+
+
+@pytest.mark.parametrize("os_name", ["linux", "windows"])
+@pytest.mark.parametrize("kind", ["application", "resource_file"])
+def test_pool_and_job_json_pass_the_rest_model_check(os_name: str, kind: str) -> None:
+    from node_agent.batch.jobjson import job_json
+    from node_agent.batch.restcheck import problems
+
+    cfg = _full_settings(os_name, kind)
+    body = pool_json(cfg, _spec())
+    assert body["targetLowPriorityNodes"] == 6 and body["mountConfiguration"] == [BLOB_MOUNT]
+    assert (kind == "application") == ("applicationPackageReferences" in body)
+    assert problems(bm.BatchPoolCreateOptions, body) == []
+    doc = job_json(_spec(), cfg)
+    assert problems(bm.BatchJobCreateOptions, doc["job"]) == []
+    for task in doc["tasks"]:
+        assert problems(bm.BatchTaskCreateOptions, task) == []
+
+
+def test_the_rest_model_check_finds_what_batch_refuses() -> None:
+    from node_agent.batch.restcheck import problems
+
+    body = pool_json(_full_settings("linux", "application"), _spec())
+    bad = json.loads(json.dumps(body))
+    del bad["vmSize"]
+    bad["taskSchedulingPolicy"]["nodeFillType"] = "sideways"
+    bad["targetLowPriorityNodes"] = "6"
+    bad["startTask"]["waitForSuccess"] = "yes"
+    bad["startTask"]["userIdentity"]["autoUser"]["elevationLevel"] = "root"
+    del bad["mountConfiguration"][0]["azureBlobFileSystemConfiguration"]["relativeMountPath"]
+    bad["applicationPackageReferences"][0] = {"version": "1"}
+    bad["virtualMachineConfiguration"]["imageReference"]["skew"] = "x"
+    assert sorted(problems(bm.BatchPoolCreateOptions, bad)) == sorted(
+        [
+            "vmSize: required by BatchPoolCreateOptions",
+            "taskSchedulingPolicy.nodeFillType: 'sideways' is not one of spread, pack",
+            "targetLowPriorityNodes: expected int, got str",
+            "startTask.waitForSuccess: expected bool, got str",
+            "startTask.userIdentity.autoUser.elevationLevel: 'root' is not one of nonadmin, admin",
+            "mountConfiguration[0].azureBlobFileSystemConfiguration.relativeMountPath: required "
+            "by AzureBlobFileSystemConfiguration",
+            "applicationPackageReferences[0].applicationId: required by "
+            "BatchApplicationPackageReference",
+            "virtualMachineConfiguration.imageReference.skew: not a field of BatchVmImageReference",
+        ]
+    )
+
+
+def test_a_batch_mount_missing_a_required_field_is_refused_in_the_settings() -> None:
+    mount = {"azureBlobFileSystemConfiguration": {"accountName": "a", "containerName": "c"}}
+    with pytest.raises(ValueError, match="relativeMountPath: required"):
+        BatchPoolSettings.model_validate({"mounts": [mount]})
