@@ -108,7 +108,7 @@ def pool_uploads(
         else:
             where = f"{AGENT_CONTAINER}/{blob} in the spec's storage account"
         src = (
-            f" (written to {config_file})" if config_file else " (--pool-config-out FILE writes it)"
+            f" (written to {config_file})" if config_file else " (--node-config-out FILE writes it)"
         )
         out.append(f"the node config pool-config.json{src} to {where}; `batch submit` uploads it")
     pkg = cfg.package

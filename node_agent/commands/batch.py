@@ -85,7 +85,7 @@ def register(cli: click.Group) -> None:
         "--out", type=click.Path(path_type=Path), default=None, help="Write here, not stdout."
     )
     @click.option(
-        "--pool-config-out",
+        "--node-config-out",
         type=click.Path(path_type=Path),
         default=None,
         help="Write the node config (pool-config.json) the start task downloads here, to "
@@ -96,7 +96,7 @@ def register(cli: click.Group) -> None:
         pool_settings: Path | None,
         os_name: str | None,
         out: Path | None,
-        pool_config_out: Path | None,
+        node_config_out: Path | None,
     ) -> None:
         """The POST /pools body of a render pool for SPEC. On stderr: what must be uploaded,
         and where, before its nodes start, and warnings."""
@@ -110,9 +110,9 @@ def register(cli: click.Group) -> None:
             body = pool_json(cfg, spec)
             for line in batch_warnings(spec, cfg):
                 click.echo(f"pool-json: warning: {line}", err=True)
-            if pool_config_out is not None and cfg.node_config is not None:
-                pool_config_out.write_bytes(node_config_json(cfg.node_config))
-            config_file = str(pool_config_out) if pool_config_out else None
+            if node_config_out is not None and cfg.node_config is not None:
+                node_config_out.write_bytes(node_config_json(cfg.node_config))
+            config_file = str(node_config_out) if node_config_out else None
             for line in pool_uploads(spec, cfg, config_file):
                 click.echo(f"pool-json: upload: {line}", err=True)
             click.echo(f"pool-json: nodes: {node_summary(cfg)}", err=True)

@@ -102,7 +102,7 @@ NODE_CONFIG = {"renderers": ["blender"], "min_free_temp_disk_gb": 20}
 def test_pool_json_says_what_to_upload_and_where(tmp_path: Path) -> None:
     settings = {"pool_id": "farm", "batch_account": BATCH_ACCOUNT, "node_config": NODE_CONFIG}
     out = tmp_path / "pool-config.json"
-    res = _cli(tmp_path, settings, "--pool-config-out", str(out))
+    res = _cli(tmp_path, settings, "--node-config-out", str(out))
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()
     config_url = f"{URL}/node-agent/pools/farm/pool-config.json"
