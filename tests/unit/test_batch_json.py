@@ -20,6 +20,12 @@ from node_agent.jobplan import exit_conditions, plan_job, start_task_script
 from node_agent.spec import JobSpec, spec_from_data
 
 URL = "https://acct.blob.core.windows.net"
+# the application package reference is the full resource id, built from the Batch account
+BATCH_ACCOUNT = {"subscription_id": "sub", "resource_group": "rg", "name": "renderbatch"}
+APP_ID = (
+    "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/renderbatch"
+    "/applications/node-agent"
+)
 
 
 def round_trip(cls: type[Model], data: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +44,8 @@ def _spec(**render: Any) -> JobSpec:
 def test_pool_json_round_trips_through_sdk(os_name: str, kind: str) -> None:
     cfg = BatchPoolSettings(
         os=os_name,
-        task_slots_per_node=4,  # type: ignore[arg-type]
+        batch_account=BATCH_ACCOUNT,  # type: ignore[arg-type]
+        task_slots_per_node=4,
         package=PackageSource(kind=kind, url=f"{URL}/node-agent/packages/p.zip"),  # type: ignore[arg-type]
         identity_resource_id="/subscriptions/s/resourceGroups/g/providers/x/userAssignedIdentities/render",
         mounts=[
@@ -69,7 +76,7 @@ def test_pool_json_round_trips_through_sdk(os_name: str, kind: str) -> None:
         pool.mount_configuration[0].azure_blob_file_system_configuration.container_name == "assets"
     )
     if kind == "application":
-        assert pool.application_package_references[0].application_id == "node-agent"
+        assert pool.application_package_references[0].application_id == APP_ID
     else:
         assert st.resource_files[0].http_url.endswith("/p.zip")
         assert st.resource_files[0].identity_reference.resource_id.endswith("/render")
@@ -119,6 +126,7 @@ def test_pool_json_gives_the_start_task_its_pool_config(os_name: str, access: st
     cfg = BatchPoolSettings.model_validate(
         {
             "os": os_name,
+            "batch_account": BATCH_ACCOUNT,
             "blob_access": access,
             "identity_resource_id": identity if access == "identity" else None,
             "node_config": NODE_CONFIG,
@@ -162,7 +170,11 @@ def test_pool_json_cli_warns_about_secrets_and_places_node_settings(
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
     cfg = tmp_path / "pool.yaml"
-    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "node_config": NODE_CONFIG}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"pool_id": "farm", "batch_account": BATCH_ACCOUNT, "node_config": NODE_CONFIG}
+        )
+    )
     out = _pool_json(spec, cfg)
     assert out.returncode == 0, out.stderr
     st = json.loads(out.stdout)["startTask"]
@@ -190,13 +202,14 @@ def test_pool_json_cli_warns_about_secrets_and_places_node_settings(
 
 def test_application_licenses_only_when_asked_and_only_for_licensed_renderers() -> None:
     maya = _spec(renderer="maya")
-    assert "applicationLicenses" not in pool_json(BatchPoolSettings(), maya)
-    body = pool_json(BatchPoolSettings(application_licenses=True), maya)
+    acct = BatchPoolSettings.model_validate({"batch_account": BATCH_ACCOUNT})
+    assert "applicationLicenses" not in pool_json(acct, maya)
+    body = pool_json(acct.model_copy(update={"application_licenses": True}), maya)
     assert body["applicationLicenses"] == ["arnold", "maya"]
     # azure-batch 15 (API 2025-06-01) no longer has the field: pay-per-use licensing was retired
     assert unknown_fields(bm.BatchPoolCreateOptions, body) == ["applicationLicenses"]
     assert "applicationLicenses" not in pool_json(
-        BatchPoolSettings(application_licenses=True), _spec()
+        acct.model_copy(update={"application_licenses": True}), _spec()
     )
 
 
@@ -268,7 +281,11 @@ def test_commands_print_the_bodies(tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
     cfg = tmp_path / "pool.yaml"
-    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "task_slots_per_node": 2}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"pool_id": "farm", "task_slots_per_node": 2, "batch_account": BATCH_ACCOUNT}
+        )
+    )
     res = _pool_json(spec, cfg, "--os", "windows")
     assert res.returncode == 0, res.stderr
     pool = json.loads(res.stdout)
@@ -299,7 +316,9 @@ def test_pool_settings_option_and_its_former_name(tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
     cfg = tmp_path / "pool.yaml"
-    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "vm_size": "Standard_X"}))
+    cfg.write_text(
+        yaml.safe_dump({"pool_id": "farm", "vm_size": "Standard_X", "batch_account": BATCH_ACCOUNT})
+    )
     new = _pool_json(spec, cfg)
     assert new.returncode == 0, new.stderr
     assert json.loads(new.stdout)["vmSize"] == "Standard_X" and "warning" not in new.stderr

@@ -88,9 +88,9 @@ def test_its_output_patterns_classify_failures_and_progress(toy: renderers.Rende
 def test_the_pool_asks_for_its_licence(toy: renderers.Renderer) -> None:
     spec = _toy_spec()
     assert licenses_for(spec) == ["toy"]
-    assert pool_json(BatchPoolSettings(application_licenses=True), spec)["applicationLicenses"] == [
-        "toy"
-    ]
+    account = {"subscription_id": "sub", "resource_group": "rg", "name": "renderbatch"}
+    cfg = BatchPoolSettings.model_validate({"application_licenses": True, "batch_account": account})
+    assert pool_json(cfg, spec)["applicationLicenses"] == ["toy"]
     assert NodeConfig.model_validate({"application_licenses": ["toy"]}).application_licenses == [
         "toy"
     ]
