@@ -89,6 +89,58 @@ def status_cmd(root: Path | None, as_json: bool, all_runs: bool) -> None:
     run_command(go)
 
 
+@click.group("cache")
+def cache_group() -> None:
+    """The node's shared asset cache: what is in it (ls) and whether it is intact (verify)."""
+
+
+@cache_group.command("ls")
+@_root
+@click.option("--job", default=None, help="Only the assets of this job's view.")
+@click.option(
+    "--path", "glob", default=None, help="Only asset paths (or blob names) matching this glob."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cache_ls_cmd(root: Path | None, job: str | None, glob: str | None, as_json: bool) -> None:
+    """Each cached asset: size, last use, object id (sha256), the jobs whose view holds it
+    and its path there; read from the sync state DB (read-only)."""
+    from node_agent.ops import cachels
+    from node_agent.ops.nodeview import locate_node
+
+    def go(r: Redactor) -> int:
+        node = locate_node(root)
+        entries = cachels.select(cachels.cache_entries(node), job, glob)
+        if as_json:
+            click.echo(r(json.dumps(cachels.as_json(entries), indent=2)))
+        else:
+            click.echo(r(cachels.as_text(entries, node)))
+        return 0
+
+    run_command(go)
+
+
+@cache_group.command("verify")
+@_root
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cache_verify_cmd(root: Path | None, as_json: bool) -> None:
+    """Hash every cache object (doctor --verify-cache): a bad one is named and dropped with
+    its state rows, so the next sync fetches it again. Exit 20 when one was bad."""
+    from node_agent.ops import doctor
+    from node_agent.ops.nodeview import locate_node
+
+    def go(r: Redactor) -> int:
+        checks = doctor.verify_cache_checks(locate_node(root))
+        doc = doctor.as_json(checks, [])
+        if as_json:
+            click.echo(r(json.dumps(doc, indent=2)))
+        else:
+            click.echo(r(doctor.report(checks, [], color=sys.stdout.isatty())))
+        return 0 if doc["ok"] else int(ExitCode.HEALTH)
+
+    run_command(go)
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(doctor_cmd)
     cli.add_command(status_cmd)
+    cli.add_command(cache_group)

@@ -26,6 +26,7 @@ from node_agent.errors import DiskFullError
 from node_agent.logs import get_logger
 from node_agent.spec import AssetSource
 from node_agent.sync.access import Access
+from node_agent.sync.changes import NamedSyncSummary
 from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker, fs_case_insensitive
 from node_agent.sync.progress import Progress, SyncSummary
@@ -92,7 +93,7 @@ class SyncEngine:
         self.reserve = reserve_bytes
         self.windows = windows
         self.threads = threads
-        self.summary = SyncSummary()
+        self.summary = NamedSyncSummary()
         self.progress = progress or Progress(self.summary)
         self.progress.summary = self.summary
         # files (and links) in the view that no source holds: removed, or kept (prune=False)
@@ -141,6 +142,7 @@ class SyncEngine:
                 case_insensitive=self.windows or fs_case_insensitive(str(view_root)),
             )
             view: dict[str, str] = {}
+            before = self.db.view(view_key)
             for source in sources:
                 lock_name = f"{_key(self.access.account_url, source.container)}.lock"
                 with FileLock(str(self.cstore.locks / lock_name)):
@@ -165,6 +167,7 @@ class SyncEngine:
             self.local_files = prune_view(view_root, set(view), remove=prune)
             with disk_full_as("the sync state database", self.db.path):
                 self.db.set_view(view_key, view, pin)
+            self.summary.compare_views(before, view)
         self.summary.seconds = time.monotonic() - t0
         self.progress.finish()
         return self.summary
@@ -362,6 +365,7 @@ class SyncEngine:
                 run.new_blobs.append((run.src, item.name, item.size, item.etag, item.md5, h))
             view[item.path] = h
             self.summary.downloaded += 1
+            self.summary.downloaded_files.append(item.path)
             self.summary.bytes_downloaded += item.size
             same = _content_key(item)
             for other in run.followers.pop(same, []) if same else []:
