@@ -40,10 +40,14 @@ from node_agent.batch.pooljson import (
 from node_agent.conventions import job_container
 from node_agent.errors import BatchServiceError, SpecError, UsageError
 from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE
+from node_agent.pins import resolve_latest
+from node_agent.preflight_storage import check_storage
 from node_agent.redact import Redactor
 from node_agent.spec import JobSpec
 from node_agent.storage import BlobStore
 from node_agent.storage.retry import policy
+from node_agent.sync.manifest import PushSummary, project_prefix, push, push_cache_file
+from node_agent.sync.progress import format_bytes
 
 KEY_ENV = "AZURE_BATCH_ACCESS_KEY"  # the same variables the Azure CLI reads
 ACCOUNT_ENV = "AZURE_BATCH_ACCOUNT"
@@ -139,17 +143,18 @@ def storage_warnings(spec: JobSpec) -> list[str]:
     return []
 
 
-def upload_assets(store: BlobStore, spec: JobSpec, local: Path) -> int:
-    """Upload a local folder into the spec's first asset source (container/prefix)."""
+def push_assets(store: BlobStore, spec: JobSpec, local: Path) -> tuple[JobSpec, PushSummary]:
+    """`assets push` of a local folder into the spec's first asset source (its container,
+    its prefix as the project: content by hash, a manifest), and the spec with that source
+    pinned to the new manifest (node_agent.sync.manifest): what the nodes sync is exactly
+    this push, whatever is pushed after."""
     if not local.is_dir():
         raise UsageError(f"--assets '{local}': not a folder")
     src = spec.assets[0]
-    store.ensure_container(src.container)
-    n = 0
-    for f in sorted(p for p in local.rglob("*") if p.is_file()):
-        store.upload_file(f, src.container, src.prefix + f.relative_to(local).as_posix())
-        n += 1
-    return n
+    cache = push_cache_file(local, spec.storage.account_url, src.container, src.prefix)
+    summary = push(store, src.container, src.prefix, local, cache)
+    pinned = src.model_copy(update={"manifest": summary.manifest})
+    return spec.model_copy(update={"assets": [pinned, *spec.assets[1:]]}), summary
 
 
 def _check_added(result: bm.BatchCreateTaskCollectionResult, chunk: list[dict[str, Any]]) -> None:
@@ -162,15 +167,24 @@ def _check_added(result: bm.BatchCreateTaskCollectionResult, chunk: list[dict[st
         )
 
 
-def preflight_spec(spec: JobSpec, opts: SubmitOptions, say: Callable[[str], None]) -> JobSpec:
-    """Before anything is uploaded: with --assets, the scene's dependencies checked in that
-    folder (exit 12 naming every missing one unless allow_missing) and an omitted
-    render.frames filled from the scene; the spec to submit."""
+def preflight_spec(
+    spec: JobSpec, opts: SubmitOptions, say: Callable[[str], None], redactor: Redactor
+) -> JobSpec:
+    """Before anything is uploaded: the scene's dependencies checked (exit 12 naming every
+    missing one unless allow_missing) in the --assets folder, or without it in storage as
+    `validate --storage` does (which also pins `manifest: latest` to the last push), and an
+    omitted render.frames filled from the scene; the spec to submit."""
+    log = preflight.say_logger("submit", lambda line: say(f"submit: {line}"))
+    where = f"render.scene '{spec.render.scene}'"
     if opts.assets_dir is None:
-        say(
-            "submit: preflight: no --assets: `node-agent validate SPEC --storage` checks the upload"
+        return check_storage(
+            spec,
+            allow_missing=opts.allow_missing,
+            strict=opts.strict,
+            log=log,
+            where=f"{where} in storage",
+            redactor=redactor,
         )
-        return spec
     if not opts.assets_dir.is_dir():
         raise UsageError(f"--assets '{opts.assets_dir}': not a folder")
     spec, notes = preflight.with_scene_frames(spec, opts.assets_dir)
@@ -180,8 +194,8 @@ def preflight_spec(spec: JobSpec, opts: SubmitOptions, say: Callable[[str], None
         spec.render,
         opts.assets_dir,
         allow_missing=opts.allow_missing,
-        log=preflight.say_logger("submit", lambda line: say(f"submit: {line}")),
-        where=f"render.scene '{spec.render.scene}'",
+        log=log,
+        where=where,
         outside_ok=False,
     )
     return spec
@@ -200,7 +214,8 @@ def submit(
             "read the package and the job spec with the pool's managed identity "
             "(or use blob_access 'auto_storage')"
         )
-    spec = preflight_spec(spec, opts, say)  # the spec submitted: frames filled from the scene
+    # the spec submitted: frames filled from the scene, `manifest: latest` pinned
+    spec = preflight_spec(spec, opts, say, redactor)
     for line in storage_warnings(spec) + secret_warnings(pool):
         say(f"submit: warning: {line}")
     store = BlobStore(spec.storage, redactor, retry=policy(spec.policies))
@@ -232,9 +247,13 @@ def submit(
         pool = pool.model_copy(update={"package": pkg})
         say(f"submit: package uploaded to {package_url}")
     if opts.assets_dir is not None:
-        n = upload_assets(store, spec, opts.assets_dir)
+        spec, pushed = push_assets(store, spec, opts.assets_dir)
+        spec = resolve_latest(spec, store, lambda line: say(f"submit: {line}"))  # the others
+        src = spec.assets[0]
         say(
-            f"submit: {n} asset file(s) uploaded to {spec.assets[0].container}/{spec.assets[0].prefix}"
+            f"submit: assets pushed to {src.container}/{project_prefix(src.prefix)}: "
+            f"{pushed.files} file(s), {pushed.uploaded} uploaded "
+            f"({format_bytes(pushed.bytes_uploaded)}); the job pins manifest {pushed.manifest}"
         )
     container, blob = SPEC_CONTAINER, spec_blob(spec.job_id)
     if pool.blob_access == "auto_storage":

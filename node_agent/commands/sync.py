@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -189,17 +188,12 @@ def register(cli: click.Group) -> None:
 
             if write_spec is not None:  # refused before anything is uploaded
                 check_pin_target(write_spec, container, project)
-            from node_agent.sync.manifest import push
+            from node_agent.sync.manifest import push, push_cache_file
             from node_agent.sync.progress import format_bytes
 
             store = BlobStore(_storage(account_url, auth_kind, auth_env), r)
-            key = hashlib.sha1(
-                f"{folder.resolve()}|{account_url}|{container}|{project}".encode()
-            ).hexdigest()[:16]
-            cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-            s = push(
-                store, container, project, folder, cache_home / "node-agent" / f"push-{key}.json"
-            )
+            cache = push_cache_file(folder, account_url, container, project)
+            s = push(store, container, project, folder, cache)
             # the same bytes in the same units as the summary on stderr (format_bytes)
             click.echo(
                 f"push: {s.files} files, {s.hashed} hashed, {s.uploaded} uploaded "

@@ -155,6 +155,16 @@ class PushSummary:
         )
 
 
+def push_cache_file(folder: Path, account_url: str, container: str, project: str) -> Path:
+    """The local hash cache of one pushed folder (`assets push`, `batch submit --assets`):
+    `$XDG_CACHE_HOME/node-agent/push-<key>.json` (else ~/.cache)."""
+    key = hashlib.sha1(
+        f"{folder.resolve()}|{account_url}|{container}|{project}".encode()
+    ).hexdigest()[:16]
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "node-agent" / f"push-{key}.json"
+
+
 def _hash(path: Path, on_chunk: Callable[[int], None] | None = None) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,15 +12,19 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
-from helpers import REPO, CliResult, make_spec_doc, run_cli
+from helpers import REPO, CliResult, make_spec_doc, node_of, run_cli, run_job_prep, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob
 from node_agent.batch.pooljson import PackageSource, load_pool_settings, pool_json
+from node_agent.batch.submit import SubmitOptions, submit
 from node_agent.errors import ExitCode
+from node_agent.pins import LATEST
 from node_agent.poolconfig import NodeConfig, load_node_config
+from node_agent.redact import Redactor
 from node_agent.spec import load_spec
 from node_agent.storage import BlobStore
+from node_agent.sync.manifest import parse
 
 FIXTURES = REPO / "tests" / "fixtures"
 KEY = "c2VjcmV0LWJhdGNoLWtleS1mb3ItdGVzdHMtb25seQ=="  # base64, as Batch keys are
@@ -125,6 +130,8 @@ def files(tmp_path: Path, azurite: AzuriteServer) -> dict[str, Path]:
     (assets / "tex").mkdir(parents=True)
     (assets / "spin.blend").write_bytes(b"scene")
     (assets / "tex" / "wood.png").write_bytes(b"png")
+    # already uploaded, as a listed source: what submit without --assets checks in storage
+    upload_tree(BlobStore(load_spec(spec).storage, Redactor()), assets, "assets", "submit-test/")
     return {"spec": spec, "pool": pool, "package": pkg, "assets": assets}
 
 
@@ -186,8 +193,15 @@ def test_submit_sends_pool_job_and_task_chunks(
     names = {b.name for b in store.list_blobs(SPEC_CONTAINER)}
     assert {"packages/node-agent-0.1.0.zip", spec_blob("job-a")} <= names
     assert json.loads(store.read_blob(SPEC_CONTAINER, spec_blob("job-a")))["job_id"] == "job-a"
-    assets = {b.name for b in store.list_blobs("assets", "submit-test/")}
-    assert assets == {"submit-test/spin.blend", "submit-test/tex/wood.png"}
+    # --assets is an `assets push` into the first source's prefix, pinned in the spec sent
+    pin = store.read_blob("assets", "submit-test/manifests/latest").decode()
+    sent = json.loads(store.read_blob(SPEC_CONTAINER, spec_blob("job-a")))
+    assert sent["assets"][0]["manifest"] == pin
+    manifest = parse(store.read_blob("assets", f"submit-test/manifests/{pin}.json"), "m")
+    assert sorted(f.path for f in manifest) == ["spin.blend", "tex/wood.png"]
+    content = {b.name for b in store.list_blobs("assets", "submit-test/content/")}
+    assert content == {f"submit-test/content/{f.sha256}" for f in manifest}
+    assert f"the job pins manifest {pin}" in res.stdout
     assert "250 task(s) in 3 request(s)" in res.stdout
     assert "submit: warning: storage.account_url http://127.0.0.1:" in res.stdout  # Azurite here
 
@@ -303,7 +317,14 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
         ],
     }
     files["pool"].write_text(
-        yaml.safe_dump({"identity_resource_id": IDENTITY, "node_config": node_config})
+        yaml.safe_dump(
+            {
+                "identity_resource_id": IDENTITY,
+                "node_config": node_config,
+                # the default package is an application package: its full id needs the account
+                "batch_account": {"subscription_id": "s", "resource_group": "g", "name": "acct"},
+            }
+        )
     )
     with Replay(recording) as batch:
         res = _submit(files, batch.url, "--create-pool")
@@ -340,3 +361,105 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
     assert f"submit: pool config uploaded to {url}" in res.stdout
     assert "submit: warning: node_config reads mount secrets from $LIBRARY_KEY" in res.stdout
     assert secret not in res.stdout + res.stderr
+
+
+def _job_exchanges(job: str) -> list[dict[str, Any]]:
+    """What Batch answers to a submit of a few tasks to an existing pool."""
+    return [
+        {"method": "POST", "path": "/jobs", "status": 201},
+        {
+            "method": "POST",
+            "path": f"/jobs/{job}/addtaskcollection",
+            "status": 200,
+            "taskResults": "success",
+        },
+        {"method": "PATCH", "path": f"/jobs/{job}", "status": 200},
+    ]
+
+
+def test_submit_without_assets_checks_storage_like_validate(
+    files: dict[str, Path],
+    store: BlobStore,
+    blender_scene: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No --assets: the upload in storage is scanned as `validate --storage` does; both
+    textures left out: exit 12, each named, nothing sent to Batch; --allow-missing submits
+    with warnings and the scene's range read from the uploaded .blend."""
+    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
+    upload = tmp_path / "upload"
+    shutil.copytree(blender_scene, upload)
+    shutil.rmtree(upload / "textures")
+    upload_tree(store, upload, "assets", "no-textures/")
+    doc = yaml.safe_load(files["spec"].read_text())
+    doc["job_id"] = "job-st"
+    doc["assets"][0]["prefix"] = "no-textures/"
+    del doc["render"]["frames"]
+    files["spec"].write_text(yaml.safe_dump(doc))
+
+    with Replay([]) as batch:
+        res = _submit(files, batch.url)
+    assert res.returncode == int(ExitCode.MISSING_ASSET), res.stdout + res.stderr
+    missing = sorted(ln for ln in res.stderr.splitlines() if "missing dependency" in ln)
+    assert len(missing) == 2, res.stderr
+    assert "'textures/checker.png'" in missing[0] and "'textures/stripes.png'" in missing[1]
+    assert "render.scene 'spin.blend' in storage: 2 file(s) the render needs are missing" in (
+        res.stderr
+    )
+    assert batch.requests == []
+    assert spec_blob("job-st") not in {b.name for b in store.list_blobs(SPEC_CONTAINER)}
+
+    with Replay(_job_exchanges("job-st")) as batch:
+        res = _submit(files, batch.url, "--allow-missing")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert batch.mismatches == [] and batch.exchanges == []
+    warned = [ln for ln in res.stdout.splitlines() if "warning: preflight: missing" in ln]
+    assert len(warned) == 2, res.stdout
+    sent = json.loads(store.read_blob(SPEC_CONTAINER, spec_blob("job-st")))
+    assert sent["render"]["frames"] == "1-24"
+
+
+def test_submit_pins_latest_and_a_later_push_reaches_no_node(
+    files: dict[str, Path], store: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`manifest: latest` at submit: the spec stored for the nodes names the hash of the
+    last push; a push after the submit leaves it, and a node's job prep gets the first."""
+    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ws = files["assets"]
+
+    def push() -> str:
+        args = ["assets", "push", str(ws), "--project", "pin-test", "--container", "assets"]
+        r = run_cli([*args, "--account-url", load_spec(files["spec"]).storage.account_url])
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()[-1].removeprefix("manifest ")
+
+    m1 = push()
+    spec = load_spec(files["spec"])
+    source = spec.assets[0].model_copy(update={"prefix": "pin-test/", "manifest": LATEST})
+    spec = spec.model_copy(update={"job_id": "job-pin", "assets": [source]})
+    lines: list[str] = []
+    with Replay(_job_exchanges("job-pin")) as batch:
+        render = spec.render.model_copy(update={"frames": "1-2"})
+        spec = spec.model_copy(update={"render": render})
+        submit(
+            spec,
+            load_pool_settings(files["pool"]),
+            SubmitOptions(batch.url, "acct"),
+            Redactor(),
+            lines.append,
+        )
+    assert batch.mismatches == [] and batch.exchanges == []
+    assert f"submit: assets[0] 'scene': manifest: latest -> {m1}" in lines
+
+    (ws / "tex" / "wood.png").write_bytes(b"repainted")
+    m2 = push()
+    assert m2 != m1
+    stored = tmp_path / "job.json"
+    stored.write_bytes(store.read_blob(SPEC_CONTAINER, spec_blob("job-pin")))
+    assert json.loads(stored.read_text())["assets"][0]["manifest"] == m1
+    r = run_job_prep(tmp_path / "node", "job-pin", stored)
+    assert r.returncode == 0, r.stderr
+    view = node_of(tmp_path / "node", "job-pin").job_assets_dir()
+    assert (view / "tex" / "wood.png").read_bytes() == b"png"  # the first push

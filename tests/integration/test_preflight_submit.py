@@ -106,10 +106,13 @@ def test_submit_refuses_a_missing_texture_before_uploading(
     r = _submit(tmp_path, doc, "--assets", str(assets), "--allow-missing")
     assert r.returncode == 3, r.stdout + r.stderr
     assert "submit: warning: preflight: missing dependency 'textures/stripes.png'" in r.stdout
-    assert "shot/spin.blend" in _blobs(store, "pf-submit-assets")
+    # pushed as `assets push` does (content by hash, a manifest) and pinned in the spec sent
+    pin = store.read_blob("pf-submit-assets", "shot/manifests/latest").decode()
+    assert f"shot/manifests/{pin}.json" in _blobs(store, "pf-submit-assets")
     # the submitted spec carries the scene's range (spin.blend: 1-24), not an omitted one
     sent = json.loads(store.read_blob(SPEC_CONTAINER, spec_blob("pf-submit")))
     assert sent["render"]["frames"] == "1-24"
+    assert sent["assets"][0]["manifest"] == pin
 
 
 def test_strict_makes_frames_outside_the_scene_an_error(
