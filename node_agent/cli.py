@@ -270,9 +270,9 @@ def local_run_cmd(
 
 def _register_command_modules() -> None:
     """The command modules of node_agent/commands/, each adding its commands to `cli`."""
-    from node_agent.commands import batch, mounts, ops, sync
+    from node_agent.commands import batch, job, mounts, ops, sync
 
-    for module in (batch, mounts, ops, sync):
+    for module in (batch, job, mounts, ops, sync):
         module.register(cli)
 
 
