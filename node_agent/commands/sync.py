@@ -157,8 +157,22 @@ def register(cli: click.Group) -> None:
         """Project assets in blob storage."""
 
     @assets_group.command("push")
-    @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+    @click.argument(
+        "folder", metavar="FOLDER|SCENE.blend", type=click.Path(path_type=Path, exists=True)
+    )
     @click.option("--project", required=True, help="Project name: the blob prefix <project>/.")
+    @click.option(
+        "--root",
+        type=click.Path(path_type=Path, exists=True, file_okay=False),
+        default=None,
+        help="With SCENE.blend: the project folder whose layout is kept (default: the "
+        "scene's folder); other dependencies go to _outside_project/ as BAT packs them.",
+    )
+    @click.option(
+        "--allow-missing",
+        is_flag=True,
+        help="With SCENE.blend: push although dependencies are missing (each a warning).",
+    )
     @click.option("--container", default="assets", show_default=True)
     @click.option(
         "--write-spec",
@@ -172,6 +186,8 @@ def register(cli: click.Group) -> None:
     def push_cmd(
         folder: Path,
         project: str,
+        root: Path | None,
+        allow_missing: bool,
         container: str,
         write_spec: Path | None,
         account_url: str,
@@ -179,10 +195,15 @@ def register(cli: click.Group) -> None:
         auth_env: str | None,
     ) -> None:
         """Upload FOLDER's new content by hash and write its manifest; prints the job spec
-        lines pinning it, and the manifest hash last."""
+        lines pinning it, and the manifest hash last.
+
+        Given a SCENE.blend instead of a folder: the scene and exactly the files it needs
+        (Blender Asset Tracer), in the layout a BAT pack has (absolute paths rewritten)."""
         from node_agent.runtime import run_command
 
         def go(r: Redactor) -> int:
+            from node_agent.errors import UsageError
+            from node_agent.pack import scene_pack
             from node_agent.pins import check_pin_target, paste_lines, write_pin
             from node_agent.storage import BlobStore
 
@@ -193,7 +214,19 @@ def register(cli: click.Group) -> None:
 
             store = BlobStore(_storage(account_url, auth_kind, auth_env), r)
             cache = push_cache_file(folder, account_url, container, project)
-            s = push(store, container, project, folder, cache)
+            if folder.is_dir():
+                if root is not None or allow_missing:
+                    raise UsageError(
+                        "--root and --allow-missing go with a SCENE.blend, not a folder"
+                    )
+                s = push(store, container, project, folder, cache)
+                scene = None
+            else:
+                with scene_pack(folder, root, allow_missing=allow_missing) as (files, notes):
+                    for note in notes:
+                        click.echo(f"node-agent: warning: {note}", err=True)
+                    s = push(store, container, project, folder.parent, cache, files=files)
+                scene = folder.absolute().relative_to((root or folder.parent).absolute())
             # the same bytes in the same units as the summary on stderr (format_bytes)
             click.echo(
                 f"push: {s.files} files, {s.hashed} hashed, {s.uploaded} uploaded "
@@ -206,6 +239,8 @@ def register(cli: click.Group) -> None:
                 click.echo("# pin this push in the job spec (or use --write-spec job.yaml):")
                 for line in paste_lines(container, project, s.manifest):
                     click.echo(line)
+                if scene is not None:
+                    click.echo(f"# render.scene: {scene.as_posix()}")
             click.echo(f"manifest {s.manifest}")
             return 0
 

@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,12 +175,21 @@ def _hash(path: Path, on_chunk: Callable[[int], None] | None = None) -> str:
     return h.hexdigest()
 
 
+def _walk(root: Path) -> Iterator[tuple[str, Path]]:
+    """(relative '/' path, file) of every file under `root`, sorted."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            yield full.relative_to(root).as_posix(), full
+
+
 def _scan(
-    root: Path,
+    entries: Iterable[tuple[str, Path]],
     cache: dict[str, list[object]],
     summary: PushSummary,
     progress: Progress | None = None,
-) -> list[ManifestFile]:
+) -> tuple[list[ManifestFile], dict[str, Path]]:
     def hashed_chunk(n: int) -> None:
         summary.bytes_hashed += n
         if progress:
@@ -188,28 +197,26 @@ def _scan(
 
     checker = NameChecker(case_insensitive=True)
     files: list[ManifestFile] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            rel = full.relative_to(root).as_posix()
-            if not full.is_file() or checker.check(rel):
-                summary.refused += 1
-                continue
-            st = full.stat()
-            hit = cache.get(rel)
-            if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-                digest = str(hit[2])
-                summary.reused += 1
-            else:
-                digest = _hash(full, hashed_chunk)
-                summary.hashed += 1
-                cache[rel] = [st.st_size, st.st_mtime_ns, digest]
-            files.append(ManifestFile(rel, st.st_size, digest))
-            summary.files += 1
-            if progress:
-                progress.tick()
-    return files
+    sources: dict[str, Path] = {}
+    for rel, full in entries:
+        if not full.is_file() or checker.check(rel):
+            summary.refused += 1
+            continue
+        st = full.stat()
+        hit = cache.get(rel)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            digest = str(hit[2])
+            summary.reused += 1
+        else:
+            digest = _hash(full, hashed_chunk)
+            summary.hashed += 1
+            cache[rel] = [st.st_size, st.st_mtime_ns, digest]
+        files.append(ManifestFile(rel, st.st_size, digest))
+        sources[rel] = full
+        summary.files += 1
+        if progress:
+            progress.tick()
+    return files, sources
 
 
 def push(
@@ -220,13 +227,16 @@ def push(
     cache_file: Path,
     threads: int = 8,
     progress: Progress | None = None,
+    files: list[tuple[str, Path]] | None = None,
 ) -> PushSummary:
     """Upload `root`'s new content by hash and write its manifest; returns the summary.
+    `files` ((path in the manifest, file to read), ...) replaces the walk of `root`
+    (`assets push SCENE.blend`: node_agent.pack).
 
     Progress goes to stderr (stdout is the command's result): a live line on a terminal, a
     line every 10 s otherwise, and the summary line at the end.
     """
-    if not root.is_dir():
+    if files is None and not root.is_dir():
         raise AssetError(f"{root}: not a folder")
     summary = PushSummary()
     if progress is None:
@@ -237,7 +247,10 @@ def push(
     except ValueError:
         cache = {}
     try:
-        return _push(store, container, project, root, cache_file, threads, progress, summary, cache)
+        entries = _walk(root) if files is None else iter(files)
+        return _push(
+            store, container, project, entries, cache_file, threads, progress, summary, cache
+        )
     except BaseException:
         if progress.live:  # end the live line: the error goes on a line of its own
             progress.out.write("\n")
@@ -248,14 +261,14 @@ def _push(
     store: BlobStore,
     container: str,
     project: str,
-    root: Path,
+    entries: Iterable[tuple[str, Path]],
     cache_file: Path,
     threads: int,
     progress: Progress,
     summary: PushSummary,
     cache: dict[str, list[object]],
 ) -> PushSummary:
-    files = _scan(root, cache, summary, progress)
+    files, sources = _scan(entries, cache, summary, progress)
     summary.files = len(files)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cache_file.write_text(json.dumps(cache))
@@ -268,7 +281,7 @@ def _push(
             todo.setdefault(f.sha256, f)
 
     def upload(f: ManifestFile) -> int:
-        store.upload_file(root / f.path, container, f"{prefix}content/{f.sha256}")
+        store.upload_file(sources[f.path], container, f"{prefix}content/{f.sha256}")
         return f.size
 
     summary.to_upload = len(todo)
