@@ -1,16 +1,21 @@
 """The one place that knows the Batch node layout: AZ_BATCH_* variables and folders.
 
 Everything else asks a `BatchNode`, never `os.environ`, for Batch facts.
+
+A plain frozen dataclass, not a pydantic model: every phase and every CLI command imports
+this module (through runtime), and building a pydantic model at import cost ~75 ms of each
+process's start (`python -X importtime -c 'import node_agent.cli'`, issue 16).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, SecretStr
+from typing import Any
 
 from node_agent.errors import EnvironmentMissing
 from node_agent.safepath import ContainmentError, check_component
@@ -52,10 +57,46 @@ STANDARD_ROOTS = (
 )
 
 
-class BatchNode(BaseModel):
-    """What a task knows about the node it runs on."""
+class Secret:
+    """A value that never shows in a repr, a log line or an f-string (as pydantic's SecretStr)."""
 
-    model_config = ConfigDict(frozen=True)
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_PATH_FIELDS = frozenset(
+    {
+        "root_dir",
+        "shared_dir",
+        "startup_dir",
+        "task_dir",
+        "task_working_dir",
+        "mounts_dir",
+        "job_prep_dir",
+        "job_prep_working_dir",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BatchNode:
+    """What a task knows about the node it runs on."""
 
     root_dir: Path
     shared_dir: Path
@@ -71,8 +112,18 @@ class BatchNode(BaseModel):
     task_id: str | None = None
     job_prep_dir: Path | None = None
     job_prep_working_dir: Path | None = None
-    entitlement_token: SecretStr | None = None
+    entitlement_token: Secret | None = None
     is_windows: bool = os.name == "nt"
+
+    def __post_init__(self) -> None:
+        for name in _PATH_FIELDS:  # str from the environment -> Path, as the model did
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> BatchNode:
+        """A copy with some fields changed (the name pydantic models use, kept for callers)."""
+        return dataclasses.replace(self, **dict(update or {}))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, need_job: bool = False) -> BatchNode:
@@ -103,8 +154,8 @@ class BatchNode(BaseModel):
         values.setdefault("mounts_dir", str(Path(str(values["root_dir"])) / "fsmounts"))
         token = env.get(ENTITLEMENT_TOKEN)
         if token:
-            values["entitlement_token"] = SecretStr(token)
-        return cls.model_validate(values)
+            values["entitlement_token"] = Secret(token)
+        return cls(**values)  # type: ignore[arg-type]
 
     @classmethod
     def from_root(cls, root: Path) -> BatchNode:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from node_agent import __version__
 from node_agent.commands.batch import pool_settings_option
 from node_agent.errors import ExitCode
 from node_agent.redact import Redactor
@@ -24,7 +25,9 @@ _verbose = click.option("-v", "--verbose", is_flag=True, help="Also print debug 
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
-@click.version_option(package_name="node-agent")
+# the version itself, not package_name: that looks it up with importlib.metadata (~15 ms of
+# every start); tests/integration/test_startup_imports.py keeps it equal to pyproject's
+@click.version_option(version=__version__, prog_name="node-agent")
 def cli() -> None:
     """node_agent: the on-node toolkit that makes an Azure Batch pool a render farm.
 
