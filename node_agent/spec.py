@@ -133,7 +133,10 @@ class AssetSource(_Model):
     prefix: str = ""
     dest: str = Field("", description="subfolder of the job's assets folder ('' = its root)")
     manifest: str | None = Field(
-        None, pattern=r"^[0-9a-f]{64}$", description="pinned manifest hash (from `assets push`)"
+        None,
+        pattern=r"^([0-9a-f]{64}|latest)$",
+        description="pinned manifest hash (from `assets push`), or `latest`: the last push, "
+        "pinned at submit / local run",
     )
 
     _container = field_validator("container")(_check_container)

@@ -26,7 +26,6 @@ from azure.core.exceptions import (
 )
 
 from node_agent import preflight
-from node_agent.azurite import is_local_url
 from node_agent.batch.jobjson import SPEC_CONTAINER, job_json, spec_blob, task_chunks
 from node_agent.batch.pooljson import (
     AGENT_CONTAINER,
@@ -35,8 +34,8 @@ from node_agent.batch.pooljson import (
     pool_config_blob,
     pool_config_url,
     pool_json,
-    secret_warnings,
 )
+from node_agent.batch.warnings import batch_warnings
 from node_agent.conventions import job_container
 from node_agent.errors import BatchServiceError, SpecError, UsageError
 from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE
@@ -129,12 +128,9 @@ def _pool_exists(client: BatchClient, pool_id: str) -> bool:
 
 
 def storage_warnings(spec: JobSpec) -> list[str]:
-    """What will not work on Azure nodes with this spec's storage settings."""
+    """What will not work on Azure nodes with this spec's storage auth (local URLs are
+    batch_warnings' part)."""
     auth = spec.storage.auth
-    if auth.kind == "emulator" or is_local_url(spec.storage.account_url):
-        return [
-            f"storage.account_url {spec.storage.account_url} is local: Batch nodes cannot reach it"
-        ]
     if auth.kind in ("sas", "account_key", "connection_string"):
         return [
             f"storage.auth.kind '{auth.kind}' reads its secret from ${auth.env} on the node; "
@@ -216,7 +212,7 @@ def submit(
         )
     # the spec submitted: frames filled from the scene, `manifest: latest` pinned
     spec = preflight_spec(spec, opts, say, redactor)
-    for line in storage_warnings(spec) + secret_warnings(pool):
+    for line in batch_warnings(spec, pool) + storage_warnings(spec):
         say(f"submit: warning: {line}")
     store = BlobStore(spec.storage, redactor, retry=policy(spec.policies))
     config_url = None

@@ -209,11 +209,6 @@ def test_latest_unresolved_on_a_node_is_refused_by_name(tmp_path: Path) -> None:
         ManifestSource(None, ContentStore(tmp_path), source).read()  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spec.py's AssetSource.manifest pattern accepts only a hash: it needs "
-    "'^([0-9a-f]{64}|latest)$' (asked of the lead); then this passes",
-)
 def test_local_run_pins_latest_in_the_job_it_runs(
     azurite: AzuriteServer, blender_scene: Path, tmp_path: Path
 ) -> None:
