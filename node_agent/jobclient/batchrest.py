@@ -196,11 +196,13 @@ class BatchBackend:
             tv.state = "done" if ok else "failed"
         else:
             tv.state = _TASK_STATES.get(state, "queued")  # type: ignore[assignment]
-        if tv.state == "failed" or (tv.exit_code and state != "completed"):
-            fi = info.get("failureInfo") or {}
+        fi = info.get("failureInfo") or {}
+        if tv.state == "failed":
             tv.reason = str(fi.get("message") or "") or (
                 f"exit {tv.exit_code} {exit_name(tv.exit_code)}"
             )
+        elif tv.exit_code:
+            tv.reason = str(fi.get("message") or "")
         if node or state == "completed":
             tv.stderr = self.task_url(tid, "stderr.txt")
         if tv.start is not None:

@@ -250,8 +250,10 @@ class LocalBackend:
                 )
                 if not seen or newer:
                     tv.state, tv.node = "running", n.id
+                    tv.attempts += 1  # started attempts, the running one included (as Batch)
                     tv.stderr = str(d / "stderr.txt")
                     tv.renderer_log = str(d / "renderer.log")
+                    break
         return tv
 
     def _details(self, tv: TaskView, node: _Node) -> None:

@@ -50,8 +50,12 @@ def task_line(t: TaskView) -> str:
         )
     if t.state == "done":
         return f"task {t.id} ({_frames(t)}) done{where} after {t.attempts} attempt(s)"
-    retry = f", attempt {t.attempts + 1}" if t.attempts and t.state == "running" else ""
-    extra = f" (last attempt exit {t.exit_code} {t.exit_name}: {t.reason})" if t.reason else ""
+    retry = f", attempt {t.attempts}" if t.attempts > 1 and t.state == "running" else ""
+    extra = ""
+    if t.exit_code:  # an earlier attempt failed; Batch retries it
+        extra = f" (last attempt exit {t.exit_code} {t.exit_name}" + (
+            f": {t.reason})" if t.reason else ")"
+        )
     return f"task {t.id} ({_frames(t)}) {t.state}{where}{retry}{extra}"
 
 
