@@ -203,7 +203,8 @@ def test_submit_sends_pool_job_and_task_chunks(
     assert content == {f"submit-test/content/{f.sha256}" for f in manifest}
     assert f"the job pins manifest {pin}" in res.stdout
     assert "250 task(s) in 3 request(s)" in res.stdout
-    assert "submit: warning: storage.account_url http://127.0.0.1:" in res.stdout  # Azurite here
+    assert "submit: warning: storage.account_url: http://127.0.0.1:" in res.stdout  # Azurite
+    assert "is a storage emulator (Azurite) URL: Batch nodes cannot reach it" in res.stdout
 
 
 def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
