@@ -29,7 +29,7 @@ from azure.storage.blob import ContainerClient, ContentSettings
 from node_agent.errors import StorageError, network_reason
 from node_agent.redact import Redactor
 from node_agent.spec import Storage
-from node_agent.storage.credentials import Credentials
+from node_agent.storage.credentials import Credentials, denied
 from node_agent.storage.retry import DEFAULT_POLICY, RetryPolicy
 
 T = TypeVar("T")
@@ -53,10 +53,14 @@ class BlobEntry:
     last_modified: datetime
 
 
-def _describe(err: Exception, what: str) -> str:
+def _describe(err: Exception, what: str, storage: Storage | None = None) -> str:
+    status = getattr(err, "status_code", None)
+    code = str(getattr(err, "error_code", None) or "")
     if isinstance(err, ResourceNotFoundError):
-        return f"{what}: not found"
-    if isinstance(err, ClientAuthenticationError):
+        return f"{what}: not found ({code or status or 404})"
+    if status in (401, 403) or isinstance(err, ClientAuthenticationError):
+        if storage is not None:
+            return denied(what, status or "", code, storage)
         return f"{what}: authentication failed (check the credentials in storage.auth)"
     if isinstance(err, ServiceRequestError):
         return f"{what}: storage is unreachable ({network_reason(str(err))})"
@@ -81,6 +85,7 @@ class BlobStore:
         """`probe`: one try per request and a short connect timeout (doctor's cheap check)."""
         kw = {**_CLIENT_KW, "connection_timeout": 5} if probe else _CLIENT_KW
         self.account_url = storage.account_url
+        self.storage = storage
         self.redactor = redactor
         self.credentials = Credentials(storage, redactor, os.environ if env is None else env)
         self.retry = (retry or DEFAULT_POLICY).once() if probe else (retry or DEFAULT_POLICY)
@@ -118,7 +123,7 @@ class BlobStore:
         transient = isinstance(err, ServiceRequestError) or (
             isinstance(err, HttpResponseError) and status in (408, 429, 500, 502, 503, 504)
         )
-        return StorageError(self.redactor(_describe(err, what)), transient=transient)
+        return StorageError(self.redactor(_describe(err, what, self.storage)), transient=transient)
 
     def container(self, name: str) -> ContainerClient:
         return self.service.get_container_client(name)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import quote, urlparse
 
 from node_agent.azurite import AZURITE_ACCOUNT, AZURITE_KEY, emulator_connection_string
-from node_agent.errors import StorageError
+from node_agent.errors import ExitCode, StorageError
 from node_agent.redact import Redactor
 
 if TYPE_CHECKING:
@@ -86,6 +86,46 @@ def sign_container_sas(
     return "&".join(f"{k}={quote(v, safe='')}" for k, v in parts.items())
 
 
+class CredentialMissing(StorageError):
+    """The variable `storage.auth.env` names is not set: the job's set-up (or this shell),
+    not storage, is wrong, and no request was made: a usage error (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+_SECRET_WORDS = {
+    "account_key": "account key",
+    "sas": "SAS token",
+    "connection_string": "connection string",
+}
+
+
+def describe_credential(storage: Storage) -> str:
+    """Which credential a request used, naming its variable and never its value."""
+    auth = storage.auth
+    if auth.kind == "emulator":
+        return "Azurite's public development key (storage.auth.kind: emulator)"
+    if auth.kind == "managed_identity":
+        who = f" (client id {auth.client_id})" if auth.client_id else ""
+        return f"the node's managed identity{who} (storage.auth.kind: managed_identity)"
+    word = _SECRET_WORDS.get(auth.kind, "secret")
+    return f"the {word} in ${auth.env} (storage.auth.env; storage.auth.kind: {auth.kind})"
+
+
+def denied(what: str, status: int | str, code: str, storage: Storage) -> str:
+    """One line for a 401/403 from storage: what was refused and with which credential."""
+    fix = (
+        f"check that ${storage.auth.env} holds a valid {_SECRET_WORDS.get(storage.auth.kind, 'secret')} "
+        f"for {storage.account_url}"
+        if storage.auth.env
+        else "check the role assignments on the account"
+        if storage.auth.kind == "managed_identity"
+        else "check storage.account_url and storage.auth"
+    )
+    said = f"{status} {code}".strip()
+    return f"{what}: access denied ({said}) with {describe_credential(storage)}: {fix}"
+
+
 class Credentials:
     """The spec's `storage` resolved against an environment."""
 
@@ -103,7 +143,11 @@ class Credentials:
         var = self.storage.auth.env or ""
         value = self.env.get(var, "") if var else ""
         if not value:
-            raise StorageError(f"storage.auth.env: environment variable {var} is not set")
+            raise CredentialMissing(
+                f"storage.auth.env: environment variable {var} is not set (it holds the "
+                f"storage {_SECRET_WORDS.get(self.kind, 'secret')}; set it in the job's "
+                "environment, or export it in this shell)"
+            )
         self.redactor.add(value)
         return value
 

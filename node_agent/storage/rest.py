@@ -52,6 +52,15 @@ class _Unavailable(StorageError):
         self.problem = problem
 
 
+class AccessDenied(StorageError):
+    """401/403: the credential was refused. The caller that knows the spec's storage names
+    the credential (storage.credentials.denied); this text is the fallback."""
+
+    def __init__(self, what: str, status: int, code: str) -> None:
+        super().__init__(f"{what}: access denied ({status} {code}; check storage.auth)")
+        self.what, self.status, self.code = what, status, code
+
+
 class RestClient:
     """One container's blobs over the lean path."""
 
@@ -106,8 +115,8 @@ class RestClient:
             code = r.headers.get("x-ms-error-code", "")
             if r.status == 404:
                 raise StorageError(f"{what}: not found ({code or 404})")
-            if r.status == 403:
-                raise StorageError(f"{what}: access denied ({code or 403}; check storage.auth)")
+            if r.status in (401, 403):
+                raise AccessDenied(what, r.status, code)
             raise StorageError(f"{what}: storage answered {r.status} {code}".rstrip())
 
         def warn(err: BaseException, _tries: int, _delay: float) -> None:

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING
 from filelock import FileLock
 
 from node_agent.diskfull import disk_full_as, disk_full_error, is_disk_full
-from node_agent.errors import DiskFullError
+from node_agent.errors import DiskFullError, StorageError
 from node_agent.logs import get_logger
 from node_agent.spec import AssetSource
+from node_agent.storage.credentials import denied
+from node_agent.storage.rest import AccessDenied
 from node_agent.sync.access import Access
 from node_agent.sync.changes import NamedSyncSummary
 from node_agent.sync.items import Item
@@ -119,7 +121,10 @@ class SyncEngine:
         space finishes the job."""
         # a backstop: the writes of a sync name their blob or file themselves
         with disk_full_as("the asset sync", view_root), refused_as("the asset sync", view_root):
-            return self._sync(view_key, view_root, sources, prune)
+            try:
+                return self._sync(view_key, view_root, sources, prune)
+            except AccessDenied as e:  # name the credential that was refused
+                raise StorageError(denied(e.what, e.status, e.code, self.access.storage)) from None
 
     def _sync(
         self, view_key: str, view_root: Path, sources: list[AssetSource], prune: bool
@@ -309,8 +314,6 @@ class SyncEngine:
             if got.changed:  # fetched again at its new version: record that one
                 item = item.at_version(got.size, got.etag, got.content_md5)
             if item.hash and got.sha256 != item.hash:
-                from node_agent.errors import StorageError
-
                 raise StorageError(
                     f"blob '{item.name}': content does not match its hash {item.hash[:12]}"
                 )
