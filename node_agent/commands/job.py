@@ -255,12 +255,21 @@ def terminate_cmd(job: str, reason: str, wait_s: float, **kw: Any) -> None:
     "--failed", "failed", is_flag=True, required=True, help="Requeue the failed tasks' frames."
 )
 def requeue_cmd(job: str, failed: bool, **kw: Any) -> None:
-    """Render JOB's failed frames again: exactly the failed tasks' frames as new tasks (in the
-    job while it is active, else in a new job <job>-rq<n> made like it)."""
+    """Render JOB's failed frames again: exactly the failed tasks' frames as new tasks (on
+    Batch: in the job while it is active, else in a new job <job>-rq<n> made like it; on a
+    local pool: a job <job>-rq<n> of those frames, its frames into JOB's container)."""
     from node_agent.jobclient.actions import requeue_failed
 
     def go(r: Redactor) -> int:
-        b = _batch_only(kw, job, r, "job requeue")
+        if kw.get("local") is not None:
+            from node_agent.jobclient.local import LocalBackend
+            from node_agent.jobclient.requeue_local import requeue_local
+
+            _, code = requeue_local(
+                LocalBackend(kw["local"], job, kw["spec_path"]), lambda s: click.echo(r(s))
+            )
+            return code
+        b = _batch(kw["endpoint"], kw["account_name"], kw["key_env"], job, kw["spec_path"], r)
         with b.client:
             requeue_failed(b, lambda s: click.echo(r(s)))
         return 0

@@ -30,6 +30,7 @@ class Ran:
     watch: subprocess.CompletedProcess[str]
     follow: subprocess.CompletedProcess[str]
     dest: Path
+    spec: Path
 
 
 def _finish(p: subprocess.Popen[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -85,7 +86,7 @@ def ran(
             ],
             **pipes,
         )
-        return Ran(workdir, _finish(run), _finish(watch), _finish(follow), dest)
+        return Ran(workdir, _finish(run), _finish(watch), _finish(follow), dest, spec)
     finally:
         for p in (run,):
             if p.poll() is None:
@@ -221,3 +222,26 @@ def test_report_renders_in_headless_chromium(ran: Ran, tmp_path: Path) -> None:
         ["--window-size=1280,1300", f"--screenshot={shot}", page.as_uri()],
     )
     assert snap.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", snap.stderr
+
+
+def test_requeue_failed_renders_only_the_failed_frames(ran: Ran, tmp_path: Path) -> None:
+    """After the TD fixes the cause (here: the stand-in stops failing), requeue renders
+    frames 5-6 only, into the job's container: a download of the job has all six frames."""
+    state = ran.spec.parent / "state"
+    plan_file = ran.spec.parent / "bin" / "jobclient_plan.json"
+    plan = json.loads(plan_file.read_text())
+    plan_file.write_text(json.dumps({**plan, "fail_always": []}))
+    before = (state / "rendered.txt").read_text().splitlines()
+    res = run_agent(
+        ["job", "requeue", JOB, "--failed", "--local", str(ran.workdir), "--spec", str(ran.spec)]
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"requeue: job {JOB}-rq1 renders the 2 failed frame(s) 5-6 of job {JOB}" in res.stdout
+    after = (state / "rendered.txt").read_text().splitlines()
+    assert after[len(before) :] == [f"{BROKEN} 5,6"]  # one task, exactly the failed frames
+    dest = tmp_path / "all"
+    got = run_agent(["job", "download", JOB, str(dest), "--local", str(ran.workdir)])
+    assert got.returncode == 0, got.stderr
+    assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == [
+        f"frame_{n:04d}.png" for n in range(1, 7)
+    ]
