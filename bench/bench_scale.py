@@ -128,10 +128,12 @@ def seed(account_url: str, files: int, size: int, big: int, big_mb: int) -> tupl
     return next(iter(blobs))[len(PREFIX) :], sum(blobs.values())
 
 
-def run_node(cmd: list[str], env: dict[str, str], log: Path, out: list[NodeRun], i: int) -> None:
+def run_node(
+    cmd: list[str], env: dict[str, str], log: Path, out: list[NodeRun], i: int, home: Path
+) -> None:
     t0 = time.monotonic()
     with open(log, "wb") as fh:
-        p = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(cmd, env=env, cwd=home, stdout=fh, stderr=subprocess.STDOUT)
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - t0
@@ -156,13 +158,18 @@ def herd(
             root = base / f"node{i:03d}"
             spec = root / "spec.json"
             env = node_env(root, i, args.isolation)
+            if args.home:  # job prep from another checkout (a change measured against this one)
+                env["PYTHONPATH"] = str(args.home)
+                env["NODE_AGENT_HOME"] = str(args.home)
             spec.write_text(json.dumps(spec_doc(proxy.url(i), scene, args.retry_s)))
             cmds.append(([PY, "-m", "node_agent", "job-prep", "--spec", str(spec)], env, root))
         runs: list[NodeRun] = [NodeRun(i, 0, 0, -1, None) for i in range(n)]
         proxy.reset()
         t0 = time.monotonic()
         threads = [
-            threading.Thread(target=run_node, args=(c, e, r / "job-prep.log", runs, i))
+            threading.Thread(
+                target=run_node, args=(c, e, r / "job-prep.log", runs, i, args.home or REPO)
+            )
             for i, (c, e, r) in enumerate(cmds)
         ]
         for t in threads:
@@ -250,6 +257,9 @@ def main() -> None:
     ap.add_argument("--retry-s", type=float, default=60.0, help="policies.storage_retry_s")
     ap.add_argument("--isolation", default="", help="NODE_AGENT_VIEW_ISOLATION (default auto)")
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument(
+        "--home", type=Path, default=None, help="run job prep from this checkout instead"
+    )
     ap.add_argument("--no-baseline", action="store_true", help="skip the unthrottled herd")
     ap.add_argument("--note", default="", help="free text saved with the results (load...)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
