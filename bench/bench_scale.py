@@ -145,12 +145,19 @@ def run_node(
 
 
 def herd(
-    args: argparse.Namespace, az_url: str, work: Path, n: int, scene: str, rate: float
+    args: argparse.Namespace,
+    az_url: str,
+    work: Path,
+    n: int,
+    scene: str,
+    rate: float,
+    *,
+    unthrottled: bool = False,
 ) -> dict[str, Any]:
-    """N job preps at once, each on a fresh node, through a proxy throttling at `rate`."""
-    proxy = ThrottleProxy(
-        az_url, n, rate=rate, burst=args.burst, egress_bps=args.egress_mbps * 1e6 / 8
-    )
+    """N job preps at once, each on a fresh node, through a proxy throttling at `rate` (and
+    the egress limit, unless `unthrottled`)."""
+    egress = 0.0 if unthrottled else args.egress_mbps * 1e6 / 8
+    proxy = ThrottleProxy(az_url, n, rate=rate, burst=args.burst, egress_bps=egress)
     base = work / f"herd-{n}-{'free' if not rate else int(rate)}"
     try:
         cmds = []
@@ -177,7 +184,7 @@ def herd(
         for t in threads:
             t.join()
         total = time.monotonic() - t0
-        return summarize(proxy, runs, total, rate, n)
+        return summarize(proxy, runs, total, rate, n, egress)
     finally:
         proxy.close()
         unmount_all(base)
@@ -185,7 +192,7 @@ def herd(
 
 
 def summarize(
-    proxy: ThrottleProxy, runs: list[NodeRun], total: float, rate: float, n: int
+    proxy: ThrottleProxy, runs: list[NodeRun], total: float, rate: float, n: int, egress: float
 ) -> dict[str, Any]:
     st = proxy.stats
     admitted = sum(s.admitted for s in st)
@@ -195,6 +202,9 @@ def summarize(
     # seconds in which the throttle refused someone: demand exceeded the rate
     saturated = [a for a, b in secs if b > 0]
     times = [r.seconds for r in runs]
+    sent = sum(s.bytes_out for s in st)
+    # the throttle's own bound: the slower of its request rate and its egress
+    ideal = max(admitted / rate if rate else 0.0, sent / egress if egress else 0.0)
     row: dict[str, Any] = {
         "nodes": n,
         "rate": rate or None,
@@ -206,8 +216,9 @@ def summarize(
         "admitted": admitted,
         "busy_503": busy,
         "busy_per_admitted": round(busy / admitted, 3) if admitted else None,
-        "ideal_s": round(admitted / rate, 2) if rate else None,
-        "ratio_to_ideal": round(total / (admitted / rate), 3) if rate and admitted else None,
+        "ideal_s": round(ideal, 2) if ideal else None,
+        "ratio_to_ideal": round(total / ideal, 3) if ideal else None,
+        "egress_bps": egress or None,
         "admitted_per_s_saturated": round(statistics.median(saturated), 1) if saturated else None,
         "peak_503_per_s": max((b for _a, b in secs), default=0),
         "requests_retried": sum(s.retried for s in st),
@@ -282,7 +293,7 @@ def main() -> None:
                 for _rep in range(args.reps):
                     free = None
                     if not args.no_baseline:
-                        free = herd(args, az.account_url, work, n, scene, 0.0)
+                        free = herd(args, az.account_url, work, n, scene, 0.0, unthrottled=True)
                     row = herd(args, az.account_url, work, n, scene, args.rate)
                     if free is not None:
                         row["unthrottled_s"] = free["total_s"]
