@@ -193,18 +193,15 @@ def download_cmd(job: str, dest: Path, follow: bool, logs: bool, **kw: Any) -> N
 def report_cmd(job: str, out: Path | None, **kw: Any) -> None:
     """One self-contained HTML page of JOB: contact sheet, tasks with node, times, exit and
     log tail, a per-node timeline, bytes synced and uploaded. Opens from disk, no server."""
-    from node_agent.jobclient.report import render_html, thumbnails
-    from node_agent.jobclient.watch import observe
-    from node_agent.runtime import write_atomic
+    from node_agent.jobclient.report import write_report
 
     def go(r: Redactor) -> int:
-        backend = _backend(kw, job, r)
-        view = observe(backend)
-        blobs = backend.blobs()
-        page = render_html(view, thumbnails(view, blobs), blobs.url("") if blobs else "")
         target = out or Path(f"report-{job}.html")
-        write_atomic(target, r(page).encode("utf-8"))
-        click.echo(f"job {job}: report written to {target} ({len(page) / 1e3:.0f} kB)")
+        view = write_report(_backend(kw, job, r), target, r)
+        size = target.stat().st_size / 1e3
+        click.echo(
+            f"job {job}: report written to {target} ({size:.0f} kB; {view.counts()['done']} task(s) done)"
+        )
         return 0
 
     run_command(go)

@@ -8,13 +8,19 @@ from __future__ import annotations
 import base64
 import io
 import time
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node_agent.jobclient.model import JobView, Span, TaskView
 from node_agent.jobclient.outputs import JobBlobs
 from node_agent.jobclient.watch import result_line
 from node_agent.outputs import thumbnail
+from node_agent.runtime import write_atomic
+
+if TYPE_CHECKING:
+    from node_agent.jobclient.watch import Backend as _Backend
 
 THUMB_PX = 192
 MAX_THUMBS = 400  # frames beyond this are shown by their task's $TaskPreview only
@@ -199,3 +205,32 @@ def render_html(view: JobView, thumbs: dict[int, str], outputs_url: str = "") ->
 <tbody>{rows}</tbody></table>
 </body></html>
 """
+
+
+def write_report(backend: _Backend, out: Path, redact: Callable[[str], str] = str) -> JobView:
+    """Look at the job once (backend and storage) and write its page to `out` (through
+    `redact`: the command's redactor masks any secret a log tail would show)."""
+    from node_agent.jobclient.watch import observe
+
+    view = observe(backend)
+    blobs = backend.blobs()
+    page = render_html(view, thumbnails(view, blobs), blobs.url("") if blobs else "")
+    write_atomic(out, redact(page).encode("utf-8"))
+    return view
+
+
+def end_of_local_run(
+    workdir: Path, job_id: str, spec_path: Path | None, say: Callable[[str], None] = print
+) -> Path:
+    """What `local run` can end with: the job's report beside its run record
+    (<workdir>/localpool/report-<job>.html) and one line per failed task with its reason
+    and the path of its stderr.txt."""
+    from node_agent.jobclient.local import POOL_DIR, LocalBackend
+    from node_agent.jobclient.watch import task_line
+
+    out = workdir / POOL_DIR / f"report-{job_id}.html"
+    view = write_report(LocalBackend(workdir, job_id, spec_path), out)
+    for t in view.failed():
+        say(task_line(t))
+    say(f"report: {out}")
+    return out

@@ -125,7 +125,7 @@ class RichView:
         colors = {"done": "green", "failed": "red", "running": "cyan", "preparing": "yellow"}
         table = Table(title=summary_line(view), expand=False)
         for col in ("task", "frames", "state", "node", "tries", "exit", "reason / log"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for t in view.tasks:
             c = colors.get(t.state, "white")
             table.add_row(
@@ -161,7 +161,12 @@ def watch(
 ) -> JobView:
     """Look every `poll_s` until the job ends (or `timeout_s`); the last view."""
     fancy = sys.stdout.isatty() if fancy is None else fancy
-    shown: PlainView | RichView = RichView() if fancy else PlainView(out)
+    shown: PlainView | RichView = PlainView(out)
+    if fancy:
+        try:
+            shown = RichView()
+        except ImportError:  # rich is optional: plain lines on a terminal too
+            pass
     t0 = time.monotonic()
     try:
         while True:

@@ -224,6 +224,18 @@ def test_report_renders_in_headless_chromium(ran: Ran, tmp_path: Path) -> None:
     assert snap.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", snap.stderr
 
 
+def test_end_of_local_run_writes_the_report_and_names_each_failure(ran: Ran) -> None:
+    """What `local run` can call at its end (node_agent.jobclient.report.end_of_local_run)."""
+    from node_agent.jobclient.report import end_of_local_run
+
+    said: list[str] = []
+    out = end_of_local_run(ran.workdir, JOB, ran.spec, said.append)
+    assert out == ran.workdir / "localpool" / f"report-{JOB}.html" and out.is_file()
+    [failed] = [s for s in said if " FAILED " in s]
+    assert failed.startswith(f"task {BROKEN} (frames 5-6) FAILED") and "stderr.txt" in failed
+    assert said[-1] == f"report: {out}"
+
+
 def test_requeue_failed_renders_only_the_failed_frames(ran: Ran, tmp_path: Path) -> None:
     """After the TD fixes the cause (here: the stand-in stops failing), requeue renders
     frames 5-6 only, into the job's container: a download of the job has all six frames."""
