@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from node_agent.batch.jobcontrol import IDENTITY_ENV
 from node_agent.batch.pooljson import AGENT_CONTAINER, BatchPoolSettings, auto_user
 from node_agent.conventions import job_container
 from node_agent.errors import SpecError
@@ -43,21 +44,41 @@ def _windows(command_line: str) -> str:
     return f'cmd /c "{inner}"'
 
 
+# What makes the job end when its tasks are done. REST spec (BatchJobCreateOptions
+# onAllTasksComplete): "if a Job contains no Tasks, then all Tasks are considered complete
+# [...] if you want to use automatic Job termination without a Job Manager, you should
+# initially set onAllTasksComplete to noaction and update the Job properties to set
+# onAllTasksComplete to terminatejob once you have finished adding Tasks".
+JOB_UPDATE = {"onAllTasksComplete": "terminatejob"}
+
+
+def parallel_tasks(pool: BatchPoolSettings) -> int:
+    """How many tasks the pool runs at once when all its nodes are up."""
+    return max(1, (pool.dedicated_nodes + pool.low_priority_nodes) * pool.task_slots_per_node)
+
+
 def job_json(
     spec: JobSpec, pool: BatchPoolSettings, spec_source: str | None = None
 ) -> dict[str, Any]:
-    """`{"job": <POST /jobs body>, "tasks": [<task bodies>]}` for a spec on a pool."""
-    plan = plan_job(spec)
+    """The calls that run the job, in order: `{"job": <POST /jobs body>, "tasks": [<task
+    bodies>, POST /jobs/{id}/addtaskcollection 100 at a time], "jobUpdate": <PATCH
+    /jobs/{id} body, sent after the last task>}`. Each body is sent as printed."""
+    plan = plan_job(spec, parallel_tasks(pool))
     tasks = plan.pop("tasks")
     job = copy.deepcopy(plan)
     home = [{"name": "NODE_AGENT_HOME", "value": pool.home()}]
     job["poolInfo"] = {"poolId": pool.pool_id}
     job["commonEnvironmentSettings"] = home
-    # Batch counts a job without tasks as complete: `submit` switches this to terminatejob
-    # only after the last task is added.
+    # Batch counts a job without tasks as complete: "jobUpdate" (terminatejob) is sent only
+    # after the last task is added
     job["onAllTasksComplete"] = "noaction"
     job["usesTaskDependencies"] = False
     job["metadata"] = [{"name": "created-by", "value": "node-agent"}]
+    if pool.identity_resource_id:
+        # job prep terminates the job on a failure no retry can fix (batch/jobcontrol.py)
+        job["jobPreparationTask"]["environmentSettings"] = [
+            {"name": IDENTITY_ENV, "value": pool.identity_resource_id}
+        ]
     for t in (job["jobPreparationTask"], job["jobReleaseTask"], *tasks):
         t["userIdentity"] = auto_user(pool.task_elevation)
     for rf in job["jobPreparationTask"]["resourceFiles"]:
@@ -73,7 +94,26 @@ def job_json(
     if pool.os == "windows":
         for t in (job["jobPreparationTask"], job["jobReleaseTask"], *tasks):
             t["commandLine"] = _windows(t["commandLine"])
-    return {"job": job, "tasks": tasks}
+    return {"job": job, "tasks": tasks, "jobUpdate": dict(JOB_UPDATE)}
+
+
+def credential_warnings(pool: BatchPoolSettings) -> list[str]:
+    """What the nodes cannot download or call as configured (one line each)."""
+    if pool.blob_access == "identity" and not pool.identity_resource_id:
+        return [
+            "pool settings: no identity_resource_id: the job preparation's resource file "
+            "(job.json) is a bare httpUrl with no credential, which a private storage account "
+            "refuses (HTTP 403), and job preparation cannot terminate the job on a failure "
+            "no retry fixes (it then ends only at its maxWallClockTime); set "
+            "identity_resource_id (the pool's user-assigned managed identity) or blob_access "
+            "'auto_storage'"
+        ]
+    if not pool.identity_resource_id:
+        return [
+            "pool settings: no identity_resource_id: job preparation cannot terminate the job "
+            "on a failure no retry fixes; the job ends only at its maxWallClockTime"
+        ]
+    return []
 
 
 def local_plan(doc: dict[str, Any]) -> dict[str, Any]:

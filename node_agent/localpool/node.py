@@ -41,6 +41,9 @@ class LocalNode:
     events: list[TaskRun] = field(default_factory=list)
     prep_lock: threading.Lock = field(default_factory=threading.Lock)
     prepped: dict[str, int] = field(default_factory=dict)
+    # the Batch account its tasks call (the local pool's stand-in, localpool/batchapi.py)
+    account_url: str = LOCAL_ACCOUNT_URL
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the stand-in IMDS
 
     def make_dirs(self) -> None:
         for d in ("applications", "fsmounts", "shared", "startup", "volatile", "workitems"):
@@ -51,7 +54,7 @@ class LocalNode:
         env.update(
             {
                 "AZ_BATCH_ACCOUNT_NAME": "localpool",
-                "AZ_BATCH_ACCOUNT_URL": LOCAL_ACCOUNT_URL,
+                "AZ_BATCH_ACCOUNT_URL": self.account_url,
                 "AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN": self.token,
                 "AZ_BATCH_POOL_ID": self.pool_id,
                 "AZ_BATCH_NODE_ID": self.node_id,
@@ -62,6 +65,7 @@ class LocalNode:
                 "AZ_BATCH_NODE_MOUNTS_DIR": str(self.root / "fsmounts"),
                 "AZ_BATCH_TASK_RESERVED_EPHEMERAL_DISK_SPACE_BYTES": "0",
                 "NODE_AGENT_HOME": str(REPO_ROOT),
+                **self.extra_env,
             }
         )
         return env

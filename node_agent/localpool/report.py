@@ -27,14 +27,32 @@ def code_name(code: int) -> str:
         return "unknown"
 
 
-def collect(spec: JobSpec, nodes: list[LocalNode]) -> dict[str, Any]:
+def _fresh(path: Path, since: float) -> bool:
+    """Written by this run: a re-run of a job id finds the previous run's files in place."""
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:
+        return False
+
+
+def collect(
+    spec: JobSpec, nodes: list[LocalNode], runs: list[TaskRun], since: float = 0.0
+) -> dict[str, Any]:
+    """Frames and bytes of THIS run: only the task folders its runs used, only files written
+    since it started (an earlier run of the same job id left its own)."""
     frames = 0
     uploaded = 0
     synced = 0
     for node in nodes:
         jd = node.job_dir(spec.job_id)
-        synced += int(_read(jd / "jobpreparation" / "sync-summary.json").get("bytes_downloaded", 0))
-        for summary in jd.glob("*/summary.json"):
+        mine = {r.task_id for r in runs if r.node == node.node_id}
+        prep = jd / "jobpreparation" / "sync-summary.json"
+        if "jobpreparation" in mine and _fresh(prep, since):
+            synced += int(_read(prep).get("bytes_downloaded", 0))
+        for task_id in sorted(mine - {"jobpreparation", "jobrelease"}):
+            summary = jd / task_id / "summary.json"
+            if not _fresh(summary, since):
+                continue
             doc = _read(summary)
             outs = doc.get("outputs", [])
             frames += len(outs) if doc.get("exit_code") == 0 else 0
@@ -42,10 +60,26 @@ def collect(spec: JobSpec, nodes: list[LocalNode]) -> dict[str, Any]:
     return {"frames": frames, "bytes_synced": synced, "bytes_uploaded": uploaded}
 
 
+def _ended_text(ended: dict[str, Any]) -> str:
+    code = ended.get("exit_code", 0)
+    if ended.get("by"):  # Terminate Job (job prep's call) or the job's maxWallClockTime
+        return f"TERMINATED (exit {code} {code_name(code)}: {ended.get('reason', '')})"
+    return (
+        f"{'TERMINATED' if ended['action'] == 'terminate' else 'DISABLED'} by task "
+        f"{ended['task']} (exit {code} {code_name(code)}: "
+        f"exitConditions jobAction {ended['action']})"
+    )
+
+
 def print_report(
-    spec: JobSpec, nodes: list[LocalNode], runs: list[TaskRun], record: dict[str, Any], out: Path
+    spec: JobSpec,
+    nodes: list[LocalNode],
+    runs: list[TaskRun],
+    record: dict[str, Any],
+    out: Path,
+    since: float = 0.0,
 ) -> None:
-    stats = collect(spec, nodes)
+    stats = collect(spec, nodes, runs, since)
     record.update(stats)
     out.write_text(json.dumps(record, indent=2))
     per_node = Counter(r.node for r in runs if r.kind == "task" and r.exit_code == 0)
@@ -56,11 +90,7 @@ def print_report(
     ended = record.get("ended_by")
     unusable = record.get("unusable_nodes") or []
     if ended:
-        result = (
-            f"{'TERMINATED' if ended['action'] == 'terminate' else 'DISABLED'} by task "
-            f"{ended['task']} (exit {ended['exit_code']} {code_name(ended['exit_code'])}: "
-            f"exitConditions jobAction {ended['action']})"
-        )
+        result = _ended_text(ended)
     elif record["exit_code"] == 0:
         result = "ok"
     elif not record["failed_tasks"] and unusable:
@@ -86,6 +116,11 @@ def print_report(
             else []
         ),
         *([("tasks not run", str(len(not_run)))] if not_run else []),
+        *(
+            [("job prep failed on", ", ".join(record["ineligible_nodes"]))]
+            if record.get("ineligible_nodes")
+            else []
+        ),
         *([("tasks cancelled", ", ".join(cancelled))] if cancelled else []),
         *[(f"time in {k}", f"{v:.1f}s (summed over nodes/slots)") for k, v in phase_s.items()],
         ("bytes synced", f"{stats['bytes_synced'] / 1e6:.2f} MB"),

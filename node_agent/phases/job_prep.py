@@ -9,6 +9,7 @@ from pathlib import Path
 
 from node_agent import preflight
 from node_agent.assets import sync_job_assets
+from node_agent.batch.jobcontrol import end_job_after
 from node_agent.errors import AssetError, MountError, NodeAgentError, SpecError
 from node_agent.mounts.manager import MountContext, ensure_mount, pool_probe_timeout
 from node_agent.runtime import Phase, write_atomic
@@ -39,6 +40,18 @@ def make_job_mounts(phase: Phase, spec: JobSpec) -> None:
 
 
 def run(phase: Phase, spec_path: Path) -> int:
+    """Job preparation; on a failure no retry can fix (exitpolicy: exit 2, 5, 12, an
+    authorization 4) the job is terminated from here (batch/jobcontrol.py), because Batch
+    never ends a job whose job preparation failed. The exit code stays the cause's."""
+    try:
+        return _prepare(phase, spec_path)
+    except NodeAgentError as e:
+        outcome = end_job_after(int(e.exit_code), str(e), phase.env, phase.redactor, phase.log)
+        phase.log.info("job control: %s", outcome.note)
+        raise
+
+
+def _prepare(phase: Phase, spec_path: Path) -> int:
     node = phase.node
     spec = load_spec(spec_path)
     mode = requested_mode(phase.env)

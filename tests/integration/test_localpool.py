@@ -162,7 +162,7 @@ def test_unfit_node_is_unusable_and_runs_no_task(
         "executable": sys.executable,
         "version_args": [
             "-c",
-            "import os, sys; sys.exit(os.environ['AZ_BATCH_NODE_ID'] != 'tvmps_local_001')",
+            "import os, sys; sys.exit(os.environ['AZ_BATCH_NODE_ID'] != 'node-1')",
         ],
     }
     extra = _pool_config(tmp_path, {"renderers": [check], "cache_budget_mb": 100})
@@ -170,20 +170,20 @@ def test_unfit_node_is_unusable_and_runs_no_task(
     assert code == 0, out
     starts = {r["node"]: r for r in record["runs"] if r["kind"] == "starttask"}
     assert {r["command_line"] for r in starts.values()} == {start_task_command("pool-config.json")}
-    assert starts["tvmps_local_001"]["exit_code"] == 0
-    assert starts["tvmps_local_002"]["exit_code"] == 20  # health
+    assert starts["node-1"]["exit_code"] == 0
+    assert starts["node-2"]["exit_code"] == 20  # health
     [bad] = record["unusable_nodes"]
-    assert bad["node"] == "tvmps_local_002" and bad["exit_code"] == 20
+    assert bad["node"] == "node-2" and bad["exit_code"] == 20
     assert bad["reason"].startswith("node unhealthy: renderer-blender:")
     # nothing of the job ran on the unusable node; everything ran on the other one
-    assert {r["node"] for r in record["runs"] if r["kind"] != "starttask"} == {"tvmps_local_001"}
+    assert {r["node"] for r in record["runs"] if r["kind"] != "starttask"} == {"node-1"}
     tasks = [r["task_id"] for r in record["runs"] if r["kind"] == "task"]
     assert sorted(tasks) == [f"frames-{f:05d}-{f:05d}" for f in range(1, 5)]
     # the start task applied the pool config it was given (the copy it keeps names no secret)
     node1 = tmp_path / "pool" / "localpool" / "nodes" / "node-1" / "shared" / "node_agent"
     kept = json.loads((node1 / "state" / "pool-config.json").read_text())
     assert kept["cache_budget_mb"] == 100 and kept["renderers"][0]["executable"] == sys.executable
-    assert "unusable nodes          tvmps_local_002 (exit 20)" in out
+    assert "unusable nodes          node-2 (exit 20)" in out
 
 
 def test_start_task_failing_everywhere_leaves_no_usable_node(
@@ -325,7 +325,7 @@ def test_cancelled_task_ignoring_sigterm_loses_its_whole_tree_after_the_grace(
     """A task its job cancels is notified (SIGTERM to its group), then after the grace period
     killed, its children included: also a grandchild that called setsid and ignores SIGTERM."""
     monkeypatch.setattr(localnode, "CANCEL_GRACE_S", 1.0)
-    node = LocalNode("tvmps_local_001", tmp_path / "node", "localpool", "token")
+    node = LocalNode("node-1", tmp_path / "node", "localpool", "token")
     node.make_dirs()
     pid_file = tmp_path / "pids.json"
     env = {"STANDIN_MODE": "hang", "STANDIN_PIDS": str(pid_file)}

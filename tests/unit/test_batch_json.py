@@ -10,13 +10,15 @@ import pytest
 import yaml
 from azure.batch import models as bm
 from azure.batch._utils.model_base import Model, SdkJSONEncoder
-from helpers import CliResult, make_spec_doc, run_cli
+from helpers import REPO, CliResult, make_spec_doc, run_cli
 
-from node_agent.batch.jobjson import job_json, local_plan
+from node_agent import exitpolicy
+from node_agent.batch.jobjson import credential_warnings, job_json, local_plan
 from node_agent.batch.pooljson import BatchPoolSettings, PackageSource, pool_json
 from node_agent.batch.restcheck import unknown_fields
 from node_agent.errors import ExitCode
-from node_agent.jobplan import exit_conditions, plan_job, start_task_script
+from node_agent.jobplan import exit_conditions, iso_duration, plan_job, start_task_script
+from node_agent.localpool.jobrun import duration_s
 from node_agent.spec import JobSpec, spec_from_data
 
 URL = "https://acct.blob.core.windows.net"
@@ -255,17 +257,82 @@ def test_job_and_tasks_round_trip_through_sdk(os_name: str) -> None:
 def test_exit_conditions_come_from_the_exit_code_table() -> None:
     doc = job_json(_spec(), BatchPoolSettings())
     table = {e["code"]: e["exitOptions"]["jobAction"] for e in exit_conditions()["exitCodes"]}
-    assert table == {
-        int(ExitCode.LICENSE): "none",
-        int(ExitCode.USAGE): "terminate",
-        int(ExitCode.MISSING_ASSET): "terminate",
-    }
+    # every cause of exitpolicy.POLICY, none left to Batch's default (terminate)
+    assert table == {int(c.code): c.job_action for c in exitpolicy.POLICY}
+    ends = {c for c, a in table.items() if a == "terminate"}
+    assert ends == {int(ExitCode.USAGE), int(ExitCode.ASSETS), int(ExitCode.MISSING_ASSET)}
     for t in doc["tasks"]:
         ec = bm.BatchTaskCreateOptions(t).exit_conditions
         by_code = {e.code: e.exit_options.job_action for e in ec.exit_codes}
-        assert by_code[11] == bm.BatchJobActionKind.NONE
+        assert by_code[11] == by_code[17] == by_code[14] == by_code[4] == "none"
         assert by_code[2] == by_code[12] == bm.BatchJobActionKind.TERMINATE
         assert ec.default.job_action == bm.BatchJobActionKind.NONE
+        # ExitOptions has jobAction and dependencyAction only (no per-code retry); the job
+        # uses no task dependencies, so no dependencyAction is sent
+        assert all(set(e["exitOptions"]) == {"jobAction"} for e in t["exitConditions"]["exitCodes"])
+
+
+def test_exit_4_ends_the_job_only_for_an_authorization_failure() -> None:
+    assert exitpolicy.then_for(4, "assets/x: access denied (403; check storage.auth)") == "end_job"
+    assert exitpolicy.then_for(4, "x: authentication failed (check the credentials)") == "end_job"
+    assert exitpolicy.then_for(4, "storage.auth.env: environment variable K is not set") == (
+        "end_job"
+    )
+    assert exitpolicy.then_for(4, "x: storage is unreachable (connection refused)") == "retry"
+    assert exitpolicy.then_for(2, "render.scene: 'x' is not in the job's assets") == "end_job"
+    assert exitpolicy.then_for(11) == exitpolicy.then_for(17) == exitpolicy.then_for(14) == "retry"
+    assert exitpolicy.then_for(15) == exitpolicy.then_for(16) == "end_task"
+
+
+def test_docs_table_is_the_exit_policy() -> None:
+    doc = (REPO / "docs" / "azure-batch.md").read_text()
+    assert exitpolicy.markdown_table() in doc
+
+
+def test_job_json_ends_as_printed_and_bounds_time() -> None:
+    spec = _spec()  # render.timeout_s default 3600
+    pool = BatchPoolSettings(identity_resource_id="/sub/x/id", dedicated_nodes=5)
+    doc = job_json(spec, pool)
+    job, tasks = doc["job"], doc["tasks"]
+    # Batch counts a job with no tasks as complete: noaction on create, terminatejob after
+    # the last task (REST spec onAllTasksComplete); the update is part of the printed calls
+    assert job["onAllTasksComplete"] == "noaction"
+    assert doc["jobUpdate"] == {"onAllTasksComplete": "terminatejob"}
+    assert unknown_fields(bm.BatchJobUpdateOptions, doc["jobUpdate"]) == []
+    m = bm.BatchJobCreateOptions(job)
+    # tasks: render.timeout_s plus a margin; the job: the backstop (125 tasks on 5 nodes)
+    t = bm.BatchTaskCreateOptions(tasks[0])
+    assert t.constraints.max_wall_clock_time.total_seconds() == 3600 + 15 * 60
+    assert m.constraints.max_wall_clock_time.total_seconds() == 2 * 3600 + 25 * 4500 * 2
+    prep = m.job_preparation_task
+    assert prep.constraints.max_task_retry_count == spec.policies.task_retries
+    assert [(e.name, e.value) for e in prep.environment_settings] == [
+        ("NODE_AGENT_JOB_CONTROL_IDENTITY", "/sub/x/id")
+    ]
+    assert credential_warnings(pool) == []
+    # no identity: no terminate from job prep, and a bare httpUrl: both said
+    bare = BatchPoolSettings()
+    assert "environmentSettings" not in job_json(spec, bare)["job"]["jobPreparationTask"]
+    [warning] = credential_warnings(bare)
+    assert "bare httpUrl" in warning and "403" in warning and "maxWallClockTime" in warning
+    assert credential_warnings(BatchPoolSettings(blob_access="auto_storage")) != []
+
+
+def test_iso_durations() -> None:
+    assert [iso_duration(s) for s in (0, 59, 3600, 4500, 3661)] == [
+        "PT0S",
+        "PT59S",
+        "PT1H",
+        "PT1H15M",
+        "PT1H1M1S",
+    ]
+    assert [duration_s(iso_duration(s)) for s in (0, 59, 3600, 4500, 3661)] == [
+        0,
+        59,
+        3600,
+        4500,
+        3661,
+    ]
 
 
 @pytest.mark.parametrize("access", ["identity", "auto_storage"])
