@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-unit deps lint bench-sync bench-render clean
+.PHONY: demo test test-unit deps lint bench-sync bench-render clean azurite-start azurite-stop
 
 $(BIN)/node-agent: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,14 @@ lint: deps
 	$(BIN)/ruff check node_agent tests bench
 	$(BIN)/ruff format --check node_agent tests bench
 	$(BIN)/mypy
+
+# the bundled Azurite for your own project (docs/local-project.md); data in
+# ~/.local/state/node-agent/azurite, port 10000 (or a free one), left running until stop
+azurite-start: $(BIN)/node-agent node_modules/.bin/azurite-blob
+	$(BIN)/node-agent azurite start
+
+azurite-stop: $(BIN)/node-agent
+	$(BIN)/node-agent azurite stop
 
 clean:
 	rm -rf $(VENV) node_modules .localpool demo-out examples/scene

@@ -145,3 +145,104 @@ class AzuriteServer:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.cleanup()
+
+
+# --- `node-agent azurite start|stop|status`: one Azurite that outlives the command --------
+STATE_FILE = "node-agent-azurite.json"
+DEFAULT_PORT = 10000  # Azurite's own default blob port
+
+
+def default_location() -> Path:
+    """Where `node-agent azurite` keeps Azurite's data when --location is not given."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "node-agent" / "azurite"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recorded(location: Path) -> dict[str, object] | None:
+    """The Azurite `azurite start` left running in `location` (None when none runs there:
+    no record, or its process is gone)."""
+    import json
+
+    try:
+        doc = json.loads((location / STATE_FILE).read_text(encoding="utf-8"))
+        pid, port = int(doc["pid"]), int(doc["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _alive(pid) or not port_open("127.0.0.1", port):
+        return None
+    return dict(doc)
+
+
+def start_detached(location: Path, port: int | None = None) -> tuple[dict[str, object], bool]:
+    """Start Azurite (as the tests do: --skipApiVersionCheck, --loose, blob only) in its own
+    session so it outlives this command; (its record, True), or (the record of the one
+    already running in `location`, False). `port`: given and taken is an error; not given,
+    10000 when free, else any free port."""
+    import json
+
+    running = recorded(location)
+    if running is not None:
+        return running, False
+    if port is None:
+        port = DEFAULT_PORT if not port_open("127.0.0.1", DEFAULT_PORT) else free_port()
+    elif port_open("127.0.0.1", port):
+        raise StorageError(
+            f"port {port} is already in use on 127.0.0.1 (another Azurite?); "
+            "choose another with --port, or leave --port out for a free one"
+        )
+    server = AzuriteServer(port=port, location=location).start()
+    assert server.proc is not None
+    doc: dict[str, object] = {
+        "pid": server.proc.pid,
+        "port": port,
+        "account_url": server.account_url,
+        "location": str(location),
+        "log": str(location / "azurite.log"),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (location / STATE_FILE).write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    server.proc = None  # detached: this process no longer owns it (stop() would end it)
+    return doc, True
+
+
+def stop_recorded(location: Path, timeout: float = 15.0) -> dict[str, object] | None:
+    """Stop the Azurite recorded in `location` (SIGINT to its session: it saves its data;
+    SIGKILL after `timeout`); its record, or None when none was running."""
+    doc = recorded(location)
+    (location / STATE_FILE).unlink(missing_ok=True)
+    if doc is None:
+        return None
+    pid = int(str(doc["pid"]))
+    try:
+        os.killpg(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return doc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+        with _reaped():
+            os.waitpid(pid, os.WNOHANG)
+    if _alive(pid):
+        with _reaped():
+            os.killpg(pid, signal.SIGKILL)
+    return doc
+
+
+class _reaped:
+    """Ignore 'no such child/process' (the process is not ours to wait for, or is gone)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, t: object, e: object, tb: object) -> bool:
+        return isinstance(e, ChildProcessError | ProcessLookupError)

@@ -144,3 +144,6 @@ def register(cli: click.Group) -> None:
     cli.add_command(doctor_cmd)
     cli.add_command(status_cmd)
     cli.add_command(cache_group)
+    from node_agent.commands.azurite_cmd import azurite_group
+
+    cli.add_command(azurite_group)
