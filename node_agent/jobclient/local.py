@@ -334,6 +334,8 @@ class LocalBackend:
 
 def _ended_reason(record: dict[str, Any]) -> str:
     ended = record.get("ended_by") or {}
+    if ended.get("reason"):  # a Terminate Job call (job prep's) or the job's maxWallClockTime
+        return f"{ended.get('action', 'terminate')} by {ended.get('by', 'api')}: {ended['reason']}"
     if ended:
         return (
             f"{ended.get('action', 'terminate')} by task {ended.get('task')} "

@@ -257,3 +257,39 @@ def test_requeue_failed_renders_only_the_failed_frames(ran: Ran, tmp_path: Path)
     assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == [
         f"frame_{n:04d}.png" for n in range(1, 7)
     ]
+
+
+def test_watch_of_a_job_whose_job_prep_fails_everywhere(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """Bad scene name: job prep fails on both nodes and ends the job; watch says so per node
+    (state, exit, reason), the tasks never left the queue, and it exits with job prep's code."""
+    from helpers import pool_job_doc, pool_stand_in, run_local_pool
+
+    state = tmp_path / "state"
+    state.mkdir()
+    doc = pool_job_doc(
+        azurite.account_url,
+        store,
+        tmp_path,
+        "jc-prepfail",
+        frames="1-4",
+        frames_per_task=2,
+        command=pool_stand_in(state),
+    )
+    doc["render"]["scene"] = "no-such-scene.blend"  # type: ignore[index]
+    spec = tmp_path / "job.yaml"
+    spec.write_text(json.dumps(doc))
+    run = run_local_pool(spec, tmp_path / "pool", 2, 1, "--allow-missing")
+    assert run.returncode == 2, run.stdout + run.stderr
+    res = run_agent(["job", "watch", "jc-prepfail", "--local", str(tmp_path / "pool")])
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    prep = [ln for ln in lines if "job prep failed" in ln]
+    assert prep and all("(exit 2: render.scene: 'no-such-scene.blend'" in ln for ln in prep), lines
+    assert "task frames-00001-00002 (frames 1-2) queued" in lines
+    assert "task frames-00003-00004 (frames 3-4) queued" in lines
+    assert lines[-1].startswith(
+        "job jc-prepfail ended: FAILED (exit 2; failed tasks: no task failed)"
+    )
+    assert "terminate by api: job preparation failed on node node-" in lines[-1]
