@@ -117,7 +117,10 @@ def check_mount(target: Path, timeout: float) -> Check:
     return Check(
         f"mount {target.name}",
         ok,
-        f"{target}: {p.entries} entries" if ok else f"{target}: {p.state}: {p.detail}",
+        f"{target}: {p.entries} entries"
+        if ok
+        else f"{target}: {p.state}: {p.detail}"
+        + (f" (pool config probe_timeout_s: {timeout:g})" if p.state == "timeout" else ""),
     )
 
 

@@ -92,7 +92,7 @@ def missing_credential(spec: JobSpec, env: Mapping[str, str]) -> Check | None:
         return None
     return Check(
         "storage",
-        True,
+        False,
         f"not checked: credential not available in this shell ({var} is not set; the job's "
         f"tasks get it from the job's environment). To probe {spec.storage.account_url}: "
         f"export {var}=<the value the job uses> and run node-agent doctor again",

@@ -50,12 +50,14 @@ def status_text(doc: dict[str, object], node: BatchNode, all_runs: bool = False)
     if not jobs:
         lines.append("  (none)")
     for j in jobs:
-        last = time.strftime("%Y-%m-%d %H:%M", time.gmtime(j["last_use"])) if j["last_use"] else "-"
+        last = (
+            time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(j["last_use"])) if j["last_use"] else "-"
+        )
         view = j.get("view") or "-"
         if view == "overlay" and not j.get("view_mounted"):
             view = "overlay (not mounted)"
         lines.append(
-            f"  {j['job']:<24} {j['bytes'] / 2**20:9.1f} MiB  last use {last}Z  view {view}  "
+            f"  {j['job']:<24} {j['bytes'] / 2**20:9.1f} MiB  last use {last}  view {view}  "
             f"{j['path']}"
         )
     lines += ["", "render task summaries (newest first):"]
