@@ -358,3 +358,32 @@ def test_cancelled_task_ignoring_sigterm_loses_its_whole_tree_after_the_grace(
                 os.kill(p, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_rerun_of_a_job_id_reports_only_its_own_run(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """A second `local run` of the same job id (other chunks: other task folders) counts the
+    frames it rendered, not the first run's left in place; node ids are their folders."""
+    state = tmp_path / "state"
+    state.mkdir()
+    doc = pool_job_doc(
+        azurite.account_url,
+        store,
+        tmp_path,
+        "rerun",
+        frames="1-4",
+        frames_per_task=2,
+        command=pool_stand_in(state),
+    )
+    code, record, out = _run_pool(tmp_path, doc, nodes=1)
+    assert code == 0, out
+    assert "frames rendered         4 of 4" in out
+    doc["render"]["frames"] = "1-3"  # type: ignore[index]
+    doc["render"]["frames_per_task"] = 3  # type: ignore[index]
+    code, record, out = _run_pool(tmp_path, doc, nodes=1)
+    assert code == 0, out
+    assert "frames rendered         3 of 3" in out, out
+    assert record["frames"] == 3
+    nodes = tmp_path / "pool" / "localpool" / "nodes"
+    assert sorted(p.name for p in nodes.iterdir()) == record["nodes"] == ["node-1"]
