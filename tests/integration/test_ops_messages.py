@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -69,3 +70,16 @@ def test_unreachable_and_not_found_are_never_confused(
     absent = make_spec(azurite.account_url, "no-such-container", "p/")
     code, err = _prep(tmp_path / "n2", write_spec(tmp_path / "absent.json", absent))
     assert code == 4 and "not found" in err and "unreachable" not in err, err
+
+
+def test_local_run_refuses_a_missing_secret_variable_before_any_node_starts(
+    tmp_path: Path, azurite: AzuriteServer
+) -> None:
+    spec = _key_spec(tmp_path, azurite.account_url, var="MSG_NOT_SET_LOCAL")
+    env = {k: v for k, v in os.environ.items() if k != "MSG_NOT_SET_LOCAL"}
+    res = run_agent(
+        ["local", "run", str(spec), "--nodes", "1", "--workdir", str(tmp_path / "lp")], env
+    )
+    assert res.returncode == 2, res.stderr
+    assert "environment variable MSG_NOT_SET_LOCAL is not set" in res.stderr
+    assert not list((tmp_path / "lp").glob("*/nodes/*")), "a node was started"
