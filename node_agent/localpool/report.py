@@ -60,10 +60,20 @@ def collect(
     return {"frames": frames, "bytes_synced": synced, "bytes_uploaded": uploaded}
 
 
+def _prep_stderr(spec: JobSpec, nodes: list[LocalNode], node_id: str) -> Path | None:
+    node = next((n for n in nodes if n.node_id == node_id), None)
+    return node.job_dir(spec.job_id) / "jobpreparation" / "stderr.txt" if node else None
+
+
 def _ended_text(ended: dict[str, Any]) -> str:
     code = ended.get("exit_code", 0)
-    if ended.get("by"):  # Terminate Job (job prep's call) or the job's maxWallClockTime
-        return f"TERMINATED (exit {code} {code_name(code)}: {ended.get('reason', '')})"
+    if ended.get("by") == "api":  # job prep's Terminate Job call (batch/jobcontrol.py)
+        return f"TERMINATED by a Terminate Job call: {ended.get('reason', '')}"
+    if ended.get("by"):
+        return (
+            f"TERMINATED at its maxWallClockTime ({ended.get('reason', '')}; "
+            f"exit {code} {code_name(code)})"
+        )
     return (
         f"{'TERMINATED' if ended['action'] == 'terminate' else 'DISABLED'} by task "
         f"{ended['task']} (exit {code} {code_name(code)}: "
@@ -117,7 +127,10 @@ def print_report(
         ),
         *([("tasks not run", str(len(not_run)))] if not_run else []),
         *(
-            [("job prep failed on", ", ".join(record["ineligible_nodes"]))]
+            [
+                ("job prep failed on", ", ".join(record["ineligible_nodes"])),
+                ("job prep stderr", str(_prep_stderr(spec, nodes, record["ineligible_nodes"][0]))),
+            ]
             if record.get("ineligible_nodes")
             else []
         ),

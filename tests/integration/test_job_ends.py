@@ -81,7 +81,8 @@ def test_job_prep_failing_on_every_node_terminates_the_job(
     assert prepped and released == prepped
     # well before any retry budget or wall clock: the terminate call ended it
     assert took < 120, out
-    assert "TERMINATED (exit 2 usage: job preparation failed on node" in out
+    assert "TERMINATED by a Terminate Job call: job preparation failed on node node-" in out
+    assert "/jobpreparation/stderr.txt" in out
     # the node's own AZ_BATCH_NODE_ID is its folder's name
     for node in prepped:
         assert (tmp_path / "pool" / "localpool" / "nodes" / node / "workitems").is_dir()
