@@ -4,6 +4,7 @@ WORKDIR`) or a Batch account (the endpoint and credentials of `batch submit`).""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,11 @@ def download_cmd(job: str, dest: Path, follow: bool, logs: bool, **kw: Any) -> N
 
     def go(r: Redactor) -> int:
         backend = _backend(kw, job, r)
+        exists = getattr(backend, "exists", None)
+        if follow and exists is not None:  # a local run just started: wait for its job
+            t0 = time.monotonic()
+            while not exists() and time.monotonic() - t0 < 60:
+                time.sleep(0.5)
         blobs = _blobs(backend)
         ended = backend.finished if follow else None
         stats = download(

@@ -48,6 +48,7 @@ class BatchBackend:
         self.redactor = redactor or Redactor()
         self.where = opts.endpoint
         self._client: BatchClient | None = None
+        self._blobs: JobBlobs | None = None
 
     @property
     def client(self) -> BatchClient:
@@ -69,6 +70,11 @@ class BatchBackend:
 
     def blobs(self) -> JobBlobs | None:
         """Frames and logs need the job's storage: the spec it was submitted with (--spec)."""
+        if self._blobs is None:
+            self._blobs = self._find_blobs()
+        return self._blobs
+
+    def _find_blobs(self) -> JobBlobs | None:
         spec = self.spec()
         return JobBlobs.of_spec(spec, self.job_id, self.redactor) if spec is not None else None
 

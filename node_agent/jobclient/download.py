@@ -53,6 +53,9 @@ class Downloader:
         self.dest = dest
         self.say = say
         dest.mkdir(parents=True, exist_ok=True)
+        for stale in (dest / PARTIAL).glob("*"):  # what an interrupted run left half-written
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
         self.manifest_file = dest / MANIFEST
         try:
             self.manifest: dict[str, Any] = json.loads(self.manifest_file.read_text())

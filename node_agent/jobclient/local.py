@@ -117,6 +117,7 @@ class LocalBackend:
         self.run_file = self.pool / f"run-{job_id}.json"
         self.spec_path = spec_path
         self.where = str(self.pool)
+        self._blobs: JobBlobs | None = None
 
     def exists(self) -> bool:
         return self.job_file.is_file()
@@ -142,6 +143,11 @@ class LocalBackend:
     def blobs(self) -> JobBlobs | None:
         """Where the job's outputs are: from its spec, else (job release removed the spec
         copies) File Conventions' container on the Azurite the job JSON names."""
+        if self._blobs is None:
+            self._blobs = self._find_blobs()
+        return self._blobs
+
+    def _find_blobs(self) -> JobBlobs | None:
         spec = self.spec()
         if spec is not None:
             return JobBlobs.of_spec(spec, self.job_id)

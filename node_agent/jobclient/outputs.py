@@ -50,6 +50,7 @@ class JobBlobs:
         self.container = container
         self.prefix = prefix.strip("/")
         self.store = BlobStore(storage, redactor or Redactor(), retry=retry or policy())
+        self._summaries: dict[str, tuple[str, dict[str, Any]]] = {}  # blob -> (etag, doc)
 
     @classmethod
     def of_spec(cls, spec: JobSpec, job_id: str, redactor: Redactor | None = None) -> JobBlobs:
@@ -112,10 +113,15 @@ class JobBlobs:
         for b in listing:
             parts = b.name.split("/")
             if len(parts) == 3 and parts[1] == LOG and parts[2] == "summary.json":
+                cached = self._summaries.get(b.name)
+                if cached is not None and cached[0] == b.etag:  # a watch reads each once
+                    docs[parts[0]] = cached[1]
+                    continue
                 try:
                     docs[parts[0]] = dict(json.loads(self.read(b.name)))
                 except (StorageError, ValueError):
                     continue
+                self._summaries[b.name] = (b.etag, docs[parts[0]])
         return docs
 
     def read(self, blob: str) -> bytes:

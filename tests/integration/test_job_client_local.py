@@ -161,12 +161,15 @@ def test_download_skips_identical_and_repairs_the_rest(
     data[100] ^= 0xFF
     victim.write_bytes(bytes(data))
     (dest / "frame_0003.png").unlink()
+    # an interrupted run's half-written file is cleared, never taken for a frame
+    (dest / ".node-agent-partial").mkdir(exist_ok=True)
+    (dest / ".node-agent-partial" / ".frame_0003.png.1a2b3c4d.part").write_bytes(b"half")
     repair = run_agent(args)
     assert "2 file(s) downloaded" in repair.stdout and "2 already there" in repair.stdout
     md5s = _md5s(store)
     for n in ("frame_0002.png", "frame_0003.png"):
         assert hashlib.md5((dest / n).read_bytes()).digest() == md5s[n]
-    assert not list(dest.glob(".node-agent-partial/*"))
+    assert not (dest / ".node-agent-partial").exists()
 
 
 class _Dom(html.parser.HTMLParser):
