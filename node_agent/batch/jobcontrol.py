@@ -57,14 +57,14 @@ class Outcome:
     note: str  # one line for the log
 
 
-def terminate_reason(node_id: str, code: int, message: str) -> str:
+def terminate_reason(node_id: str, code: int, message: str, what: str = "job preparation") -> str:
     """The text the portal shows as the job's terminateReason: who, which exit, why."""
     try:
         name = ExitCode(code).name.lower()
     except ValueError:
         name = "unknown"
     first = (message.strip().splitlines() or [""])[0]
-    text = f"job preparation failed on node {node_id}: exit {code} {name}: {first}"
+    text = f"{what} failed on node {node_id}: exit {code} {name}: {first}"
     return text if len(text) <= REASON_MAX else text[: REASON_MAX - 3] + "..."
 
 
@@ -122,10 +122,16 @@ def terminate_job(account_url: str, job_id: str, reason: str, token: str) -> int
 
 
 def end_job_after(
-    code: int, message: str, env: Mapping[str, str], redactor: Redactor, log: logging.Logger
+    code: int,
+    message: str,
+    env: Mapping[str, str],
+    redactor: Redactor,
+    log: logging.Logger,
+    what: str = "job preparation",
 ) -> Outcome:
-    """After job preparation failed with `code`/`message`: terminate the job when no retry
-    can fix the cause (exitpolicy), else leave it to job prep's retries."""
+    """After `what` (job preparation, or a task that has the identity variable too) failed
+    with `code`/`message`: terminate the job when no retry can fix the cause (exitpolicy),
+    else leave it to Batch's retries."""
     if then_for(code, message) != "end_job":
         return Outcome(False, None, f"exit {code} can pass on a retry: the job is left running")
     identity = env.get(IDENTITY_ENV, "")
@@ -137,7 +143,7 @@ def end_job_after(
             f"no {IDENTITY_ENV} (pool settings identity_resource_id): the job is not "
             "terminated from here and ends at its maxWallClockTime",
         )
-    reason = terminate_reason(env.get("AZ_BATCH_NODE_ID", "?"), code, redactor(message))
+    reason = terminate_reason(env.get("AZ_BATCH_NODE_ID", "?"), code, redactor(message), what)
     try:
         token = imds_token(identity, env.get(IMDS_ENV) or IMDS_DEFAULT, redactor)
         status = terminate_job(account, job, reason, token)
