@@ -70,3 +70,18 @@ def test_the_edge_turns_each_into_its_code(
     assert run_edge(body) == int(code)
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_every_exit_code_a_node_can_give_has_a_batch_policy() -> None:
+    """A new exit code must say whether Batch retries it or it ends the task or the job
+    (exitpolicy.POLICY, which makes the exitConditions and the docs table)."""
+    from node_agent.exitpolicy import BY_CODE
+
+    not_on_a_node = {
+        ExitCode.OK,
+        ExitCode.BATCH,  # batch submit, on the workstation
+        ExitCode.PACKAGE,  # batch package, on the workstation
+        ExitCode.INTERRUPTED,
+        ExitCode.BROKEN_PIPE,
+    }
+    assert {int(c) for c in ExitCode if c not in not_on_a_node} == set(BY_CODE)
