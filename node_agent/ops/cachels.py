@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from node_agent.batchenv import BatchNode
-from node_agent.errors import ExitCode, NodeAgentError
+from node_agent.errors import HealthError
 from node_agent.sync.progress import format_bytes
 from node_agent.sync.state import db_path
 
@@ -31,7 +31,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         return sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as e:
-        raise NodeAgentError(f"{path}: cannot open: {e}", ExitCode.HEALTH) from None
+        raise HealthError(f"{path}: cannot open: {e}") from None
 
 
 def cache_entries(node: BatchNode) -> list[CacheEntry]:
@@ -51,9 +51,8 @@ def cache_entries(node: BatchNode) -> list[CacheEntry]:
         for src, name, h in conn.execute("SELECT src, name, hash FROM blobs ORDER BY name"):
             blobs.setdefault(h, []).append(f"{src}/{name}")
     except sqlite3.DatabaseError as err:
-        raise NodeAgentError(
-            f"{path}: {err} (node-agent doctor checks it; the next job prep rebuilds it)",
-            ExitCode.HEALTH,
+        raise HealthError(
+            f"{path}: {err} (node-agent doctor checks it; the next job prep rebuilds it)"
         ) from None
     finally:
         conn.close()
