@@ -67,7 +67,7 @@ def job_wall_clock_s(spec: JobSpec, parallel: int = 1) -> int:
     node's job prep failed on a transient cause, so no terminate call was made): an explicit
     `policies.job_timeout_s` when the spec has one, else job prep's allowance plus every task
     at its maxWallClockTime through all its tries, `parallel` at a time."""
-    explicit = getattr(spec.policies, "job_timeout_s", None)
+    explicit = spec.policies.job_timeout_s
     if explicit:
         return int(explicit)
     tasks = len(chunk_frames(spec.render.frame_list, spec.render.frames_per_task))

@@ -318,6 +318,14 @@ class Policies(_Model):
         "from the synced assets: 'fail' ends job prep with exit 12 before any frame "
         "renders, naming every one; 'warn' logs each and renders anyway",
     )
+    job_timeout_s: int | None = Field(
+        None,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="the job's maxWallClockTime backstop (ends a job nothing else ended); "
+        "default: 2 h + every task at its maxWallClockTime through all tries, nodes x slots "
+        "at a time",
+    )
 
 
 class JobSpec(_Model):

@@ -286,9 +286,7 @@ def submit(
             _check_added(result, chunk)
         with _batch_errors(f"updating job '{spec.job_id}'", redactor):
             # only now: a job with no tasks yet would count as complete and terminate at once
-            client.update_job(
-                spec.job_id, bm.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"})
-            )
+            client.update_job(spec.job_id, bm.BatchJobUpdateOptions(doc["jobUpdate"]))
     say(
         f"submit: job {spec.job_id} on pool {pool.pool_id}: {len(doc['tasks'])} task(s) "
         f"in {len(chunks)} request(s)"

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from node_agent.batch.account import application_name
+from node_agent.batch.jobjson import credential_warnings
 from node_agent.batch.pooljson import (
     AGENT_CONTAINER,
     BatchPoolSettings,
@@ -89,7 +90,7 @@ def batch_warnings(spec: JobSpec | None, cfg: BatchPoolSettings) -> list[str]:
         "use the real storage account in a spec and pool settings meant for Batch"
         for field, url in _emulator_fields(spec, cfg)
     ]
-    return out + _linked_storage(spec, cfg) + secret_warnings(cfg)
+    return out + _linked_storage(spec, cfg) + secret_warnings(cfg) + credential_warnings(cfg)
 
 
 def pool_uploads(

@@ -384,7 +384,15 @@ def test_pool_settings_option_and_its_former_name(tmp_path: Path) -> None:
     spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
     cfg = tmp_path / "pool.yaml"
     cfg.write_text(
-        yaml.safe_dump({"pool_id": "farm", "vm_size": "Standard_X", "batch_account": BATCH_ACCOUNT})
+        yaml.safe_dump(
+            {
+                "pool_id": "farm",
+                "vm_size": "Standard_X",
+                "batch_account": BATCH_ACCOUNT,
+                "identity_resource_id": "/subscriptions/s/resourceGroups/r/providers/"
+                "Microsoft.ManagedIdentity/userAssignedIdentities/render",
+            }
+        )
     )
     new = _pool_json(spec, cfg)
     assert new.returncode == 0, new.stderr
@@ -401,3 +409,17 @@ def test_pool_settings_option_and_its_former_name(tmp_path: Path) -> None:
     assert "--pool-config" not in both.stdout
     helptext = run_cli(["batch", "pool-json", "--help"]).stdout
     assert "--pool-settings" in helptext and "--pool-config" not in helptext
+
+
+def test_pool_without_identity_warns_that_job_prep_cannot_end_the_job(tmp_path: Path) -> None:
+    """pool-json, job-json and submit share batch_warnings: a pool without a managed identity
+    is told that job.json is a bare httpUrl and that job prep cannot terminate the job."""
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(make_spec_doc(URL)))
+    cfg = tmp_path / "pool.yaml"
+    cfg.write_text(yaml.safe_dump({"pool_id": "farm", "batch_account": BATCH_ACCOUNT}))
+    for cmd in ("pool-json", "job-json"):
+        r = run_cli(["batch", cmd, str(spec), "--pool-settings", str(cfg)])
+        assert r.returncode == 0, r.stderr
+        assert "no identity_resource_id" in r.stderr, r.stderr
+        assert "cannot terminate the job" in r.stderr

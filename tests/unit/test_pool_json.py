@@ -24,6 +24,11 @@ APP_ID = (
     f"batchAccounts/{ACCOUNT}/applications/node-agent"
 )
 BATCH_ACCOUNT = {"subscription_id": SUB, "resource_group": RG, "name": ACCOUNT}
+# the pool's managed identity: without one, batch_warnings also says job prep cannot end the job
+IDENTITY = (
+    f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/"
+    "Microsoft.ManagedIdentity/userAssignedIdentities/render"
+)
 
 
 def _spec(url: str = URL) -> JobSpec:
@@ -100,7 +105,12 @@ NODE_CONFIG = {"renderers": ["blender"], "min_free_temp_disk_gb": 20}
 
 
 def test_pool_json_says_what_to_upload_and_where(tmp_path: Path) -> None:
-    settings = {"pool_id": "farm", "batch_account": BATCH_ACCOUNT, "node_config": NODE_CONFIG}
+    settings = {
+        "pool_id": "farm",
+        "batch_account": BATCH_ACCOUNT,
+        "node_config": NODE_CONFIG,
+        "identity_resource_id": IDENTITY,
+    }
     out = tmp_path / "pool-config.json"
     res = _cli(tmp_path, settings, "--node-config-out", str(out))
     assert res.returncode == 0, res.stderr
@@ -146,6 +156,7 @@ def test_every_emulator_url_is_named() -> None:
 
     cfg = BatchPoolSettings.model_validate(
         {
+            "identity_resource_id": IDENTITY,
             "package": {
                 "kind": "resource_file",
                 "url": "http://azurite:10000/devstoreaccount1/p.zip",
@@ -176,14 +187,16 @@ def test_every_emulator_url_is_named() -> None:
     for field in ("package.url", "node_config.mounts[0].account_url", "mounts[0]"):
         assert field in text, field
     assert "storage.account_url" not in text  # the spec's own account is a real one
-    assert batch_warnings(_spec(), BatchPoolSettings()) == []
+    assert batch_warnings(_spec(), BatchPoolSettings(identity_resource_id=IDENTITY)) == []
 
 
 def test_a_storage_account_that_is_not_the_linked_one_is_warned_about() -> None:
     from node_agent.batch.warnings import batch_warnings
 
     linked = {**BATCH_ACCOUNT, "auto_storage_account": "renderlinked"}
-    cfg = BatchPoolSettings.model_validate({"batch_account": linked})
+    cfg = BatchPoolSettings.model_validate(
+        {"batch_account": linked, "identity_resource_id": IDENTITY}
+    )
     [w] = batch_warnings(_spec(), cfg)
     assert "'acct'" in w and "'renderlinked'" in w and "Outputs" in w
     assert batch_warnings(_spec("https://renderlinked.blob.core.windows.net"), cfg) == []
@@ -192,7 +205,12 @@ def test_a_storage_account_that_is_not_the_linked_one_is_warned_about() -> None:
     assert any("blob_access 'auto_storage'" in w for w in batch_warnings(_spec(), auto))
     # no linked account named: nothing to compare with
     assert (
-        batch_warnings(_spec(), BatchPoolSettings.model_validate({"batch_account": BATCH_ACCOUNT}))
+        batch_warnings(
+            _spec(),
+            BatchPoolSettings.model_validate(
+                {"batch_account": BATCH_ACCOUNT, "identity_resource_id": IDENTITY}
+            ),
+        )
         == []
     )
 
