@@ -423,3 +423,15 @@ def test_pool_without_identity_warns_that_job_prep_cannot_end_the_job(tmp_path: 
         assert r.returncode == 0, r.stderr
         assert "no identity_resource_id" in r.stderr, r.stderr
         assert "cannot terminate the job" in r.stderr
+
+
+def test_policies_job_timeout_s_is_the_jobs_max_wall_clock() -> None:
+    doc = make_spec_doc("https://acct.blob.core.windows.net")
+    doc["policies"] = {"job_timeout_s": 5400}
+    job = plan_job(spec_from_data(doc))
+    assert job["constraints"]["maxWallClockTime"] == iso_duration(5400) == "PT1H30M"
+    default = plan_job(spec_from_data(make_spec_doc("https://acct.blob.core.windows.net")))
+    assert default["constraints"]["maxWallClockTime"] != "PT1H30M"
+    doc["policies"] = {"job_timeout_s": 10}
+    with pytest.raises(Exception, match="job_timeout_s"):
+        spec_from_data(doc)
