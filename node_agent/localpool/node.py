@@ -30,6 +30,9 @@ class TaskRun:
     attempt: int = 0
     command_line: str = ""
     cancelled: bool = False  # ended by the pool (its job was terminated), not by itself
+    job: str = ""  # the job it belongs to ('' for the start task): one workdir, many jobs
+    started_at: float = 0.0  # epoch seconds (job report's per-node timeline)
+    ended_at: float = 0.0
 
 
 @dataclass
@@ -95,7 +98,7 @@ class LocalNode:
         env.update(extra_env)
         env["AZ_BATCH_TASK_DIR"] = str(task_dir)
         env["AZ_BATCH_TASK_WORKING_DIR"] = str(wd)
-        t0 = time.monotonic()
+        t0, started_at = time.monotonic(), time.time()
         with (
             open_for_write(task_dir / "stdout.txt") as out,
             open_for_write(task_dir / "stderr.txt") as err,
@@ -114,6 +117,9 @@ class LocalNode:
             attempt,
             command_line,
             state is State.CANCELLED,
+            extra_env.get("AZ_BATCH_JOB_ID", ""),
+            started_at,
+            time.time(),
         )
         self.events.append(run)
         with open_for_write(self.root / "events.jsonl", append=True) as fh:

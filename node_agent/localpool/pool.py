@@ -31,17 +31,25 @@ from node_agent.preflight_storage import check_storage
 from node_agent.spec import JobSpec, load_spec
 
 
-def _maybe_start_azurite(spec: JobSpec, stack: ExitStack, workdir: Path) -> None:
+def _maybe_start_azurite(spec: JobSpec, stack: ExitStack, workdir: Path) -> str | None:
+    """Start Azurite for an emulator spec whose port nothing answers on. Returns what a
+    later 'not found' must add: this Azurite holds only what an earlier one left in its
+    folder, usually nothing, so the user's pushes went elsewhere."""
     url = urlparse(spec.storage.account_url)
     if spec.storage.auth.kind != "emulator" or not is_local_url(spec.storage.account_url):
-        return
+        return None
     port = url.port or 10000
     if port_open(url.hostname or "127.0.0.1", port):
-        return
+        return None
     location = workdir / "azurite"
     location.mkdir(parents=True, exist_ok=True)
     print(f"local pool: starting Azurite on port {port} (data in {location})", flush=True)
     stack.enter_context(AzuriteServer(port=port, location=location))
+    return (
+        f"nothing answered on port {port}, so local run started its own Azurite with the data "
+        f"in {location} (empty unless an earlier run left some): start yours with "
+        "`node-agent azurite start` and push your assets there (docs/local-project.md)"
+    )
 
 
 LOCAL_IDENTITY = (
@@ -134,9 +142,10 @@ def run_local_job(
     (workdir / pool_id).mkdir(parents=True, exist_ok=True)
     t0, since = time.monotonic(), time.time()
     with ExitStack() as stack:
-        _maybe_start_azurite(spec, stack, workdir)
+        started = _maybe_start_azurite(spec, stack, workdir)
         # before any node starts: the upload checked as the nodes will see it (exit 12)
-        spec = check_storage(
+        spec = _check_storage(
+            started,
             spec,
             allow_missing=allow_missing,
             strict=strict,
@@ -173,6 +182,7 @@ def run_local_job(
         out = workdir / pool_id / f"run-{spec.job_id}.json"
         out.write_text(json.dumps(record, indent=2))
         print_report(spec, pool, runs, record, out, since)
+        _end_with_report(workdir, spec.job_id, spec_path)
     if not usable:
         first = unusable[0]
         raise NodeAgentError(
@@ -181,6 +191,27 @@ def run_local_job(
             _as_exit_code(int(first["exit_code"])),
         )
     return result.exit_code
+
+
+def _check_storage(started: str | None, spec: JobSpec, **kwargs: Any) -> JobSpec:
+    """check_storage; when local run started an empty Azurite, a failure says so."""
+    try:
+        return check_storage(spec, **kwargs)
+    except NodeAgentError as e:
+        if started is None:
+            raise
+        raise NodeAgentError(f"{e} ({started})", e.exit_code) from None
+
+
+def _end_with_report(workdir: Path, job_id: str, spec_path: Path) -> None:
+    """The job's HTML report (jobclient.report) and one line per failed task with its
+    reason and stderr.txt; a report that cannot be written never changes the job's result."""
+    from node_agent.jobclient.report import end_of_local_run
+
+    try:
+        end_of_local_run(workdir, job_id, spec_path, say)
+    except (NodeAgentError, OSError, ValueError) as e:
+        say(f"warning: the job report was not written: {e}")
 
 
 def _run_record(

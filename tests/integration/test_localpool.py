@@ -387,3 +387,28 @@ def test_rerun_of_a_job_id_reports_only_its_own_run(
     assert record["frames"] == 3
     nodes = tmp_path / "pool" / "localpool" / "nodes"
     assert sorted(p.name for p in nodes.iterdir()) == record["nodes"] == ["node-1"]
+
+
+def test_local_run_that_started_an_empty_azurite_says_so_when_assets_are_missing(
+    tmp_path: Path,
+) -> None:
+    """Nothing answers on the spec's Azurite port: local run starts its own, empty one, so
+    the pushed assets are not there; the 'not found' names that and what to do instead of
+    leaving the user to guess why storage they pushed to is empty."""
+    from node_agent.azurite import free_port
+
+    port = free_port()
+    doc = make_spec_doc(f"http://127.0.0.1:{port}/devstoreaccount1")
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    res = run_local_pool(spec, tmp_path / "pool", 1, 1)
+    code, out = res.returncode, res.stdout + res.stderr
+    assert code in (4, 5, 12), out
+    assert f"nothing answered on port {port}" in out, out
+    assert "node-agent azurite start" in out
+    assert "Traceback" not in out
+    assert not any(
+        "azurite" in " ".join(p.info["cmdline"] or [])
+        and str(port) in " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline"])
+    ), "the Azurite local run started is still running"
