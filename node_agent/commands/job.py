@@ -156,7 +156,7 @@ def download_cmd(job: str, dest: Path, follow: bool, logs: bool, **kw: Any) -> N
     """JOB's frames ($TaskOutput) into DEST, one flat folder named by the output pattern.
     Files already there and identical are skipped; each file written is checked against the
     blob's Content-MD5 (else its size) before it takes its name."""
-    from node_agent.jobclient.download import download
+    from node_agent.jobclient.download import download, refused_error
 
     def go(r: Redactor) -> int:
         backend = _backend(kw, job, r)
@@ -180,6 +180,8 @@ def download_cmd(job: str, dest: Path, follow: bool, logs: bool, **kw: Any) -> N
             f"{len(stats.skipped)} already there and identical, into {dest}"
             + (f" ({stats.passes} passes)" if follow else "")
         )
+        if stats.refused:
+            raise refused_error(job, stats.refused)
         return 0
 
     run_command(go)

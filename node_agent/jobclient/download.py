@@ -7,6 +7,13 @@ identical (Content-MD5 of the blob, else the size and the hash recorded when thi
 wrote it) is skipped, so a second run, or one after an interruption, fetches only what is
 missing or changed. Each file is written under a temporary name, checked (its MD5 against
 the blob's Content-MD5 when storage has one, else its size) and then renamed into place.
+
+Blob names come from every task's renderer: each goes through safepath (the whole name and
+the file name it gets), and the download's own names (its record, its folder of partial
+files, `logs`) are refused as frame names; a refused blob is named, the others are still
+downloaded, and the command then exits 5. In DEST nothing is followed: `.node-agent-partial/`
+and `logs/...` are walked with lstat (a link there is replaced by a real folder, its target
+untouched) and a frame whose name is a link is written over the link, not through it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +31,13 @@ from typing import Any
 from node_agent.errors import StorageError
 from node_agent.jobclient.outputs import LOG, JobBlobs
 from node_agent.runtime import write_atomic
-from node_agent.safepath import check_component, split_rel
+from node_agent.safepath import ContainmentError, ensure_dirs, rel_problem
 from node_agent.storage.blob import BlobEntry
 
 MANIFEST = ".node-agent-download.json"  # name -> what was written (etag, size, md5, mtime)
 PARTIAL = ".node-agent-partial"  # files being written; renamed into DEST once checked
+LOGS = "logs"  # --logs: DEST/logs/<task>/...
+RESERVED = frozenset({MANIFEST, PARTIAL, LOGS})  # never a frame's name in DEST
 
 
 @dataclass
@@ -37,6 +47,40 @@ class DownloadStats:
     bytes: int = 0
     logs: int = 0
     passes: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # blob name -> why
+
+
+def frame_problem(name: str, blob_name: str) -> str | None:
+    """Why the blob `blob_name` cannot be saved as DEST/`name` (None: it can)."""
+    problem = rel_problem(blob_name)
+    if problem:
+        return f"its name {problem}"
+    problem = rel_problem(name)
+    if problem is None and ("/" in name or "\\" in name):
+        problem = "contains a path separator"
+    if problem:
+        return f"its file name '{name}' {problem}"
+    if name in RESERVED or name.startswith(".node-agent-"):
+        return f"its file name '{name}' is the download's own (reserved in DEST)"
+    return None
+
+
+def refused_error(job: str, refused: dict[str, str]) -> ContainmentError:
+    """Exit 5 naming the blobs a download left out and why (the first few)."""
+    shown = [f"'{b}': {why}" for b, why in sorted(refused.items())[:5]]
+    more = f" (+{len(refused) - 5} more)" if len(refused) > 5 else ""
+    return ContainmentError(
+        f"job {job}: {len(refused)} blob(s) refused, not downloaded (a name that would leave "
+        f"DEST or take the download's own files): " + "; ".join(shown) + more
+    )
+
+
+def _record(doc: Any) -> dict[str, Any]:
+    """The download record as written, else empty (a damaged one is no record: frames are
+    then checked by their bytes)."""
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, dict)}
 
 
 def _md5(path: Path) -> bytes:
@@ -53,22 +97,27 @@ class Downloader:
         self.dest = dest
         self.say = say
         dest.mkdir(parents=True, exist_ok=True)
-        for stale in (dest / PARTIAL).glob("*"):  # what an interrupted run left half-written
-            if stale.is_file() and not stale.is_symlink():
-                stale.unlink()
+        # what an interrupted run left half-written (a link there is replaced, never entered)
+        with os.scandir(self._partial_dir()) as it:
+            for stale in it:
+                if not stale.is_dir(follow_symlinks=False):
+                    os.unlink(stale.path)
         self.manifest_file = dest / MANIFEST
         try:
-            self.manifest: dict[str, Any] = json.loads(self.manifest_file.read_text())
+            self.manifest: dict[str, Any] = _record(json.loads(self.manifest_file.read_text()))
         except (OSError, ValueError):
             self.manifest = {}
+
+    def _partial_dir(self) -> str:
+        return ensure_dirs(self.dest, [PARTIAL], replace_links=True, check_root=False)
 
     def _known(self, name: str, target: Path, blob: BlobEntry) -> bool:
         """Whether `target` already holds this blob's bytes (hashing it only when needed)."""
         try:
-            st = target.stat()
+            st = target.lstat()
         except OSError:
             return False
-        if st.st_size != blob.size:
+        if not stat.S_ISREG(st.st_mode) or st.st_size != blob.size:  # a link is never trusted
             return False
         rec = self.manifest.get(name) or {}
         same_file = rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns
@@ -80,12 +129,17 @@ class Downloader:
         return same_file and rec.get("etag") == blob.etag and rec.get("md5") == _md5(target).hex()
 
     def fetch(self, name: str, blob: BlobEntry, stats: DownloadStats) -> None:
-        check_component(name, f"frame blob '{blob.name}'")
+        problem = frame_problem(name, blob.name)
+        if problem:
+            if blob.name not in stats.refused:
+                self.say(f"refused blob '{blob.name}': {problem}")
+            stats.refused[blob.name] = problem
+            return
         target = self.dest / name
         if self._known(name, target, blob):
             stats.skipped.append(name)
             return
-        partial = self.dest / PARTIAL / name
+        partial = Path(self._partial_dir(), name)
         n = self.blobs.store.download_file(
             self.blobs.container, blob.name, partial, expected_size=blob.size
         )
@@ -116,8 +170,15 @@ class Downloader:
             if logs:
                 for b in self.blobs.logs(listing):
                     task, _, rest = b.name.partition(f"/{LOG}/")
-                    parts = [check_component(task, "task id"), *split_rel(rest, "log blob")]
-                    rel = "/".join(["logs", *parts])
+                    problem = rel_problem(b.name)
+                    if problem is None and ("/" in task or "\\" in task or not rest):
+                        problem = "is not <task>/$TaskLog/<file>"
+                    if problem:
+                        if b.name not in stats.refused:
+                            self.say(f"refused blob '{b.name}': its name {problem}")
+                        stats.refused[b.name] = f"its name {problem}"
+                        continue
+                    rel = "/".join([LOGS, task, *rest.replace("\\", "/").split("/")])
                     before = len(stats.downloaded)
                     self.fetch_log(rel, b, stats)
                     stats.logs += len(stats.downloaded) - before
@@ -130,11 +191,12 @@ class Downloader:
         stats.passes += 1
 
     def fetch_log(self, rel: str, blob: BlobEntry, stats: DownloadStats) -> None:
-        target = self.dest.joinpath(*rel.split("/"))
+        parts = rel.split("/")
+        target = Path(ensure_dirs(self.dest, parts[:-1], replace_links=True, check_root=False))
+        target = target / parts[-1]
         if self._known(rel, target, blob):
             stats.skipped.append(rel)
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
         n = self.blobs.store.download_file(self.blobs.container, blob.name, target)
         st = target.stat()
         self.manifest[rel] = {
