@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from node_agent.conventions import task_log, task_output, task_preview
 from node_agent.errors import StorageError, UploadError
 from node_agent.logs import get_logger
+from node_agent.output_record import Sent, digest
 from node_agent.safepath import ContainmentError, check_component, is_within, rel_problem, split_rel
 from node_agent.storage.retry import DEFAULT_POLICY, RetryPolicy
 
@@ -208,23 +209,38 @@ def open_nofollow(path: Path) -> BinaryIO:
 
 
 def _put(
-    store: BlobStore, fh: BinaryIO, container: str, blob: str, name: str, meta: dict[str, str]
+    store: BlobStore,
+    fh: BinaryIO,
+    container: str,
+    blob: str,
+    name: str,
+    meta: dict[str, str],
+    sent: Sent | None = None,
 ) -> str:
+    """One upload. With `sent`, the blob carries the Content-MD5 of exactly these bytes
+    (hashed from this handle, then rewound) and `sent` gets the size, MD5 and ETag
+    committed: the re-run record (output_record)."""
     from azure.core.exceptions import AzureError
     from azure.storage.blob import ContentSettings
 
+    settings = ContentSettings(content_type=content_type(name))
+    if sent is not None:
+        sent.size, sent.content_md5 = digest(fh)
+        settings.content_md5 = bytearray(sent.content_md5)
     client = store.container(container).get_blob_client(blob)
     try:
-        client.upload_blob(
+        put = client.upload_blob(
             fh,
             overwrite=True,
             metadata=meta,
             max_concurrency=4,
-            content_settings=ContentSettings(content_type=content_type(name)),
+            content_settings=settings,
         )
     except AzureError as e:
         # BlobStore's own mapping: one line, redacted, transient or not
         raise store._err(e, f"uploading '{name}' to '{container}/{blob}'") from None
+    if sent is not None:
+        sent.etag = str(put.get("etag") or "")
     return str(client.url).split("?")[0]
 
 
@@ -237,6 +253,7 @@ def upload_with_retry(
     retry: Retry = DEFAULT_RETRY,
     *,
     name: str | None = None,
+    sent: Sent | None = None,
 ) -> str:
     """Upload under `retry` (the one storage policy; the SDK's own retries are off, see
     storage.blob); UploadError (exit 17) when the retries are spent: the file stays on the
@@ -254,7 +271,7 @@ def upload_with_retry(
     def attempt() -> str:
         try:
             with opener() as fh:
-                return _put(store, fh, container, blob, label, metadata)
+                return _put(store, fh, container, blob, label, metadata, sent)
         except FileNotFoundError:
             raise
         except OSError as e:

@@ -36,6 +36,7 @@ from watchdog.observers import Observer
 
 from node_agent.errors import NodeAgentError, UploadError
 from node_agent.logs import get_logger
+from node_agent.output_record import LEDGER_NAME, Ledger, Sent, write_ledger
 from node_agent.outputs import (
     DEFAULT_RETRY,
     Candidate,
@@ -104,6 +105,7 @@ class ProgressiveUploader:
         retry: Retry = DEFAULT_RETRY,
         on_fatal: Callable[[NodeAgentError], None] | None = None,
         summary_every: int = 10,
+        ledger: Ledger | None = None,
     ) -> None:
         self._factory = store if callable(store) else None
         self._store = None if callable(store) else store
@@ -116,6 +118,8 @@ class ProgressiveUploader:
         self.refused: dict[str, str] = {}  # never uploaded: unsafe name, link out, ...
         self._blob_of: dict[str, str] = {}  # blob name -> the file uploaded there
         self.summary_every = max(summary_every, 1)
+        # the re-run record (output_record): rewritten after each frame upload
+        self.ledger = ledger
         self.count = 0  # uploads done (a file re-uploaded after a change counts again)
         self.bytes = 0
         self.seconds = 0.0  # time spent uploading (not waiting for the renderer)
@@ -212,6 +216,7 @@ class ProgressiveUploader:
         frame = frame_number(rel.replace("\\", "/").rsplit("/", 1)[-1])
         meta = dict(self.metadata, **({"frame": str(frame)} if frame is not None else {}))
         t0 = time.monotonic()
+        sent = Sent()
         try:
             url = upload_with_retry(
                 self.store,
@@ -221,6 +226,7 @@ class ProgressiveUploader:
                 meta,
                 self.retry,
                 name=rel,
+                sent=sent,  # Content-MD5 of the bytes sent, ETag committed: the ledger
             )
         except FileNotFoundError:
             return  # removed by the renderer meanwhile: not an output any more
@@ -230,6 +236,7 @@ class ProgressiveUploader:
                 self.failed[rel] = str(e)
             return
         seconds = time.monotonic() - t0
+        self._record(blob, sent)
         with self._lock:
             self.failed.pop(rel, None)
             self.uploaded[rel] = Uploaded(
@@ -249,6 +256,18 @@ class ProgressiveUploader:
         )
         if self.count % self.summary_every == 0:
             self._summary()
+
+    def _record(self, blob: str, sent: Sent) -> None:
+        """Rewrite the task's ledger with this frame; a failure only costs a re-render."""
+        if self.ledger is None:
+            return
+        self.ledger.add(blob, sent)
+        try:
+            write_ledger(
+                self.store, self.layout.container, self.layout.log(LEDGER_NAME), self.ledger
+            )
+        except NodeAgentError as e:
+            log.warning("re-run ledger not written (a re-run renders this frame again): %s", e)
 
     def _summary(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ the outcome (the summary last, so it never points at a blob that is not there).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,9 @@ from node_agent.conventions import job_container
 from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError, UsageError
 from node_agent.frames import parse_frames
 from node_agent.mounts.manager import map_drives_before_task
+from node_agent.output_record import Ledger, Stored
 from node_agent.outputs import Layout, open_source, upload_logs, upload_preview
+from node_agent.phases import render_rerun
 from node_agent.phases.render_env import renderer_env, show_env
 from node_agent.phases.render_result import missing_frames, summary_doc, verdict
 from node_agent.renderers import CommandContext, Launch, build_launch
@@ -118,6 +121,14 @@ class Prepared:
     meta: dict[str, str]
     retry: RetryPolicy
     agent_started: float
+    # a re-run: frames an earlier run of this task already stored whole (render_rerun)
+    skipped: dict[int, Stored] = field(default_factory=dict)
+    store: BlobStore | None = None  # made early when storage was read before the render
+    ledger: Ledger | None = None  # what the uploader records for a later re-run
+
+    @property
+    def nothing_to_render(self) -> bool:
+        return bool(self.skipped) and not self.launch.expected
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ class Executed:
 def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> int:
     """Prepare the command, execute the renderer (frames uploaded as they appear), publish
     the verdict, summary and logs. Raises the task's exit class (first real cause)."""
-    prepared = prepare(phase, frames_text, spec_path)
+    prepared = prepare(phase, frames_text, spec_path, read_storage=not dry)
     if dry:
         return dry_run(phase, prepared.launch, prepared.env, phase.node.is_windows)
     return publish(phase, prepared, execute(phase, prepared))
@@ -153,8 +164,12 @@ def _load_spec(phase: Phase, spec_path: Path | None) -> JobSpec:
     return spec
 
 
-def prepare(phase: Phase, frames_text: str, spec_path: Path | None) -> Prepared:
-    """The spec, the frames, the renderer's command and environment, where outputs go."""
+def prepare(
+    phase: Phase, frames_text: str, spec_path: Path | None, read_storage: bool = True
+) -> Prepared:
+    """The spec, the frames, the renderer's command and environment, where outputs go.
+    With `read_storage`, frames an earlier run of this task stored whole are left out of
+    the command (render_rerun); a dry run does not read storage."""
     agent_started = process_started_at()
     node = phase.node
     # Windows: drive mappings do not survive between tasks; map the pool's Azure Files again.
@@ -176,8 +191,8 @@ def prepare(phase: Phase, frames_text: str, spec_path: Path | None) -> Prepared:
         task_id=str(node.task_id),
         windows=node.is_windows,
     )
-    launch = build_launch(spec.render, ctx, {**phase.env, **spec.render.env})
-    env = renderer_env(phase, spec, launch.env)
+    launch_env = {**phase.env, **spec.render.env}
+    launch = build_launch(spec.render, ctx, launch_env)
     layout = Layout(
         spec.render.output.container or job_container(str(node.job_id)),
         str(node.task_id),
@@ -185,11 +200,41 @@ def prepare(phase: Phase, frames_text: str, spec_path: Path | None) -> Prepared:
     )
     meta = {"job": str(node.job_id), "task": str(node.task_id), "node": node.node_id}
     retry = policy(spec.policies)
-    return Prepared(spec, frames, launch, env, out_dir, layout, meta, retry, agent_started)
+    skipped: dict[int, Stored] = {}
+    store = None
+    spec_bytes = (spec_path or node.job_spec_path()).read_bytes()
+    ledger = Ledger(str(node.job_id), str(node.task_id), hashlib.sha256(spec_bytes).hexdigest())
+    if read_storage:  # a re-run renders only the frames not in storage (render_rerun)
+        store = _store_factory(phase, spec)()
+        launch, skipped = render_rerun.narrow(
+            phase.log, store, spec.render, ctx, launch, launch_env, layout, ledger, retry
+        )
+    env = renderer_env(phase, spec, launch.env)
+    return Prepared(
+        spec,
+        frames,
+        launch,
+        env,
+        out_dir,
+        layout,
+        meta,
+        retry,
+        agent_started,
+        skipped,
+        store,
+        ledger,
+    )
 
 
-def _store_factory(phase: Phase, spec: JobSpec) -> Callable[[], BlobStore]:
-    def make_store() -> BlobStore:  # in the uploader's thread, while the renderer starts
+def _store_factory(
+    phase: Phase, spec: JobSpec, made: BlobStore | None = None
+) -> Callable[[], BlobStore]:
+    """The uploader's store, made in its thread while the renderer starts (or the one the
+    task made to read storage first): the uploader then creates the output container."""
+
+    def make_store() -> BlobStore:
+        if made is not None:
+            return made
         from node_agent.storage import BlobStore
 
         return BlobStore(spec.storage, phase.redactor, phase.env, retry=policy(spec.policies))
@@ -233,15 +278,17 @@ def execute(phase: Phase, p: Prepared) -> Executed:
     start_error = ""
     with _Sigterm() as cancel:
         uploader = ProgressiveUploader(
-            _store_factory(phase, p.spec),
+            _store_factory(phase, p.spec, p.store),
             p.layout,
             p.out_dir,
             p.meta,
             retry=p.retry,
             on_fatal=lambda e: cancel.set(),
+            ledger=p.ledger,
         ).start()
         try:
-            result = supervise(p.launch.argv, _options(phase, p, monitor, times, cancel))
+            if not p.nothing_to_render:
+                result = supervise(p.launch.argv, _options(phase, p, monitor, times, cancel))
         except OSError as e:
             start_error = f"cannot start '{p.launch.argv[0]}': {e.strerror or e}"
     times["renderer_ended_at"] = time.time()
@@ -272,6 +319,14 @@ def publish(phase: Phase, p: Prepared, x: Executed) -> int:
     code, reason = verdict(
         x.result, failure, missing, p.launch.expected, upload_error, not_uploaded, x.start_error
     )
+    if p.nothing_to_render and upload_error is None and not not_uploaded:
+        code, reason = (
+            ExitCode.OK,
+            (
+                f"all {len(p.frames)} frame(s) already in storage from an earlier run of this "
+                "task; nothing rendered"
+            ),
+        )
     summary_path = _write_summary(phase, p, x, code, reason, outputs, not_uploaded)
     phase.log.info(
         "task %s: %s; %d output file(s) uploaded to %s",
@@ -331,6 +386,7 @@ def _write_summary(
         times=x.times,
         preview=preview,
         not_uploaded=not_uploaded,
+        skipped=p.skipped,
     )
     summary_path = phase.node.task_dir / "summary.json"
     write_atomic(summary_path, phase.redactor(json.dumps(summary, indent=2)).encode())

@@ -10,6 +10,7 @@ from node_agent.batchenv import BatchNode
 from node_agent.classify import Finding, OutputMonitor
 from node_agent.errors import ExitCode, UploadError
 from node_agent.frames import format_frames
+from node_agent.output_record import Stored
 from node_agent.supervise import RunResult
 from node_agent.watcher import Uploaded
 
@@ -129,9 +130,12 @@ def summary_doc(
     times: dict[str, float],
     preview: str | None,
     not_uploaded: dict[str, str] | None = None,
+    skipped: dict[int, Stored] | None = None,
 ) -> dict[str, Any]:
     """`outputs` is exactly what this task put in storage; `not_uploaded` the files that
-    were refused or failed (file -> why)."""
+    were refused or failed (file -> why); `skipped` the frames an earlier run of this task
+    had already stored whole, not rendered again (phases/render_rerun)."""
+    skipped = skipped or {}
     last_closed = max((u.stamp[1] / 1e9 for u in outputs), default=0.0)
     started = times.get("renderer_started_at")
     overhead: dict[str, float | None] = {
@@ -145,7 +149,8 @@ def summary_doc(
         "task": node.task_id,
         "node": node.node_id,
         "frames": format_frames(frames),
-        "command": command,
+        "rendered_frames": format_frames([f for f in frames if f not in skipped]),
+        "command": command if len(skipped) < len(frames) else [],
         "exit_class": code.name.lower(),
         "exit_code": int(code),
         "reason": reason,
@@ -171,6 +176,9 @@ def summary_doc(
             for u in outputs
         ],
         "not_uploaded": [{"file": f, "reason": r} for f, r in (not_uploaded or {}).items()],
+        "skipped": [
+            {"frame": f, "blob": s.blob, "bytes": s.size} for f, s in sorted(skipped.items())
+        ],
         "preview": preview,
         "finished_at": _iso(time.time()),
     }

@@ -72,6 +72,7 @@ RENDERER = Renderer(
     },
     progress=(ProgressPattern(r"(?i)(?P<percent>\d+(?:\.\d+)?)\s*% done"),),
     licenses=("arnold",),
+    frame_list=True,
     path_remap="an ARNOLD_PATHMAP file (remap.arnold_pathmap)",
     scan_dependencies=arnold_scan.scan,
 )

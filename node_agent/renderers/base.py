@@ -222,6 +222,11 @@ class Renderer:
     # options -> licences; `licenses` is then what the default options need
     options_licenses: Callable[[Mapping[str, object]], tuple[str, ...]] | None = None
     path_remap: str = ""  # how render.path_map reaches the renderer (node_agent.remap)
+    # True: the renderer takes any frame list (Blender -f 1,3,4; kick one frame; V-Ray
+    # -frames=1;3-4), so a re-run renders exactly the frames not yet in storage; False: a
+    # start/end/step range only (Maya, 3ds Max): a re-run skips frames only when the rest is
+    # still a range (phases/render_rerun.py)
+    frame_list: bool = False
     scan_dependencies: DependencyScanner | None = None  # preflight hook (issue 13)
     # the scene file's own frame range (start, end, step), where a reader knows it: an
     # omitted render.frames becomes it, a range outside it is a warning (issue 13)

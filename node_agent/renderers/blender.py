@@ -66,6 +66,7 @@ RENDERER = Renderer(
     },
     progress=(ProgressPattern(r"Fra:\s*(?P<frame>\d+).*?Sample (?P<done>\d+)/(?P<total>\d+)"),),
     saved=r"^Saved: '(.+)'",
+    frame_list=True,
     path_remap="a -P script run after the scene loads (remap.blender_script)",
     scan_dependencies=blender_scan.scan,
     scene_frames=blender_scan.frame_range,

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Stand-in for V-Ray standalone `vray` (tests only; not V-Ray).
 
-Accepts `vray -sceneFile=<f> -frames=<a-b> -imgFile=<dir/stem.ext> -display=0 ...` and
-writes `<stem>.<NNNN>.<ext>` like V-Ray. See _common.py for STANDIN_MODE.
+Accepts `vray -sceneFile=<f> -frames=<list> -imgFile=<dir/stem.ext> -display=0 ...` and
+writes `<stem>.<NNNN>.<ext>` like V-Ray. The list is V-Ray's `b0[-e0[,s0]]{;bn[-en[,sn]]}`. See _common.py for STANDIN_MODE.
 """
 
 import sys
@@ -15,9 +15,10 @@ argv = sys.argv[1:]
 img = Path(colon(argv, "-imgFile", "=") or "out.png")
 text = colon(argv, "-frames", "=") or "1"
 frames: list[int] = []
-for part in text.replace(";", ",").split(","):
-    a, _, b = part.partition("-")
-    frames += list(range(int(a), int(b or a) + 1))
+for part in text.split(";"):
+    span, _, step = part.partition(",")
+    a, _, b = span.partition("-")
+    frames += list(range(int(a), int(b or a) + 1, int(step or 1)))
 sys.exit(
     run(
         [(f, img.with_name(f"{img.stem}.{f:04d}{img.suffix}")) for f in frames],

@@ -398,3 +398,14 @@ def test_pool_licenses_per_renderer_and_option(
 def test_3dsmax_refuses_an_unknown_renderer_option() -> None:
     with pytest.raises(SpecError, match="render.options.renderer"):
         _launch("3dsmax", False, scene="s.max", options={"renderer": "redshift"})
+
+
+@pytest.mark.parametrize(
+    ("frames", "text"),
+    [([1, 2, 3], "1-3"), ([1, 3, 5], "1-5,2"), ([1, 2, 5, 9, 11, 13], "1-2;5;9-13,2"), ([7], "7")],
+)
+def test_vray_takes_any_frame_list_in_its_own_syntax(frames: list[int], text: str) -> None:
+    # -frames=b0[-e0[,s0]]{;bn[-en[,sn]]} (vray -help): a re-run's leftover frames need no range
+    ln = _launch("vray", False, frames, scene="s.vrscene")
+    assert f"-frames={text}" in ln.argv
+    assert sorted(ln.expected) == frames
