@@ -332,9 +332,14 @@ def start_task(
 
 def licenses_for(spec: JobSpec | None) -> list[str]:
     """The pay-per-use licenses (the pool's applicationLicenses) the spec's renderer needs:
-    its registry entry's `licenses` (Maya's include Arnold, its renderer on the images)."""
-    descriptor = renderers.get(spec.render.renderer) if spec is not None else None
-    return sorted(set(descriptor.licenses)) if descriptor is not None else []
+    its registry entry's `licenses_for` the render options (Maya + V-Ray is [maya, vray],
+    Maya Software [maya]: the BatchExplorer-data pool templates)."""
+    if spec is None:
+        return []
+    descriptor = renderers.get(spec.render.renderer)
+    if descriptor is None:
+        return []
+    return sorted(set(descriptor.licenses_for(spec.render.options)))
 
 
 def application_reference(cfg: BatchPoolSettings) -> str:

@@ -213,6 +213,13 @@ def test_application_licenses_only_when_asked_and_only_for_licensed_renderers() 
     assert "applicationLicenses" not in pool_json(
         acct.model_copy(update={"application_licenses": True}), _spec()
     )
+    # the pool asks for the licences of the renderer the options choose (BatchExplorer-data
+    # pool templates): Maya with V-Ray is [maya, vray], Maya Software [maya]
+    on = acct.model_copy(update={"application_licenses": True})
+    vray = _spec(renderer="maya", options={"renderer": "vray"})
+    assert pool_json(on, vray)["applicationLicenses"] == ["maya", "vray"]
+    sw = _spec(renderer="maya", options={"renderer": "sw"})
+    assert pool_json(on, sw)["applicationLicenses"] == ["maya"]
 
 
 @pytest.mark.parametrize("os_name", ["linux", "windows"])
