@@ -317,7 +317,15 @@ def publish(phase: Phase, p: Prepared, x: Executed) -> int:
     not_uploaded = x.uploader.problems()
     failure = x.monitor.failure()
     code, reason = verdict(
-        x.result, failure, missing, p.launch.expected, upload_error, not_uploaded, x.start_error
+        x.result,
+        failure,
+        missing,
+        p.launch.expected,
+        upload_error,
+        not_uploaded,
+        x.start_error,
+        timeout_s=p.spec.render.timeout_s,
+        stall_s=p.spec.render.stall_timeout_s,
     )
     if p.nothing_to_render and upload_error is None and not not_uploaded:
         code, reason = (

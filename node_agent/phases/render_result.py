@@ -53,17 +53,32 @@ def _crash_code(rc: int) -> int | None:
     return None
 
 
+def _limit(name: str, value: float | None) -> str:
+    """A limit named with its value, as every limit-based failure says it."""
+    return f"{name} ({value:g} s)" if value is not None else name
+
+
 def classify(
-    result: RunResult | None, finding: Finding | None, missing: list[int], start_error: str = ""
+    result: RunResult | None,
+    finding: Finding | None,
+    missing: list[int],
+    start_error: str = "",
+    *,
+    timeout_s: float | None = None,
+    stall_s: float | None = None,
 ) -> tuple[ExitCode, str]:
     if result is None:
         return ExitCode.RENDER_FAILED, start_error or "renderer did not start"
     if result.timed_out:
-        return ExitCode.TIMEOUT, "renderer exceeded render.timeout_s and was killed"
+        return (
+            ExitCode.TIMEOUT,
+            f"renderer exceeded {_limit('render.timeout_s', timeout_s)} and was killed",
+        )
     if result.stalled:
         return (
             ExitCode.TIMEOUT,
-            "renderer made no progress for render.stall_timeout_s and was killed",
+            f"renderer made no progress for {_limit('render.stall_timeout_s', stall_s)} "
+            "and was killed",
         )
     if result.cancelled:
         return (
@@ -95,6 +110,9 @@ def verdict(
     upload_error: UploadError | None,
     not_uploaded: dict[str, str],
     start_error: str = "",
+    *,
+    timeout_s: float | None = None,
+    stall_s: float | None = None,
 ) -> tuple[ExitCode, str]:
     """The exit class naming the first real cause. `missing`: expected frames not in storage;
     those the renderer wrote but whose upload failed or was refused do not make the renderer's
@@ -102,7 +120,9 @@ def verdict(
     failed and the renderer did its part (or only left frames unwritten), it is 17."""
     failed = {_key(rel) for rel in not_uploaded}
     unwritten = [f for f in missing if _key(expected[f]) not in failed]
-    code, reason = classify(result, finding, unwritten, start_error)
+    code, reason = classify(
+        result, finding, unwritten, start_error, timeout_s=timeout_s, stall_s=stall_s
+    )
     if upload_error is not None and code in (ExitCode.OK, ExitCode.MISSING_FRAMES):
         reason = str(upload_error)
         if unwritten:

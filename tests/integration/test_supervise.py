@@ -120,7 +120,7 @@ def test_stall_timeout_ends_a_silent_renderer_exit_16_and_logs_uploaded(
     assert t.run("1", timeout=300) == 16, t.stderr()
     pids = json.loads((tmp_path / "pids.json").read_text())
     assert _wait_gone([pids["renderer"], pids["grandchild"]], 30)
-    assert "no progress for render.stall_timeout_s" in t.summary()["reason"]
+    assert "no progress for render.stall_timeout_s (3 s)" in t.summary()["reason"]
     log = store.read_blob(t.container, "task-1/$TaskLog/renderer.log").decode()
     assert "never finishes" in log
     summary = json.loads(store.read_blob(t.container, "task-1/$TaskLog/summary.json"))

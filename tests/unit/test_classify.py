@@ -83,3 +83,30 @@ def _result(rc: int | None, **kw: bool) -> RunResult:
     return RunResult(
         rc, sig, wall_s=1, cpu_s=1, peak_rss=1, log_truncated=False, started_at=0, **flags
     )
+
+
+@pytest.mark.parametrize(
+    ("timed_out", "stalled", "expected"),
+    [
+        (True, False, "renderer exceeded render.timeout_s (5400 s) and was killed"),
+        (False, True, "no progress for render.stall_timeout_s (900 s) and was killed"),
+    ],
+)
+def test_a_limit_based_failure_names_the_limits_value(
+    timed_out: bool, stalled: bool, expected: str
+) -> None:
+    result = RunResult(
+        returncode=None,
+        signal=9,
+        timed_out=timed_out,
+        stalled=stalled,
+        cancelled=False,
+        wall_s=1.0,
+        cpu_s=0.0,
+        peak_rss=0,
+        log_truncated=False,
+        started_at=0.0,
+    )
+    code, reason = classify(result, None, [], timeout_s=5400, stall_s=900)
+    assert code == ExitCode.TIMEOUT
+    assert expected in reason
