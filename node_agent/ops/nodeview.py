@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +48,22 @@ class TaskRecord:
     task_dir: Path
 
 
+SUMMARY_MAX = 4 * 2**20  # a render summary is a few KiB; more is not one
+
+
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file a task could write: opened without following a link or
+    blocking (a FIFO), bounded; anything else is {} (unknown)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            doc = json.loads(fh.read(SUMMARY_MAX + 1).decode("utf-8"))
     except (OSError, ValueError):
         return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def task_records(node: BatchNode) -> list[TaskRecord]:

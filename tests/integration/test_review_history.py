@@ -108,3 +108,22 @@ def test_a_fifo_at_the_history_file_blocks_neither_a_phase_nor_status(tmp_path: 
     r = run_agent(["start-task"], node_env(root), timeout=60)
     assert r.returncode == 0, r.stderr
     assert history.is_file() and not history.is_symlink()
+
+
+def test_task_summaries_of_the_wrong_shape_or_a_fifo_do_not_break_status(tmp_path: Path) -> None:
+    """A render task's folder is the renderer's to write: its summary.json a JSON list, or a
+    FIFO, is a task with unknown results, not a crash or a hang of `status`."""
+    root = tmp_path / "node"
+    assert run_agent(["start-task"], node_env(root)).returncode == 0
+    job = root / "workitems" / "j" / "job-1"
+    (job / "t-list").mkdir(parents=True)
+    (job / "t-list" / "summary.json").write_text("[1, 2]")
+    (job / "t-fifo").mkdir()
+    os.mkfifo(job / "t-fifo" / "summary.json")
+    (job / "t-ok").mkdir()
+    (job / "t-ok" / "summary.json").write_text('{"job": "j", "task": "t-ok", "exit_code": 0}')
+    for args in (["status", "--root", str(root)], ["status", "--root", str(root), "--json"]):
+        r = run_agent(args, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+    tasks = json.loads(r.stdout)["tasks"]
+    assert sorted(t["task"] for t in tasks) == ["t-fifo", "t-list", "t-ok"]
