@@ -11,6 +11,7 @@ from node_agent.conventions import job_container
 from node_agent.errors import ExitCode
 from node_agent.localpool.node import LocalNode, TaskRun
 from node_agent.spec import JobSpec
+from node_agent.sync.progress import format_bytes
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -136,8 +137,8 @@ def print_report(
         ),
         *([("tasks cancelled", ", ".join(cancelled))] if cancelled else []),
         *[(f"time in {k}", f"{v:.1f}s (summed over nodes/slots)") for k, v in phase_s.items()],
-        ("bytes synced", f"{stats['bytes_synced'] / 1e6:.2f} MB"),
-        ("bytes uploaded", f"{stats['bytes_uploaded'] / 1e6:.2f} MB"),
+        ("bytes synced", format_bytes(stats["bytes_synced"])),
+        ("bytes uploaded", format_bytes(stats["bytes_uploaded"])),
         ("outputs", f"{spec.storage.account_url}/{container}/<task>/$TaskOutput/"),
         ("logs", f"{spec.storage.account_url}/{container}/<task>/$TaskLog/"),
         ("wall time", f"{record['total_s']:.1f}s"),

@@ -381,9 +381,14 @@ def test_rerun_of_a_job_id_reports_only_its_own_run(
     assert "frames rendered         4 of 4" in out
     doc["render"]["frames"] = "1-3"  # type: ignore[index]
     doc["render"]["frames_per_task"] = 3  # type: ignore[index]
+    # one small asset changed: the re-sync moves exactly it, and the summary says how much
+    # in a unit that shows it (it said 'bytes synced 0.00 MB')
+    (tmp_path / "src" / "spin.blend").write_bytes(b"y" * 1500)
+    store.upload_file(tmp_path / "src" / "spin.blend", "assets", "rerun/spin.blend")
     code, record, out = _run_pool(tmp_path, doc, nodes=1)
     assert code == 0, out
     assert "frames rendered         3 of 3" in out, out
+    assert "bytes synced            1.5 kB" in out, out
     assert record["frames"] == 3
     nodes = tmp_path / "pool" / "localpool" / "nodes"
     assert sorted(p.name for p in nodes.iterdir()) == record["nodes"] == ["node-1"]
