@@ -9,6 +9,12 @@ fetched, and ratios to rclone. Writes JSON under bench/results/.
     make bench-sync                     # defaults: dataset a (10,000 x 20 KB) and b (16 x 64 MB)
     python bench/bench_sync.py --files-a 2000 --reps 3 --datasets a
 
+`node_agent@base` is `node-agent sync` from another checkout (--base-home), alternated with
+`node_agent` in every scenario, for before/after figures in the same run:
+
+    python bench/bench_sync.py --datasets b --reps 3 \
+        --tools node_agent,node_agent@base,rclone --base-home /tmp/base-checkout
+
 `job_prep` is a whole `node-agent job-prep` on a local node: the sync into the job's
 hard-link view plus presenting it to tasks isolated from the cache (an overlay mount or
 a copy, --isolation). `job_prep@base` runs the same from another checkout (--base-home),
@@ -172,7 +178,7 @@ class Bench:
     def cmd(
         self, tool: str, prefix: str, dest: Path, cache: Path, extra: list[str] | None = None
     ) -> list[str]:
-        if tool == "node_agent":
+        if tool in ("node_agent", "node_agent@base"):
             return [
                 PY,
                 "-m",
@@ -299,6 +305,8 @@ class Bench:
                     )
                     home = tool.endswith("@base") and self.args.base_home
                     wall, cpu, out = timed(cmd, env, Path(home) if home else REPO)
+                elif tool.endswith("@base") and self.args.base_home:
+                    wall, cpu, out = timed(cmd, cwd=Path(self.args.base_home))
                 else:
                     wall, cpu, out = timed(cmd)
                 if rep >= self.args.warmup:
@@ -409,10 +417,13 @@ def main() -> None:
     ap.add_argument(
         "--tools",
         default="node_agent,rclone,sdk_loop",
-        help="comma list: node_agent (node-agent sync), rclone, sdk_loop, job_prep "
-        "(a whole job prep, view isolation included), job_prep@base (the same, --base-home)",
+        help="comma list: node_agent (node-agent sync), node_agent@base (the same from "
+        "--base-home), rclone, sdk_loop, job_prep (a whole job prep, view isolation "
+        "included), job_prep@base (the same, --base-home)",
     )
-    ap.add_argument("--base-home", default="", help="another checkout, for job_prep@base")
+    ap.add_argument(
+        "--base-home", default="", help="another checkout, for node_agent@base and job_prep@base"
+    )
     ap.add_argument(
         "--isolation", default="", help="NODE_AGENT_VIEW_ISOLATION for job_prep: overlay|copy"
     )

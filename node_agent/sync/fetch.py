@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,7 @@ from node_agent.storage.rest import Listed, RestClient
 from node_agent.storage.rest import VersionChanged as _Changed
 from node_agent.storage.retry import DEFAULT_BUDGET_S, policy
 from node_agent.sync.access import Access
+from node_agent.sync.bodies import Buffers, Hashes, discard, open_get, read_part
 
 if TYPE_CHECKING:
     from node_agent.storage.blob import BlobStore
@@ -46,8 +48,11 @@ RETRY_S = DEFAULT_BUDGET_S  # policies.storage_retry_s when the caller gives non
 # the per-request cost is the server's as much as ours (AzCopy also uses 8 MB or more).
 PART_SIZE = 16 * 1024 * 1024
 WINDOW = 4  # parts in flight per big blob
-PARTS_IN_MEMORY = 16  # parts fetched but not yet written, over all blobs of a Fetcher
+PARTS_IN_MEMORY = 16  # parts fetched but not yet hashed, over all blobs of a Fetcher
 _CHUNK = 1024 * 1024
+# Blobs above this come through reused part buffers (sync/bodies.py), ranged above PART_SIZE;
+# smaller ones whole, as one `bytes`.
+SMALL = _CHUNK
 
 log = get_logger("sync")
 
@@ -104,11 +109,13 @@ class Fetcher:
         )
         self.ranges = ThreadPoolExecutor(max(4, connections // 2), thread_name_prefix="range")
         self.parts = threading.BoundedSemaphore(PARTS_IN_MEMORY)
+        self.buffers = Buffers()  # one per permit at most
         self.changes = 0  # blobs fetched again because they changed during the sync
         self._changes_lock = threading.Lock()
 
     def close(self) -> None:
         self.ranges.shutdown(wait=True)
+        self.buffers.clear()
         self.rest.close()
 
     @property
@@ -161,7 +168,7 @@ class Fetcher:
         pin = _Pin(etag, size)
         if self.sas is None:
             got = _hash_file(tmp, self._sdk_download(name, size, tmp, what, pin))
-        elif size > PART_SIZE:
+        elif size > min(SMALL, PART_SIZE):
             got = self._ranged(name, size, tmp, what, pin, want_md5=md5 is not None)
         else:
             data = self._get(name, None, what, pin)
@@ -225,20 +232,28 @@ class Fetcher:
     def _ranged(
         self, name: str, size: int, tmp: Path, what: str, pin: _Pin, *, want_md5: bool
     ) -> Fetched:
-        """Parallel ranges, hashed and written in order as they arrive (WINDOW parts ahead per
-        blob; a semaphore keeps the parts held in memory bounded over all blobs)."""
-        sha, md5 = hashlib.sha256(), hashlib.md5() if want_md5 else None
+        """Parts of PART_SIZE (one whole GET when the blob fits in one), WINDOW ahead per blob,
+        each read by a range thread into a reused buffer, then hashed and written here in
+        blob order (a semaphore bounds the buffers out over all blobs)."""
+        hashes = Hashes(want_md5)
         starts = list(range(0, size, PART_SIZE))
+        ranged = len(starts) > 1
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666
+        )
 
-        def part(start: int) -> bytes:
+        def part(start: int) -> tuple[bytearray, int]:
             end = min(size, start + PART_SIZE) - 1
-            data = self._get(name, (start, end), what, pin)
-            if len(data) != end - start + 1:
-                raise StorageError(f"{what}: short range {start}-{end}")
-            return data
+            buf = self.buffers.take(end - start + 1)
+            try:
+                self._get_part(name, (start, end) if ranged else None, what, pin, buf)
+            except BaseException:
+                self.buffers.give(buf)
+                raise
+            return buf, end - start + 1
 
-        futures: list[Future[bytes]] = []
-        held = 0  # permits this blob holds: one per submitted, not yet written part
+        futures: list[Future[tuple[bytearray, int]]] = []
+        held = 0  # permits this blob holds: one per submitted, not yet hashed part
 
         def submit(block: bool) -> bool:
             # Blocks only when this blob holds no permit (nothing of it in flight), so blobs
@@ -250,28 +265,62 @@ class Fetcher:
             futures.append(self.ranges.submit(part, starts[len(futures)]))
             return True
 
-        with open(tmp, "wb") as fh:
-            try:
-                for i in range(len(starts)):
-                    if i >= len(futures):
-                        submit(block=True)
-                    while len(futures) < i + WINDOW and submit(block=False):
-                        pass
-                    data = futures[i].result()
-                    sha.update(data)
-                    if md5 is not None:
-                        md5.update(data)
-                    fh.write(data)
-                    del data
+        hashed = 0
+        try:
+            for i in range(len(starts)):
+                if i >= len(futures):
+                    submit(block=True)
+                while len(futures) < i + WINDOW and submit(block=False):
+                    pass
+                buf, n = futures[i].result()
+                hashed = i + 1
+                try:
+                    hashes.update_and_write(memoryview(buf)[:n], fd)
+                finally:
+                    self.buffers.give(buf)
                     self.parts.release()
                     held -= 1
-            finally:
-                for f in futures:
-                    f.cancel()
-                for _ in range(held):
-                    self.parts.release()
-        md5_bytes = md5.digest() if md5 is not None else b""
-        return Fetched(size, sha.hexdigest(), md5_bytes, pin.etag or "")
+        finally:
+            for f in futures[hashed:]:
+                f.cancel()
+            for f in futures[hashed:]:  # wait for the parts in flight: their buffers come back
+                if not f.cancelled() and f.exception() is None:
+                    self.buffers.give(f.result()[0])
+            for _ in range(held):
+                self.parts.release()
+            os.close(fd)
+        return Fetched(size, hashes.sha.hexdigest(), hashes.md5_digest(), pin.etag or "")
+
+    def _get_part(
+        self,
+        name: str,
+        rng: tuple[int, int] | None,
+        what: str,
+        pin: _Pin,
+        buf: bytearray,
+    ) -> None:
+        """One part (or the whole blob) into `buf`: a plain GET read straight into the buffer;
+        on any trouble, RestClient.request's retried path."""
+        start, end = rng if rng else (0, pin.size - 1)
+        view = memoryview(buf)[: end - start + 1]
+        headers = {"x-ms-range": f"bytes={start}-{end}"} if rng else {}
+        headers.update(pin.headers())
+        r = open_get(self.rest, self.rest.url(name), headers)
+        if r is not None and r.headers.get("Content-Length") != str(len(view)):
+            discard(r)  # not the bytes asked for (a range not honoured): the checked path
+            r = None
+        if r is not None:
+            try:
+                pin.check(r)
+            except BaseException:
+                discard(r)
+                raise
+            if read_part(r, view):
+                return
+        data = self._get(name, rng, what, pin)  # retried, with the lean path's errors
+        if len(data) != len(view):
+            raise StorageError(f"{what}: short range {start}-{end}")
+        view[:] = data
 
     # --- managed identity: the SDK --------------------------------------------
     def _sdk_download(self, name: str, size: int, tmp: Path, what: str, pin: _Pin) -> str:
