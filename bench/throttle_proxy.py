@@ -19,6 +19,7 @@ that took (the client's retries, seen from the server side).
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 import time
 import uuid
@@ -72,6 +73,11 @@ class NodeStats:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # a herd of nodes connects at once
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A node that exits drops its kept-alive connections: not an error of the proxy."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class ThrottleProxy:
