@@ -46,6 +46,7 @@ BATCH_API_VERSION = "2025-06-01"
 # azure-batch 15.1's content type for this body (_operations.py, terminate_job)
 CONTENT_TYPE = "application/json; odata=minimalmetadata"
 REASON_MAX = 256
+ANSWER_MAX = 2**20  # an IMDS token answer is a few KiB, a Batch error body less
 ATTEMPTS = 3
 TIMEOUT_S = 10.0
 
@@ -68,16 +69,38 @@ def terminate_reason(node_id: str, code: int, message: str, what: str = "job pre
     return text if len(text) <= REASON_MAX else text[: REASON_MAX - 3] + "..."
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is the answer, never followed: urllib would follow a 302/303 of the POST
+    as a GET to wherever it points with every header but the content ones, the bearer
+    token included (urllib.request.HTTPRedirectHandler.redirect_request)."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _read(r: object, req: urllib.request.Request) -> bytes:
+    data = r.read(ANSWER_MAX + 1)  # type: ignore[attr-defined]
+    if len(data) > ANSWER_MAX:
+        raise NodeAgentError(
+            f"{req.get_method()} {req.full_url.split('?')[0]}: answer over {ANSWER_MAX} bytes"
+        )
+    return bytes(data)
+
+
 def _open(req: urllib.request.Request) -> tuple[int, bytes]:
-    """One request with a few tries for what waiting can fix (no answer, 429, 5xx)."""
+    """One request with a few tries for what waiting can fix (no answer, 429, 5xx); a
+    redirect is not followed, an answer is read up to ANSWER_MAX bytes."""
     last: Exception | None = None
     for i in range(ATTEMPTS):
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as r:  # noqa: S310 (http(s) only)
-                return int(r.status), r.read()
+            with _OPENER.open(req, timeout=TIMEOUT_S) as r:
+                return int(r.status), _read(r, req)
         except urllib.error.HTTPError as e:
             if e.code not in (408, 429, 500, 502, 503, 504) or i == ATTEMPTS - 1:
-                return int(e.code), e.read()
+                return int(e.code), _read(e, req)
             last = e
         except (urllib.error.URLError, OSError) as e:
             last = e
