@@ -5,6 +5,8 @@ A loopback HTTP server; the local nodes' AZ_BATCH_ACCOUNT_URL and NODE_AGENT_IMD
 point at it, so job preparation runs the same code (batch/jobcontrol.py) as on Batch. It
 answers as Batch does for what it serves (202 on terminate, 409 JobCompleted for a job that
 already ended, 401 without the token it issued) and records every request (never the token).
+It listens on 127.0.0.1 only, answers a body over BODY_MAX (or a Content-Length that is not
+a number) before reading it, and stops with the job run (`with`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from node_agent.batch.jobcontrol import BATCH_API_VERSION, BATCH_RESOURCE
 
 OnTerminate = Callable[[str, str], bool]  # (job id, reason) -> whether the job was running
+BODY_MAX = 64 * 1024  # a Terminate Job body is one short reason: more is answered 413
+REASON_KEPT = 1024  # what the run record keeps of a reason (job prep sends at most 256)
 
 
 @dataclass
@@ -49,7 +53,15 @@ class LocalBatchApi:
                 api._serve(self, None)
 
             def do_POST(self) -> None:  # noqa: N802
-                n = int(self.headers.get("Content-Length") or 0)
+                try:
+                    n = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    n = -1
+                if n < 0 or n > BODY_MAX:  # answered before reading: never a read to EOF
+                    self.close_connection = True
+                    status = 400 if n < 0 else 413
+                    api._reply(self, status, _error("InvalidHeader", "Content-Length"))
+                    return
                 raw = self.rfile.read(n) if n else b""
                 try:
                     body = json.loads(raw) if raw else {}
@@ -80,6 +92,9 @@ class LocalBatchApi:
         status, answer = self._answer(h, u.path, query, body)
         with self.lock:
             self.exchanges.append(Exchange(h.command, u.path, query, body, status))
+        self._reply(h, status, answer)
+
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, answer: dict[str, Any]) -> None:
         data = json.dumps(answer).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
@@ -110,7 +125,7 @@ class LocalBatchApi:
                 return 401, _error("AuthenticationFailed", "no valid token")
             if query.get("api-version") != [BATCH_API_VERSION]:
                 return 400, _error("InvalidApiVersion", "api-version")
-            reason = str((body or {}).get("terminateReason") or "UserTerminate")
+            reason = str((body or {}).get("terminateReason") or "UserTerminate")[:REASON_KEPT]
             if self.on_terminate(unquote(parts[1]), reason):
                 return 202, {}
             return 409, _error("JobCompleted", "The specified job is already in a completed state.")
