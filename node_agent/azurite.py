@@ -170,17 +170,51 @@ def _alive(pid: int) -> bool:
 
 def recorded(location: Path) -> dict[str, object] | None:
     """The Azurite `azurite start` left running in `location` (None when none runs there:
-    no record, or its process is gone)."""
+    no record, a damaged one, or its process is gone). The record's pid is trusted only
+    while that process has the start time recorded with it: a pid reused by another
+    process after a reboot or a crash is never signalled."""
     import json
 
     try:
         doc = json.loads((location / STATE_FILE).read_text(encoding="utf-8"))
         pid, port = int(doc["pid"]), int(doc["port"])
-    except (OSError, ValueError, KeyError, TypeError):
+        started = doc.get("create_time")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not _alive(pid) or not port_open("127.0.0.1", port):
+    if not _is_our_azurite(pid, started) or not port_open("127.0.0.1", port):
         return None
-    return dict(doc)
+    account_url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    return {
+        **doc,
+        "pid": pid,
+        "port": port,
+        "account_url": account_url,
+        "location": str(location),
+        "log": str(location / "azurite.log"),
+    }
+
+
+def _process_identity(pid: int) -> tuple[float, str] | None:
+    """(start time, command line) of process `pid`, None when there is none."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return p.create_time(), " ".join(p.cmdline())
+    except (psutil.Error, OSError):
+        return None
+
+
+def _is_our_azurite(pid: int, started: object) -> bool:
+    """Whether `pid` is still the process `azurite start` recorded: same start time (a pid
+    reused by another process has another), and an Azurite command line."""
+    found = _process_identity(pid)
+    if found is None:
+        return False
+    create_time, cmdline = found
+    if isinstance(started, int | float) and not isinstance(started, bool):
+        return abs(create_time - float(started)) < 0.05
+    return "azurite" in cmdline.lower()  # a record from before create_time was kept
 
 
 def start_detached(location: Path, port: int | None = None) -> tuple[dict[str, object], bool]:
@@ -202,8 +236,10 @@ def start_detached(location: Path, port: int | None = None) -> tuple[dict[str, o
         )
     server = AzuriteServer(port=port, location=location).start()
     assert server.proc is not None
+    identity = _process_identity(server.proc.pid)
     doc: dict[str, object] = {
         "pid": server.proc.pid,
+        "create_time": identity[0] if identity else None,
         "port": port,
         "account_url": server.account_url,
         "location": str(location),
@@ -223,8 +259,10 @@ def stop_recorded(location: Path, timeout: float = 15.0) -> dict[str, object] | 
     if doc is None:
         return None
     pid = int(str(doc["pid"]))
+    # its own session (start_new_session): the group is Azurite's; else only the process
+    signal_it = os.killpg if _pgid(pid) == pid else os.kill
     try:
-        os.killpg(pid, signal.SIGINT)
+        signal_it(pid, signal.SIGINT)
     except ProcessLookupError:
         return doc
     deadline = time.monotonic() + timeout
@@ -232,10 +270,17 @@ def stop_recorded(location: Path, timeout: float = 15.0) -> dict[str, object] | 
         time.sleep(0.1)
         with _reaped():
             os.waitpid(pid, os.WNOHANG)
-    if _alive(pid):
+    if _alive(pid) and _is_our_azurite(pid, doc.get("create_time")):
         with _reaped():
-            os.killpg(pid, signal.SIGKILL)
+            signal_it(pid, signal.SIGKILL)
     return doc
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 class _reaped:
