@@ -253,15 +253,12 @@ class Fetcher:
             return buf, end - start + 1
 
         futures: list[Future[tuple[bytearray, int]]] = []
-        held = 0  # permits this blob holds: one per submitted, not yet hashed part
 
         def submit(block: bool) -> bool:
             # Blocks only when this blob holds no permit (nothing of it in flight), so blobs
             # waiting for permits can never hold the permits each other needs.
-            nonlocal held
             if len(futures) >= len(starts) or not self.parts.acquire(blocking=block):
                 return False
-            held += 1
             futures.append(self.ranges.submit(part, starts[len(futures)]))
             return True
 
@@ -279,17 +276,23 @@ class Fetcher:
                 finally:
                     self.buffers.give(buf)
                     self.parts.release()
-                    held -= 1
         finally:
+            # Parts not hashed (an error): never waited for, so the error (a full disk: the
+            # temporary file removed at once) is not held up by a range still in flight;
+            # each gives its buffer and permit back when it ends.
             for f in futures[hashed:]:
-                f.cancel()
-            for f in futures[hashed:]:  # wait for the parts in flight: their buffers come back
-                if not f.cancelled() and f.exception() is None:
-                    self.buffers.give(f.result()[0])
-            for _ in range(held):
-                self.parts.release()
+                if f.cancel():
+                    self.parts.release()
+                else:
+                    f.add_done_callback(self._part_abandoned)
             os.close(fd)
         return Fetched(size, hashes.sha.hexdigest(), hashes.md5_digest(), pin.etag or "")
+
+    def _part_abandoned(self, f: Future[tuple[bytearray, int]]) -> None:
+        """A part of a failed fetch has ended: its buffer (if it got one) and permit back."""
+        if not f.cancelled() and f.exception() is None:
+            self.buffers.give(f.result()[0])
+        self.parts.release()
 
     def _get_part(
         self,
