@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-unit deps lint bench-sync bench-render clean azurite-start azurite-stop
+.PHONY: demo test test-unit deps lint bench-sync bench-render bench-scale clean azurite-start azurite-stop
 
 $(BIN)/node-agent: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -53,3 +53,6 @@ bench-sync: deps
 
 bench-render: deps
 	$(BIN)/python bench/bench_render.py
+
+bench-scale: deps
+	$(BIN)/python bench/bench_scale.py
