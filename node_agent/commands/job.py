@@ -96,7 +96,7 @@ def _backend(kw: dict[str, Any], job: str, r: Redactor) -> Any:
     if kw["local"] is not None:
         from node_agent.jobclient.local import LocalBackend
 
-        return LocalBackend(kw["local"], job, kw["spec_path"])
+        return LocalBackend(kw["local"], job, kw["spec_path"], r)
     return _batch(kw["endpoint"], kw["account_name"], kw["key_env"], job, kw["spec_path"], r)
 
 
@@ -271,7 +271,7 @@ def requeue_cmd(job: str, failed: bool, **kw: Any) -> None:
             from node_agent.jobclient.requeue_local import requeue_local
 
             _, code = requeue_local(
-                LocalBackend(kw["local"], job, kw["spec_path"]), lambda s: click.echo(r(s))
+                LocalBackend(kw["local"], job, kw["spec_path"], r), lambda s: click.echo(r(s))
             )
             return code
         b = _batch(kw["endpoint"], kw["account_name"], kw["key_env"], job, kw["spec_path"], r)

@@ -17,7 +17,7 @@ from azure.batch import BatchClient
 
 from node_agent.batch.submit import SubmitOptions, _batch_errors, make_client
 from node_agent.errors import ExitCode
-from node_agent.jobclient.local import iso_time, task_frames
+from node_agent.jobclient.local import iso_time, task_frames, uploaded_bytes
 from node_agent.jobclient.model import JobView, NodeView, Span, TaskView, exit_name, tail
 from node_agent.jobclient.outputs import JobBlobs
 from node_agent.redact import Redactor
@@ -227,9 +227,9 @@ def enrich(view: JobView, blobs: JobBlobs) -> None:
         if not t.renderer_log and f"{t.id}/$TaskLog/renderer.log" in names:
             t.renderer_log = blobs.url(f"{t.id}/$TaskLog/renderer.log")
         if doc:
-            t.bytes_uploaded = sum(int(o.get("bytes", 0)) for o in doc.get("outputs", []))
-            if t.state == "failed" and doc.get("reason"):
-                t.reason = str(doc["reason"])
+            t.bytes_uploaded = uploaded_bytes(doc)
+            if t.state == "failed" and isinstance(doc.get("reason"), str) and doc["reason"]:
+                t.reason = doc["reason"]
         if not t.log_tail and t.state in ("done", "failed"):
             t.log_tail = tail(
                 blobs.log_tail(t.id, "stderr.txt" if t.state == "failed" else "renderer.log"),

@@ -8,7 +8,9 @@ ignored; a field this reader needs and does not find is treated as unknown."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from node_agent.errors import SpecError, UsageError
 from node_agent.frames import parse_frames
 from node_agent.jobclient.model import JobView, NodeView, Span, TaskView, tail
 from node_agent.jobclient.outputs import JobBlobs
+from node_agent.redact import Redactor
 from node_agent.safepath import check_component
 from node_agent.spec import JobSpec, load_spec, spec_from_data
 
@@ -47,12 +50,63 @@ def iso_time(text: Any) -> float | None:
         return None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+TAIL_BYTES = 64 * 1024  # what is read of a task's log: its end
+EVENTS_BYTES = 16 * 2**20  # what is read of a node's events.jsonl (its end)
+JSON_BYTES = 4 * 2**20  # a task's summary.json, the job JSON, the run record
+
+
+def _read_end(path: Path, limit: int) -> bytes:
+    """The last `limit` bytes of `path` (from its first whole line when cut), without
+    following a link or blocking on a FIFO: a task folder is the renderer's to write."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        fd = os.open(path, flags)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return b""
+        start = max(0, st.st_size - limit)
+        fh.seek(start)
+        data = fh.read(limit)
+    if start and b"\n" in data:
+        data = data.split(b"\n", 1)[1]
+    return data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data = _read_end(path, JSON_BYTES + 1)
+    if len(data) > JSON_BYTES:
+        return {}
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def _int(value: Any, default: int = 0) -> int:
+    """An int from a record field of any type (a damaged or forged record: `default`)."""
+    if isinstance(value, bool):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def uploaded_bytes(summary: dict[str, Any]) -> int:
+    """The bytes a render summary says it uploaded (entries of the wrong shape count 0)."""
+    return sum(_int(_dict(o).get("bytes")) for o in _list(summary.get("outputs")))
 
 
 def _mtime(*paths: Path) -> float | None:
@@ -66,22 +120,16 @@ def _mtime(*paths: Path) -> float | None:
 
 
 def first_reason(stderr: Path) -> str:
-    """node_agent's one-line error from a task's stderr.txt, else its last line."""
-    try:
-        lines = [ln.strip() for ln in stderr.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
+    """node_agent's one-line error from the end of a task's stderr.txt, else its last line."""
+    lines = [ln.strip() for ln in _read_text(stderr).splitlines() if ln.strip()]
     for ln in reversed(lines):
         if ln.startswith("node-agent: error: "):
             return ln.removeprefix("node-agent: error: ")
     return lines[-1] if lines else ""
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
+def _read_text(path: Path, limit: int = TAIL_BYTES) -> str:
+    return _read_end(path, limit).decode("utf-8", errors="replace")
 
 
 class _Node:
@@ -91,7 +139,7 @@ class _Node:
         self.root = root
         self.events_file = root / "events.jsonl"
         self.events = []
-        for line in _read_text(self.events_file).splitlines():
+        for line in _read_text(self.events_file, EVENTS_BYTES).splitlines():
             try:
                 ev = json.loads(line)
             except ValueError:
@@ -108,8 +156,15 @@ class _Node:
 class LocalBackend:
     """`--local WORKDIR`: the local pool in WORKDIR (the `--workdir` of `local run`)."""
 
-    def __init__(self, workdir: Path, job_id: str, spec_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        job_id: str,
+        spec_path: Path | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
         check_component(job_id, "JOB")
+        self.redactor = redactor  # learns the spec's storage secret when its storage is used
         self.workdir = workdir
         self.pool = workdir / POOL_DIR
         self.job_id = job_id
@@ -150,7 +205,7 @@ class LocalBackend:
     def _find_blobs(self) -> JobBlobs | None:
         spec = self.spec()
         if spec is not None:
-            return JobBlobs.of_spec(spec, self.job_id)
+            return JobBlobs.of_spec(spec, self.job_id, self.redactor)
         prep = _read_json(self.job_file).get("job", {}).get("jobPreparationTask", {})
         for rf in prep.get("resourceFiles", []):
             url = str(rf.get("httpUrl", ""))
@@ -212,7 +267,7 @@ class LocalBackend:
             for kind, attr in (("jobpreparation", "prep"), ("jobrelease", "release")):
                 evs = [e for e in n.events if e.get("kind") == kind]
                 if evs:
-                    code = int(evs[-1].get("exit_code", 0))
+                    code = _int(evs[-1].get("exit_code"))
                     setattr(nv, attr, "done" if code == 0 else "failed")
                     if kind == "jobpreparation":
                         nv.prep_exit = code
@@ -233,13 +288,13 @@ class LocalBackend:
         tv = TaskView(tid, task_frames(t))
         runs = [(n, e) for n in nodes for e in n.events if e.get("kind") == "task"]
         mine = [(n, e) for n, e in runs if e.get("task_id") == tid]
-        mine.sort(key=lambda ne: int(ne[1].get("attempt", 0)))
+        mine.sort(key=lambda ne: _int(ne[1].get("attempt")))
         tv.attempts = len(mine)
-        retries = int((t.get("constraints") or {}).get("maxTaskRetryCount", 0))
+        retries = _int(_dict(t.get("constraints")).get("maxTaskRetryCount"))
         if mine:
             node, last = mine[-1]
             tv.node = node.id
-            tv.exit_code = int(last.get("exit_code", 0))
+            tv.exit_code = _int(last.get("exit_code"))
             if tv.exit_code == 0:
                 tv.state = "done"
             elif record is not None or (retries != -1 and tv.attempts > retries):
@@ -266,13 +321,16 @@ class LocalBackend:
         d = node.task_dir(tv.id)
         tv.stderr = str(d / "stderr.txt")
         tv.renderer_log = str(d / "renderer.log") if (d / "renderer.log").exists() else ""
-        summary = _read_json(d / "summary.json")
-        times = summary.get("times") or {}
+        summary = _read_json(d / "summary.json")  # the task folder: any shape may be there
+        times = _dict(summary.get("times"))
         tv.start = iso_time(times.get("agent_started_at"))
         tv.end = iso_time(summary.get("finished_at"))
-        tv.bytes_uploaded = sum(int(o.get("bytes", 0)) for o in summary.get("outputs", []))
+        tv.bytes_uploaded = uploaded_bytes(summary)
         if tv.exit_code:
-            tv.reason = str(summary.get("reason") or "") or first_reason(d / "stderr.txt")
+            reason = summary.get("reason")
+            tv.reason = (reason if isinstance(reason, str) else "") or first_reason(
+                d / "stderr.txt"
+            )
             tv.log_tail = tail(_read_text(d / "stderr.txt"))
         else:
             tv.log_tail = tail(_read_text(d / "renderer.log"), 4)
@@ -326,9 +384,9 @@ class LocalBackend:
     def _totals(self, view: JobView, nodes: list[_Node]) -> None:
         synced = 0
         for n in nodes:
-            synced += int(
+            synced += _int(
                 _read_json(n.task_dir("jobpreparation") / "sync-summary.json").get(
-                    "bytes_downloaded", 0
+                    "bytes_downloaded"
                 )
             )
         view.bytes_synced = synced

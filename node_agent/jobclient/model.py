@@ -103,7 +103,10 @@ class JobView:
         return bad[0].exit_code or int(ExitCode.FAILED)
 
 
+LINE_MAX = 400  # characters of one log line shown (a renderer can write megabytes in one)
+
+
 def tail(text: str, lines: int = 12) -> list[str]:
-    """The last non-empty lines of a log."""
+    """The last non-empty lines of a log, each cut to LINE_MAX characters."""
     rows = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
-    return rows[-lines:]
+    return [r if len(r) <= LINE_MAX else r[: LINE_MAX - 3] + "..." for r in rows[-lines:]]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 THUMB_PX = 192
 MAX_THUMBS = 400  # frames beyond this are shown by their task's $TaskPreview only
+THUMB_SOURCE_MAX = 64 * 2**20  # a bigger frame is not fetched for a thumbnail: its preview is
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d232a;background:#f6f7f9}
@@ -80,13 +81,16 @@ def thumbnails(view: JobView, blobs: JobBlobs | None) -> dict[int, str]:
     for f in sorted(frames.values(), key=lambda f: (f.number or 0, f.name))[:MAX_THUMBS]:
         if f.number is None:
             continue
-        data = blobs.read(f.blob.name)
-        small = thumbnail(lambda d=data: io.BytesIO(d), THUMB_PX)  # type: ignore[misc]
+        small = None
+        if f.blob.size <= THUMB_SOURCE_MAX:
+            data = blobs.read(f.blob.name)
+            small = thumbnail(lambda d=data: io.BytesIO(d), THUMB_PX)  # type: ignore[misc]
         if small is None:
             task = f.task or by_task.get(f.number, "")
             if task not in preview_cache:
                 p = previews.get(task)
-                preview_cache[task] = _png_uri(blobs.read(p.name)) if p else None
+                ok = p is not None and p.size <= THUMB_SOURCE_MAX // 16  # a preview is small
+                preview_cache[task] = _png_uri(blobs.read(p.name)) if p and ok else None
             uri = preview_cache[task]
             if uri:
                 out[f.number] = uri
@@ -227,10 +231,12 @@ def end_of_local_run(
     and the path of its stderr.txt."""
     from node_agent.jobclient.local import POOL_DIR, LocalBackend
     from node_agent.jobclient.watch import task_line
+    from node_agent.redact import Redactor
 
     out = workdir / POOL_DIR / f"report-{job_id}.html"
-    view = write_report(LocalBackend(workdir, job_id, spec_path), out)
+    r = Redactor()  # learns the spec's storage secret when its storage is opened
+    view = write_report(LocalBackend(workdir, job_id, spec_path, r), out, r)
     for t in view.failed():
-        say(task_line(t))
+        say(r(task_line(t)))
     say(f"report: {out}")
     return out
