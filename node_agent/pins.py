@@ -103,9 +103,34 @@ def _targets(spec_path: Path, container: str, project: str) -> tuple[str, list[y
     return text, matching
 
 
+def _writable(spec_path: Path) -> None:
+    """SpecError (exit 2) unless the pin can be written: the file (through a link: the
+    file it names) not read-only by its mode (a TD's way of saying 'do not change'; the
+    atomic replace would ignore it) and its folder accepting a new file (tried, as an
+    immutable folder or a read-only mount show nothing in mode bits)."""
+    from node_agent.sync.writable import try_write
+
+    where = f"--write-spec '{spec_path}'"
+    target = Path(os.path.realpath(spec_path))
+    mode = target.stat().st_mode
+    if not mode & 0o222 or not os.access(target, os.W_OK):
+        raise SpecError(
+            f"{where}: the file is read-only (mode {mode & 0o7777:04o}): make it writable "
+            "to pin this push, or pin it by hand"
+        )
+    why = try_write(target.parent)
+    if why is not None:
+        raise SpecError(
+            f"{where}: its folder {target.parent} refuses a new file ({why}); the pin is "
+            "written beside the spec and renamed over it"
+        )
+
+
 def check_pin_target(spec_path: Path, container: str, project: str) -> None:
-    """Before a push with --write-spec: the spec has an entry to pin (else SpecError)."""
+    """Before a push with --write-spec: the spec has an entry to pin and can be written
+    (else SpecError, and nothing is pushed)."""
     _targets(spec_path, container, project)
+    _writable(spec_path)
 
 
 def write_pin(spec_path: Path, container: str, project: str, manifest: str) -> int:
@@ -126,7 +151,11 @@ def write_pin(spec_path: Path, container: str, project: str, manifest: str) -> i
     ]
     if len(pins) != len(matching) or any(p != manifest for p in pins):
         raise SpecError(f"{where}: the pin could not be written into this layout; edit it by hand")
-    _replace(spec_path, text.encode("utf-8"))
+    _writable(spec_path)
+    try:
+        _replace(spec_path, text.encode("utf-8"))
+    except OSError as e:
+        raise SpecError(f"{where}: cannot write it: {e.strerror or e}") from None
     return len(matching)
 
 
