@@ -20,7 +20,12 @@ import urllib3
 
 from node_agent.errors import StorageError, network_reason
 from node_agent.logs import get_logger
-from node_agent.storage.retry import RetryPolicy
+from node_agent.storage.retry import (
+    THROTTLED_FACTOR,
+    RetryPolicy,
+    is_throttled,
+    throttled_answer,
+)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -47,9 +52,10 @@ class VersionChanged(Exception):
 class _Unavailable(StorageError):
     """A try that failed in a way worth retrying (no answer, 429, 5xx): `problem` says how."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, *, throttled: bool = False) -> None:
         super().__init__(said(problem), transient=True)
         self.problem = problem
+        self.throttled = throttled  # 503 ServerBusy or 429: storage.retry gives it 10x
 
 
 class AccessDenied(StorageError):
@@ -111,7 +117,8 @@ class RestClient:
             if r.status == 412:  # If-Match: the blob is no longer that version
                 raise VersionChanged((headers or {}).get("If-Match", "").strip('"'))
             if r.status in RETRY_STATUS:
-                raise _Unavailable(str(r.status))
+                busy = throttled_answer(r.status, r.headers.get("x-ms-error-code"))
+                raise _Unavailable(str(r.status), throttled=busy)
             code = r.headers.get("x-ms-error-code", "")
             if r.status == 404:
                 raise StorageError(f"{what}: not found ({code or 404})")
@@ -122,7 +129,9 @@ class RestClient:
         def warn(err: BaseException, _tries: int, _delay: float) -> None:
             if not self._warned:
                 self._warned = True
-                log.warning("%s: %s; retrying for up to %.0f s", what, err, self.retry.budget_s)
+                budget = self.retry.budget_s * (THROTTLED_FACTOR if is_throttled(err) else 1)
+                how = "until nothing has got through for" if self.retry.liveness else "for up to"
+                log.warning("%s: %s; retrying %s %.0f s", what, err, how, budget)
 
         def spent(err: BaseException, tries: int, seconds: float) -> BaseException:
             return StorageError(f"{what}: {err} ({tries} attempts over {seconds:.0f} s)")

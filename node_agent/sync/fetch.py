@@ -101,7 +101,8 @@ class Fetcher:
     ) -> None:
         self.access = access
         self.retry_s = retry_s
-        self.retry = policy(retry_s)  # the one storage retry policy, for every request
+        # the one storage retry policy, for every request; its Liveness shared by them all
+        self.retry = policy(retry_s).with_liveness()
         self.container = container
         self.sas = access.container_sas(container)  # None: only the SDK can authenticate
         self.rest = RestClient(
