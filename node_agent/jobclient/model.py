@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -110,3 +111,34 @@ def tail(text: str, lines: int = 12) -> list[str]:
     """The last non-empty lines of a log, each cut to LINE_MAX characters."""
     rows = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
     return [r if len(r) <= LINE_MAX else r[: LINE_MAX - 3] + "..." for r in rows[-lines:]]
+
+
+# C0 and C1 controls (ESC starts a terminal sequence: OSC 52 writes the clipboard, CSI
+# moves the cursor; 0x9b is a one-byte CSI) and the bidirectional overrides and isolates
+# that make text read in another order (CVE-2021-42574): a log line is shown, never obeyed.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: str) -> str:
+    """`text` with every terminal control and bidi override shown as its escape (\\x1b)."""
+    return _CONTROL.sub(
+        lambda m: (
+            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}"
+        ),
+        text,
+    )
+
+
+def make_inert(view: JobView) -> JobView:
+    """Every string of the view that comes from a task, a node or storage made inert (what
+    `watch` prints to a terminal and `report` shows): done once, where a view is observed."""
+    for t in view.tasks:
+        t.id, t.node, t.reason = inert(t.id), inert(t.node), inert(t.reason)
+        t.stderr, t.renderer_log = inert(t.stderr), inert(t.renderer_log)
+        t.log_tail = [inert(x) for x in t.log_tail]
+    for n in view.nodes:
+        n.id, n.prep_reason, n.reason = inert(n.id), inert(n.prep_reason), inert(n.reason)
+    for s in view.spans:
+        s.node, s.kind, s.name = inert(s.node), inert(s.kind), inert(s.name)
+    view.ended_reason = inert(view.ended_reason)
+    return view

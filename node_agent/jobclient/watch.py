@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from node_agent.jobclient.model import JobView, TaskView
+from node_agent.jobclient.model import JobView, TaskView, make_inert
 from node_agent.jobclient.outputs import JobBlobs
 
 
@@ -29,7 +29,7 @@ def observe(backend: Backend, with_storage: bool = True) -> JobView:
     blobs = backend.blobs() if with_storage else None
     if blobs is not None:
         enrich(view, blobs)
-    return view
+    return make_inert(view)
 
 
 def _frames(t: TaskView) -> str:

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from helpers import SAS_VAR, agent_cmd, azurite_sas, make_spec_doc, sas_sig, seed
+from helpers import SAS_VAR, agent_cmd, azurite_sas, make_spec_doc, run_agent, sas_sig, seed
 from helpers.node import REPO
 
 from node_agent.azurite import AzuriteServer
@@ -97,3 +97,33 @@ def test_report_of_hostile_task_folders_is_bounded_escaped_and_redacted(
     )
     assert watch.returncode == 10, watch.stdout + watch.stderr
     assert sas_sig(sas) not in watch.stdout + watch.stderr
+
+
+def test_watch_prints_no_terminal_control_from_a_task_log(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """A renderer's last stderr line with escape sequences (OSC 52 writes the TD's clipboard,
+    CSI 2J clears the screen) and a right-to-left override: shown inert, not sent to the
+    terminal as they are."""
+    hostile = "node-agent: error: \x1b]52;c;cm0gLXJmIH4K\x07\x1b[2Jboom \u202egnp.exe\x9b31m"
+    pool = _pool(tmp_path, "sv=x&sig=y")
+    work = pool / "localpool" / "nodes" / "node-1" / "workitems" / JOB / "job-1"
+    (work / "frames-1" / "stderr.txt").write_text(hostile + "\n")
+    (work / "frames-2" / "summary.json").write_text(json.dumps({"reason": hostile}))
+    doc = make_spec_doc(azurite.account_url)
+    doc["job_id"] = JOB
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(doc))
+    args = ["job", "watch", JOB, "--local", str(pool), "--spec", str(spec), "--plain"]
+    r = subprocess.run(agent_cmd(*args), cwd=REPO, capture_output=True, timeout=120, check=False)
+    assert r.returncode == 10, r.stdout + r.stderr
+    out = r.stdout.decode("utf-8")
+    assert "boom" in out
+    for bad in ("\x1b", "\x07", "\u202e", "\x9b"):
+        assert bad not in out, repr(out)
+    report = tmp_path / "r.html"
+    rr = run_agent(
+        ["job", "report", JOB, "--local", str(pool), "--spec", str(spec), "-o", str(report)]
+    )
+    assert rr.returncode == 0, rr.stderr
+    assert "\x1b" not in report.read_text() and "\u202e" not in report.read_text()
