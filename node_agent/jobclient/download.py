@@ -48,6 +48,15 @@ class DownloadStats:
     logs: int = 0
     passes: int = 0
     refused: dict[str, str] = field(default_factory=dict)  # blob name -> why
+    changed: set[str] = field(default_factory=set)  # changed while read in the last pass
+    collisions: set[str] = field(default_factory=set)  # flat names said to collide
+
+
+class _Changed(Exception):
+    """The bytes read are not the listed version: the blob was written meanwhile."""
+
+
+CHANGED_PASSES = 3  # passes a blob may keep changing in before the download gives up
 
 
 def frame_problem(name: str, blob_name: str) -> str | None:
@@ -140,16 +149,13 @@ class Downloader:
             stats.skipped.append(name)
             return
         partial = Path(self._partial_dir(), name)
-        n = self.blobs.store.download_file(
-            self.blobs.container, blob.name, partial, expected_size=blob.size
-        )
+        n = self.blobs.store.download_file(self.blobs.container, blob.name, partial)
         digest = _md5(partial)
-        if blob.content_md5 and digest != blob.content_md5:
+        if n != blob.size or (blob.content_md5 and digest != blob.content_md5):
+            # another version than the one listed (a retried task uploading it again):
+            # not saved; the next pass lists and fetches its new version
             partial.unlink(missing_ok=True)
-            raise StorageError(
-                f"blob '{self.blobs.container}/{blob.name}': the downloaded bytes do not match "
-                f"its Content-MD5 ({digest.hex()} != {blob.content_md5.hex()}); not saved"
-            )
+            raise _Changed(blob.name)
         os.replace(partial, target)
         st = target.stat()
         self.manifest[name] = {
@@ -164,9 +170,23 @@ class Downloader:
 
     def one_pass(self, stats: DownloadStats, logs: bool) -> None:
         listing = self.blobs.listing()
+        stats.changed = set()
         try:
-            for name, frame in sorted(self.blobs.frames(listing).items()):
-                self.fetch(name, frame.blob, stats)
+            frames = self.blobs.frames(listing)
+            for name, count in sorted(self.blobs.name_counts.items()):
+                if count > 1 and name not in stats.collisions:
+                    stats.collisions.add(name)
+                    self.say(
+                        f"warning: {count} blobs are named '{name}' (tasks writing the same "
+                        "file name: does the output pattern hold the frame number?); DEST "
+                        "keeps the newest"
+                    )
+            for name, frame in sorted(frames.items()):
+                try:
+                    self.fetch(name, frame.blob, stats)
+                except _Changed:
+                    stats.changed.add(frame.blob.name)
+                    self.say(f"'{frame.blob.name}' changed during the download: fetched again")
             if logs:
                 for b in self.blobs.logs(listing):
                     task, _, rest = b.name.partition(f"/{LOG}/")
@@ -223,10 +243,19 @@ def download(
     job runs, and a last one after it ended."""
     d = Downloader(blobs, dest, say)
     stats = DownloadStats()
+    changing = 0
     while True:
         ended = follow() if follow is not None else True
         before = len(stats.downloaded)
         d.one_pass(stats, logs)
+        changing = changing + 1 if stats.changed else 0
+        if stats.changed and ended:
+            if changing >= CHANGED_PASSES:
+                raise StorageError(
+                    f"blob(s) kept changing while downloaded ({CHANGED_PASSES} passes): "
+                    + ", ".join(f"'{blobs.container}/{b}'" for b in sorted(stats.changed)[:5])
+                )
+            continue  # fetch their new version now
         new = stats.downloaded[before:]
         if new and follow is not None:
             say(

@@ -51,6 +51,7 @@ class JobBlobs:
         self.prefix = prefix.strip("/")
         self.store = BlobStore(storage, redactor or Redactor(), retry=retry or policy())
         self._summaries: dict[str, tuple[str, dict[str, Any]]] = {}  # blob -> (etag, doc)
+        self.name_counts: dict[str, int] = {}
 
     @classmethod
     def of_spec(cls, spec: JobSpec, job_id: str, redactor: Redactor | None = None) -> JobBlobs:
@@ -80,6 +81,7 @@ class JobBlobs:
         """Output files by flat name; when two tasks uploaded the same name (a requeued or
         re-run task), the newest blob wins."""
         found: dict[str, Frame] = {}
+        self.name_counts = {}  # flat name -> blobs having it (>1: a collision)
         for b in self.listing() if listing is None else listing:
             parts = b.name.split("/")
             if self.prefix:
@@ -90,6 +92,7 @@ class JobBlobs:
                 task, name = parts[0], parts[-1]
             else:
                 continue
+            self.name_counts[name] = self.name_counts.get(name, 0) + 1
             old = found.get(name)
             if old is None or b.last_modified > old.blob.last_modified:
                 found[name] = Frame(name, task, b)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,77 @@ def test_a_damaged_download_record_is_not_a_crash(
         r = run_agent(args)
         assert r.returncode == 0, damaged + r.stdout + r.stderr
         assert (dest / "frame_0001.png").read_bytes() == FRAME
+
+
+def test_a_frame_overwritten_during_the_download_is_fetched_again_not_fatal(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """A retried task uploads its frame again while a download (--follow, or a second TD)
+    reads it: the bytes then match the new version, not the listing's Content-MD5. That
+    frame is fetched again at its new version; the other frames still arrive."""
+    import threading
+
+    from helpers.proxy import StorageProxy
+
+    job = "rv-changed"
+    container = job_container(job)
+    v1, v2 = FRAME + b"v1", FRAME + b"version two"
+    seed(
+        store,
+        container,
+        {"t1/$TaskOutput/frame_0001.png": v1, "t2/$TaskOutput/frame_0002.png": FRAME},
+    )
+    done = threading.Event()
+
+    def before(method: str, path: str, headers: dict[str, str]) -> None:
+        if method == "GET" and path.endswith("frame_0001.png") and not done.is_set():
+            done.set()
+            seed(store, container, {"t1/$TaskOutput/frame_0001.png": v2})
+
+    proxy = StorageProxy(azurite.account_url, before)
+    try:
+        doc = make_spec_doc(proxy.url)
+        doc["job_id"] = job
+        spec = tmp_path / "job.json"
+        spec.write_text(json.dumps(doc))
+        (tmp_path / "pool").mkdir()
+        dest = tmp_path / "dest"
+        r = run_agent(
+            [
+                "job",
+                "download",
+                job,
+                str(dest),
+                "--local",
+                str(tmp_path / "pool"),
+                "--spec",
+                str(spec),
+            ]
+        )
+    finally:
+        proxy.close()
+    assert done.is_set()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (dest / "frame_0001.png").read_bytes() == v2
+    assert (dest / "frame_0002.png").read_bytes() == FRAME
+    assert "changed during the download" in r.stdout, r.stdout
+
+
+def test_two_tasks_uploading_one_file_name_is_said(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """An output pattern without the frame number: every task uploads `render.png` and a
+    flat folder holds one. The download keeps the newest and says how many it left out."""
+    args = _job(
+        tmp_path,
+        azurite,
+        store,
+        "rv-collide",
+        {"t1/$TaskOutput/render.png": FRAME + b"1"},
+    )
+    time.sleep(1.1)  # Last-Modified has a one-second resolution
+    seed(store, job_container("rv-collide"), {"t2/$TaskOutput/render.png": FRAME + b"2"})
+    r = run_agent(args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "render.png" in r.stdout and "2 blobs" in r.stdout, r.stdout
+    assert (tmp_path / "dest" / "render.png").read_bytes() == FRAME + b"2"
