@@ -4,6 +4,7 @@ content) and deleted, so the summary line (job prep's INFO log) and the summary 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from node_agent.sync.progress import SyncSummary
@@ -12,8 +13,18 @@ LINE_NAMES = 10  # names per kind in the summary line
 RECORD_NAMES = 100  # names per kind in the summary record
 
 
+# a name is someone else's text: a newline in it would start a forged line of the node's
+# log (`node-agent: error: ...` is what job watch reads as a task's reason), an ESC a
+# terminal sequence; each control is shown as its escape
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _inert(name: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+
+
 def _capped(names: list[str], cap: int) -> str:
-    shown = ", ".join(names[:cap])
+    shown = ", ".join(_inert(n) for n in names[:cap])
     return shown + (f" (+{len(names) - cap} more)" if len(names) > cap else "")
 
 
