@@ -30,7 +30,7 @@ from node_agent.errors import StorageError, network_reason
 from node_agent.redact import Redactor
 from node_agent.spec import Storage
 from node_agent.storage.credentials import Credentials, denied
-from node_agent.storage.retry import DEFAULT_POLICY, RetryPolicy
+from node_agent.storage.retry import DEFAULT_POLICY, RetryPolicy, throttled_answer
 
 T = TypeVar("T")
 _CLIENT_KW: dict[str, Any] = {
@@ -67,6 +67,13 @@ def _describe(err: Exception, what: str, storage: Storage | None = None) -> str:
     if isinstance(err, HttpResponseError):
         return f"{what}: storage answered {err.status_code} {err.reason}"
     return f"{what}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+class _Throttled(StorageError):
+    """503 ServerBusy or 429 through the SDK: storage.retry gives it 10x the budget, as on
+    the REST path (HttpResponseError.error_code is the x-ms-error-code header)."""
+
+    throttled = True
 
 
 class BlobStore:
@@ -123,7 +130,12 @@ class BlobStore:
         transient = isinstance(err, ServiceRequestError) or (
             isinstance(err, HttpResponseError) and status in (408, 429, 500, 502, 503, 504)
         )
-        return StorageError(self.redactor(_describe(err, what, self.storage)), transient=transient)
+        cls = (
+            _Throttled
+            if throttled_answer(status, getattr(err, "error_code", None))
+            else StorageError
+        )
+        return cls(self.redactor(_describe(err, what, self.storage)), transient=transient)
 
     def container(self, name: str) -> ContainerClient:
         return self.service.get_container_client(name)

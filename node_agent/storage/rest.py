@@ -20,12 +20,7 @@ import urllib3
 
 from node_agent.errors import StorageError, network_reason
 from node_agent.logs import get_logger
-from node_agent.storage.retry import (
-    THROTTLED_FACTOR,
-    RetryPolicy,
-    is_throttled,
-    throttled_answer,
-)
+from node_agent.storage.retry import RetryPolicy, is_throttled, throttled_answer
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -129,7 +124,8 @@ class RestClient:
         def warn(err: BaseException, _tries: int, _delay: float) -> None:
             if not self._warned:
                 self._warned = True
-                budget = self.retry.budget_s * (THROTTLED_FACTOR if is_throttled(err) else 1)
+                factor = self.retry.throttled_factor if is_throttled(err) else 1.0
+                budget = self.retry.budget_s * factor
                 how = "until nothing has got through for" if self.retry.liveness else "for up to"
                 log.warning("%s: %s; retrying %s %.0f s", what, err, how, budget)
 

@@ -64,7 +64,8 @@ def is_throttled(err: BaseException) -> bool:
 def throttled_answer(status: int | None, code: object) -> bool:
     """A 429, or a 503 whose x-ms-error-code is ServerBusy: storage is up and says slow
     down (a plain 503 or other 5xx may be an outage)."""
-    return status == 429 or (status == 503 and str(code or "") == "ServerBusy")
+    code = getattr(code, "value", code)  # the SDK's StorageErrorCode is a str Enum
+    return status == 429 or (status == 503 and code == "ServerBusy")
 
 
 class Liveness:
@@ -92,6 +93,14 @@ class RetryPolicy:
     max_delay_s: float = 8.0
     jitter: bool = True
     liveness: Liveness | None = field(default=None, compare=False)
+    throttled_factor: float = THROTTLED_FACTOR
+
+    def within(self, seconds: float) -> RetryPolicy:
+        """This policy with every budget, a throttled one included, ending within
+        `seconds` (a phase's deadline: job release's log uploads)."""
+        budget = max(0.0, min(self.budget_s, seconds))
+        factor = min(self.throttled_factor, seconds / budget) if budget > 0 else 1.0
+        return replace(self, budget_s=budget, throttled_factor=max(1.0, factor))
 
     def with_liveness(self) -> RetryPolicy:
         """This policy with a fresh Liveness, for the requests of one fetch."""
@@ -190,7 +199,7 @@ class _Budget:
         err = rs.outcome.exception() if rs.outcome is not None else None
         budget = self.policy.budget_s if err is not None and is_transient(err) else 0.0
         if err is not None and is_throttled(err):
-            budget *= THROTTLED_FACTOR
+            budget *= self.policy.throttled_factor
         since = self.first
         if self.policy.liveness is not None:
             since = max(since, self.policy.liveness.last)

@@ -17,13 +17,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import node_env, run_agent
+from helpers import make_spec_doc, node_env, run_agent
 from helpers.sync import make_spec, seed
 from helpers.throttle import ThrottleProxy
 
 from node_agent.azurite import AzuriteServer
-from node_agent.errors import ExitCode
+from node_agent.errors import ExitCode, StorageError
+from node_agent.redact import Redactor
+from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
+from node_agent.storage.retry import RetryPolicy
 
 BUDGET_S = 3  # policies.storage_retry_s: far below the 12 s the hot blob is refused
 REFUSE_S = 12.0  # > the old give-up point, 4 tries: (1+2+4 s) x 0.5-1.5 jitter <= 10.5 s
@@ -65,7 +68,7 @@ def test_throttled_request_keeps_waiting_while_others_succeed(
     other blobs (a herd's fair share): job prep waits it out and succeeds. Failed before
     the change: exit 4, "storage answered 503 (4 attempts over 5 s)"."""
     prefix = f"hot{status}/"
-    files = {f"{prefix}a-hot.bin": b"h" * 4096}
+    files = {f"{prefix}a-hot.bin": b"h" * 4096, f"{prefix}scene.blend": b"scene"}
     files.update({f"{prefix}b-{i:03}.bin": bytes([i]) * 1024 for i in range(OTHERS)})
     seed(store, "throttle", files)
     hot = f"/{prefix}a-hot.bin"
@@ -124,3 +127,38 @@ def test_server_busy_with_nothing_getting_through_fails_after_ten_budgets(
     assert "storage answered 503" in err
     assert 10 * BUDGET_S <= _attempts_over(err) < 10 * BUDGET_S + 13, err
     assert took < 75, took
+
+
+@pytest.mark.parametrize(("status", "code", "ok"), [(503, "ServerBusy", True), (500, "", False)])
+def test_sdk_upload_throttled_gets_ten_budgets(
+    tmp_path: Path,
+    store: BlobStore,
+    azurite: AzuriteServer,
+    proxies: list[ThrottleProxy],
+    status: int,
+    code: str,
+    ok: bool,
+) -> None:
+    """The SDK path (uploads, job release, managed identity) too: PUTs refused for 1.5 s
+    under a 0.3 s budget succeed when refused as 503 ServerBusy (3 s), fail as a plain 500."""
+    store.ensure_container("throttle-up")
+    proxies.append(
+        ThrottleProxy(
+            azurite.account_url,
+            lambda m, p: m == "PUT" and p.endswith("/f.png"),
+            refuse_s=1.5,
+            status=status,
+            code=code or "InternalError",
+        )
+    )
+    via = BlobStore(spec_from_data(make_spec_doc(proxies[-1].url)).storage, Redactor())
+    via.retry = RetryPolicy(first_delay_s=0.05, max_delay_s=0.2, budget_s=0.3)
+    src = tmp_path / "f.png"
+    src.write_bytes(b"frame")
+    if ok:
+        via.upload_file(src, "throttle-up", "t/f.png")
+        assert store.read_blob("throttle-up", "t/f.png") == b"frame"
+    else:
+        with pytest.raises(StorageError, match="storage answered 500"):
+            via.upload_file(src, "throttle-up", "t/f.png")
+    assert len(proxies[-1].refused) >= 4
