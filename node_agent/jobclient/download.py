@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_agent.errors import StorageError
+from node_agent.errors import StorageError, UsageError
 from node_agent.jobclient.outputs import LOG, JobBlobs
 from node_agent.runtime import write_atomic
 from node_agent.safepath import ContainmentError, ensure_dirs, rel_problem
@@ -105,7 +105,12 @@ class Downloader:
         self.blobs = blobs
         self.dest = dest
         self.say = say
-        dest.mkdir(parents=True, exist_ok=True)
+        if dest.exists() and not dest.is_dir():
+            raise UsageError(f"DEST '{dest}' is not a folder (frames go into a folder)")
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"DEST '{dest}': cannot make the folder: {e.strerror or e}") from None
         # what an interrupted run left half-written (a link there is replaced, never entered)
         with os.scandir(self._partial_dir()) as it:
             for stale in it:

@@ -259,3 +259,15 @@ def test_two_tasks_uploading_one_file_name_is_said(
     assert r.returncode == 0, r.stdout + r.stderr
     assert "render.png" in r.stdout and "2 blobs" in r.stdout, r.stdout
     assert (tmp_path / "dest" / "render.png").read_bytes() == FRAME + b"2"
+
+
+def test_dest_that_is_a_file_is_a_usage_error(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """A clumsy DEST (an existing file, e.g. a frame's name typed for the folder)."""
+    args = _job(tmp_path, azurite, store, "rv-destfile", {"t1/$TaskOutput/frame_0001.png": FRAME})
+    (tmp_path / "dest").write_bytes(b"my notes")
+    r = run_agent(args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "internal error" not in r.stderr and "is not a folder" in r.stderr, r.stderr
+    assert (tmp_path / "dest").read_bytes() == b"my notes"
