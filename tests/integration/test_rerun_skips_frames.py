@@ -38,10 +38,16 @@ bpy.app.handlers.render_pre.append(hold)
 """
 
 
+# its own task id: Azurite lives for the whole session and other tests render task-1 of
+# job-a; their frames must not look like this run's first two
+TASK = "task-rerun"
+
+
 def _task(root: Path, azurite: AzuriteServer, scene: Path, hold: Path) -> Task:
     t = make_task(
         root,
         azurite.account_url,
+        task=TASK,
         renderer="blender",
         scene="spin.blend",
         frames="1-4",
@@ -56,7 +62,7 @@ def _task(root: Path, azurite: AzuriteServer, scene: Path, hold: Path) -> Task:
 
 def _blobs(store: BlobStore, t: Task) -> dict[str, str]:
     try:
-        return {b.name: b.etag for b in store.list_blobs(t.container, "task-1/$TaskOutput/")}
+        return {b.name: b.etag for b in store.list_blobs(t.container, f"{TASK}/$TaskOutput/")}
     except StorageError:  # the container is not there yet
         return {}
 
@@ -84,7 +90,7 @@ def _rendered(t: Task) -> set[int]:
     return {int(m) for m in re.findall(r"^Fra:(\d+) ", log, re.MULTILINE)}
 
 
-FRAMES = [f"task-1/$TaskOutput/frame_{f:04d}.png" for f in range(1, 5)]
+FRAMES = [f"{TASK}/$TaskOutput/frame_{f:04d}.png" for f in range(1, 5)]
 
 
 @pytest.mark.slow
@@ -137,5 +143,5 @@ def test_a_rerun_after_preemption_renders_only_the_missing_frames(
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) == props.size
         md5 = bytes(props.content_settings.content_md5)
         assert md5 == hashlib.md5(data, usedforsecurity=False).digest(), name
-        assert props.metadata["task"] == "task-1"
+        assert props.metadata["task"] == TASK
         assert props.metadata["frame"] == str(int(name[-8:-4]))
