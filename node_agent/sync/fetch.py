@@ -46,6 +46,8 @@ RETRY_S = DEFAULT_BUDGET_S  # policies.storage_retry_s when the caller gives non
 # Big blobs come in 16 MB ranges, 4 in flight per blob and at most 16 (256 MB) per source.
 # Measured on Azurite here (8 x 64 MB, 16 threads): 4 MB ranges took 2.7 s, 16 MB 1.2 s;
 # the per-request cost is the server's as much as ours (AzCopy also uses 8 MB or more).
+# Tried again with the reused buffers (bench_sync.py b, 3 runs, sync-20261125T204030.json):
+# 8 MB x 8 ahead was no better (0.99x rclone, cpu 0.90x rclone's; 16 MB x 4: 0.92-1.02x, 0.86-0.89x).
 PART_SIZE = 16 * 1024 * 1024
 WINDOW = 4  # parts in flight per big blob
 PARTS_IN_MEMORY = 16  # parts fetched but not yet hashed, over all blobs of a Fetcher
