@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -181,11 +182,14 @@ def _internal_error(redactor: Redactor) -> tuple[int, str]:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temporary name beside `path`, fsync, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write to a temporary name beside `path`, fsync, then rename over it. The temporary
+    name is unpredictable and created exclusively, never through a link (a link planted at a
+    guessable name beside a spec or in a download folder would be followed as root)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(tmp, flags, mode)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

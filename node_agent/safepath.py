@@ -63,17 +63,31 @@ class ContainmentError(NodeAgentError):
     exit_code = ExitCode.ASSETS
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown(name: str) -> str:
+    """`name` for a message: control characters as \\xNN, so a hostile name stays on its line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+
+
 def rel_problem(rel: str, *, allow_dot: bool = False, allow_empty: bool = False) -> str | None:
     """Why `rel` (a relative name, '/' or '\\' separated) is not a safe path below a root.
 
-    The containment rule: not empty, no NUL, not absolute, no drive, no look-alike of '.'
+    The containment rule: not empty, no NUL or other control character, not absolute, no drive, no look-alike of '.'
     or '/', no '..' component. By default a '.' or empty component ('a//b', a trailing '/')
     is refused too, so that a name has one spelling (two blob names, one file); a field that
     is only ever joined to its root may allow them (`allow_dot`, `allow_empty`)."""
     if not rel:
         return "is empty"
-    if "\x00" in rel:
-        return "contains NUL"
+    ctl = _CONTROL.search(rel)
+    if ctl:
+        # a newline or escape in a name becomes a forged line in every log that names it
+        return (
+            "contains NUL"
+            if ctl.group() == "\x00"
+            else f"contains control character U+{ord(ctl.group()):04X}"
+        )
     if rel.startswith(("/", "\\")):
         return "is an absolute path"
     if _DRIVE.match(rel):
@@ -94,7 +108,9 @@ def split_rel(rel: str, what: str) -> list[str]:
     """The components of `rel` split on '/' and '\\'; ContainmentError naming `what` if unsafe."""
     problem = rel_problem(rel)
     if problem:
-        raise ContainmentError(f"{what} '{rel}' {problem}: refused (it could leave its folder)")
+        raise ContainmentError(
+            f"{what} '{shown(rel)}' {problem}: refused (it could leave its folder)"
+        )
     return _SEP.split(rel)
 
 
@@ -106,7 +122,7 @@ def check_component(value: str, what: str) -> str:
     if problem is None and _DRIVE.match(value):
         problem = "looks like a drive"
     if problem:
-        raise ContainmentError(f"{what} '{value}' {problem}: refused as a folder name")
+        raise ContainmentError(f"{what} '{shown(value)}' {problem}: refused as a folder name")
     return value
 
 

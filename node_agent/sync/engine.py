@@ -24,6 +24,7 @@ from filelock import FileLock
 from node_agent.diskfull import disk_full_as, disk_full_error, is_disk_full
 from node_agent.errors import DiskFullError, StorageError
 from node_agent.logs import get_logger
+from node_agent.safepath import shown
 from node_agent.spec import AssetSource
 from node_agent.storage.credentials import denied
 from node_agent.storage.rest import AccessDenied
@@ -228,7 +229,7 @@ class SyncEngine:
                     problem = checker.check(item.path)
                     if problem:
                         self.summary.refused += 1
-                        self.summary.refused_names.append(f"{item.name}: {problem}")
+                        self.summary.refused_names.append(f"{shown(item.name)}: {problem}")
                         log.warning("refused blob name %r: %s", item.name, problem)
                         continue
                     found = self._resolve(item, known, run)

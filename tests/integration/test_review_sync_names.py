@@ -28,3 +28,20 @@ def test_a_blob_name_with_a_newline_forges_no_log_line(
     lines = logs.splitlines()
     assert not [ln for ln in lines if ln.startswith("node-agent: error: forged")], logs[-2000:]
     assert "\x1b" not in logs
+
+
+def test_a_blob_name_with_a_control_character_is_refused_by_name(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """safepath refuses control characters in every name from someone else (a file named
+    with a newline would reach the job view and every log that names it): job prep refuses
+    the blob, naming it escaped on one line, exit 5 (assets)."""
+    # a tab: Azurite cannot list names holding characters XML 1.0 forbids (ESC: HTTP 500)
+    seed(store, "rv-ctl", {"p/scene.blend": b"scene", "p/tex\twood.png": b"x"})
+    spec = write_spec(tmp_path / "job.json", make_spec(azurite.account_url, "rv-ctl", "p/"))
+    root = tmp_path / "node"
+    r = run_job_prep(root, "job-a", spec)
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "tex\\x09wood.png" in r.stderr and "control character U+0009" in r.stderr
+    assert "\t" not in r.stderr
+    assert not list((agent_dir(root) / "jobs").rglob("*wood.png"))

@@ -44,6 +44,12 @@ TABLE: list[tuple[str, str | None]] = [
     ("\x00", "contains NUL"),
     ("a\x00b", "contains NUL"),
     ("a/b\x00/c", "contains NUL"),
+    # other control characters: a newline in a blob name forges a line in every log
+    ("frame\nnode-agent: error: forged", "control character U+000A"),
+    ("a\rb", "control character U+000D"),
+    ("tab\there", "control character U+0009"),
+    ("esc\x1b[31m", "control character U+001B"),
+    ("del\x7f", "control character U+007F"),
     # absolute, UNC
     ("/", "absolute"),  # go
     ("/a", "absolute"),  # go
@@ -337,3 +343,13 @@ def test_mount_path_uses_the_one_rule(path: str, error: str | None) -> None:
         validate_document({"mounts": [mount]}, NodeConfig, "pool.yaml", "pool config")
     line = str(e.value)
     assert line.startswith(f"pool.yaml: mounts[0].rclone.path: '{path}'") and error in line
+
+
+def test_messages_show_control_characters_escaped() -> None:
+    """A refused name is shown on one line: its control characters as \\xNN."""
+    with pytest.raises(ContainmentError) as e:
+        split_rel("frame\nnode-agent: error: forged", "blob")
+    assert "\n" not in str(e.value) and "frame\\x0anode-agent" in str(e.value)
+    with pytest.raises(ContainmentError) as e:
+        check_component("job\x1b[2J", "AZ_BATCH_JOB_ID")
+    assert "\x1b" not in str(e.value) and "job\\x1b[2J" in str(e.value)
