@@ -80,6 +80,16 @@ def then_for(code: int, message: str = "") -> Then:
     return cause.then if cause else "retry"
 
 
+def why_no_retry(code: int, message: str = "") -> str | None:
+    """Why no retry can fix a failure with this exit code (and one-line message), or None
+    when a retry may. What a frame task's retry reads to end at once (phases/render_rerun)."""
+    if then_for(code, message) == "retry":
+        return None
+    if code == int(ExitCode.STORAGE):
+        return "storage refused the task's credentials: the same credentials every time"
+    return BY_CODE[code].why
+
+
 def exit_conditions() -> dict[str, Any]:
     """The frame tasks' exitConditions: jobAction terminate for the causes that end the job,
     none for the others (every code listed, so none falls to Batch's default terminate)."""

@@ -18,6 +18,12 @@ task killed mid-upload leaves no partial blob. A frame counts as already in stor
 the ledger names it for this job, this task and this same spec, and the blob listed now has
 the ledger's ETag, size and Content-MD5: exactly the blob that run committed. Anything else
 (no ledger, another spec under the same job id, a blob rewritten since) is rendered again.
+
+The ledger also carries the attempt's verdict (`ended`: exit code, reason, and why no retry
+fixes it) when the attempt ended with a cause no retry fixes, written once after its logs
+and summary were uploaded: Batch retries every non-zero exit, and the retry reads it with
+the ledger it reads anyway, then ends at once (phases/render_rerun). An attempt killed
+before its summary (a preempted node) leaves no verdict: its retry renders.
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class Ledger:
     task: str
     spec_sha256: str
     frames: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the attempt's verdict when no retry fixes it: exit_code, exit_class, reason, why
+    ended: dict[str, Any] | None = None
 
     def add(self, blob: str, sent: Sent) -> None:
         self.frames[blob] = {
@@ -84,7 +92,9 @@ class Ledger:
         }
 
     def document(self) -> bytes:
-        doc = {"job": self.job, "task": self.task, "spec_sha256": self.spec_sha256}
+        doc: dict[str, Any] = {"job": self.job, "task": self.task, "spec_sha256": self.spec_sha256}
+        if self.ended is not None:
+            doc["ended"] = self.ended
         return json.dumps({**doc, "frames": self.frames}, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -94,9 +104,24 @@ class Ledger:
             frames = doc["frames"]
             if not isinstance(frames, dict):
                 return None
-            return cls(str(doc["job"]), str(doc["task"]), str(doc["spec_sha256"]), frames)
+            ended = doc.get("ended")
+            return cls(
+                str(doc["job"]),
+                str(doc["task"]),
+                str(doc["spec_sha256"]),
+                frames,
+                ended if isinstance(ended, dict) else None,
+            )
         except (ValueError, KeyError, TypeError):
             return None
+
+    def same_task(self, other: Ledger) -> bool:
+        """Written by this job's same task running the same spec (Batch's retry of it)."""
+        return (self.job, self.task, self.spec_sha256) == (
+            other.job,
+            other.task,
+            other.spec_sha256,
+        )
 
     def holds(self, s: Stored, job: str, task: str, spec_sha256: str) -> bool:
         """`s` is exactly the blob this job's task committed, running this spec."""

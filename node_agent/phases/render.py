@@ -125,10 +125,12 @@ class Prepared:
     skipped: dict[int, Stored] = field(default_factory=dict)
     store: BlobStore | None = None  # made early when storage was read before the render
     ledger: Ledger | None = None  # what the uploader records for a later re-run
+    # Batch's retry of an attempt that ended with a cause no retry fixes: (code, reason)
+    not_retried: tuple[ExitCode, str] | None = None
 
     @property
     def nothing_to_render(self) -> bool:
-        return bool(self.skipped) and not self.launch.expected
+        return self.not_retried is not None or (bool(self.skipped) and not self.launch.expected)
 
 
 @dataclass(frozen=True)
@@ -200,15 +202,16 @@ def prepare(
     )
     meta = {"job": str(node.job_id), "task": str(node.task_id), "node": node.node_id}
     retry = policy(spec.policies)
-    skipped: dict[int, Stored] = {}
+    rerun = render_rerun.Narrowed(launch)
     store = None
     spec_bytes = (spec_path or node.job_spec_path()).read_bytes()
     ledger = Ledger(str(node.job_id), str(node.task_id), hashlib.sha256(spec_bytes).hexdigest())
     if read_storage:  # a re-run renders only the frames not in storage (render_rerun)
         store = _store_factory(phase, spec)()
-        launch, skipped = render_rerun.narrow(
+        rerun = render_rerun.narrow(
             phase.log, store, spec.render, ctx, launch, launch_env, layout, ledger, retry
         )
+    launch = rerun.launch
     env = renderer_env(phase, spec, launch.env)
     return Prepared(
         spec,
@@ -220,9 +223,10 @@ def prepare(
         meta,
         retry,
         agent_started,
-        skipped,
+        rerun.skipped,
         store,
         ledger,
+        rerun.not_retried,
     )
 
 
@@ -271,8 +275,9 @@ def execute(phase: Phase, p: Prepared) -> Executed:
     for path, text in p.launch.files.items():
         write_atomic(Path(path), text.encode("utf-8"))
     monitor = OutputMonitor(p.spec.render.renderer, report=lambda s: phase.log.info("%s", s))
-    command = phase.redactor(_command_text(p.launch.argv, phase.node.is_windows))
-    phase.log.info("running: %s", command)
+    if not p.nothing_to_render:
+        command = phase.redactor(_command_text(p.launch.argv, phase.node.is_windows))
+        phase.log.info("running: %s", command)
     times: dict[str, float] = {"agent_started_at": p.agent_started}
     result: RunResult | None = None
     start_error = ""
@@ -327,7 +332,9 @@ def publish(phase: Phase, p: Prepared, x: Executed) -> int:
         timeout_s=p.spec.render.timeout_s,
         stall_s=p.spec.render.stall_timeout_s,
     )
-    if p.nothing_to_render and upload_error is None and not not_uploaded:
+    if p.not_retried is not None:
+        code, reason = p.not_retried
+    elif p.nothing_to_render and upload_error is None and not not_uploaded:
         code, reason = (
             ExitCode.OK,
             (
@@ -352,6 +359,11 @@ def publish(phase: Phase, p: Prepared, x: Executed) -> int:
         upload_logs(x.uploader.store, p.layout, [*logs, summary_path], p.meta, p.retry)
     except UploadError as e:
         log_error = e
+    if p.ledger is not None and p.not_retried is None:  # the verdict for Batch's retry
+        stored = len(p.launch.expected) - len(missing)
+        render_rerun.record_verdict(
+            phase.log, x.uploader.store, p.layout, p.ledger, code, reason, x.result, stored
+        )
     if code is ExitCode.UPLOAD and upload_error is not None:
         raise upload_error
     if code is not ExitCode.OK:
@@ -395,6 +407,7 @@ def _write_summary(
         preview=preview,
         not_uploaded=not_uploaded,
         skipped=p.skipped,
+        not_started=p.not_retried is not None,
     )
     summary_path = phase.node.task_dir / "summary.json"
     write_atomic(summary_path, phase.redactor(json.dumps(summary, indent=2)).encode())

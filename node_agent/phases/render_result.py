@@ -151,10 +151,12 @@ def summary_doc(
     preview: str | None,
     not_uploaded: dict[str, str] | None = None,
     skipped: dict[int, Stored] | None = None,
+    not_started: bool = False,
 ) -> dict[str, Any]:
     """`outputs` is exactly what this task put in storage; `not_uploaded` the files that
     were refused or failed (file -> why); `skipped` the frames an earlier run of this task
-    had already stored whole, not rendered again (phases/render_rerun)."""
+    had already stored whole, not rendered again (phases/render_rerun); `not_started`: the
+    renderer was not started (Batch's retry of an attempt no retry fixes)."""
     skipped = skipped or {}
     last_closed = max((u.stamp[1] / 1e9 for u in outputs), default=0.0)
     started = times.get("renderer_started_at")
@@ -169,8 +171,10 @@ def summary_doc(
         "task": node.task_id,
         "node": node.node_id,
         "frames": format_frames(frames),
-        "rendered_frames": format_frames([f for f in frames if f not in skipped]),
-        "command": command if len(skipped) < len(frames) else [],
+        "rendered_frames": (
+            "" if not_started else format_frames([f for f in frames if f not in skipped])
+        ),
+        "command": command if len(skipped) < len(frames) and not not_started else [],
         "exit_class": code.name.lower(),
         "exit_code": int(code),
         "reason": reason,

@@ -7,9 +7,11 @@ import hashlib
 import io
 
 from node_agent import renderers
+from node_agent.errors import ExitCode
 from node_agent.output_record import Ledger, Sent, Stored, digest
 from node_agent.outputs import Layout
-from node_agent.phases.render_rerun import plan
+from node_agent.phases.render_rerun import not_retried, plan, verdict_record
+from node_agent.supervise import RunResult
 
 LAYOUT = Layout("job-job-a", "task-1")
 EXPECTED = {f: f"frame_{f:04d}.png" for f in range(1, 5)}
@@ -87,3 +89,80 @@ def test_ledger_round_trip_and_digest_rewinds() -> None:
     fh = io.BytesIO(b"xxpng")
     fh.seek(2)
     assert digest(fh) == (3, MD5) and fh.tell() == 2
+
+
+# Batch's retry of an attempt whose cause no retry fixes (render_rerun.verdict_record /
+# not_retried; the processes: tests/integration/test_retry_by_cause.py)
+
+
+def _run(**kw: object) -> RunResult:
+    fields: dict[str, object] = dict(
+        returncode=0,
+        signal=None,
+        timed_out=False,
+        stalled=False,
+        cancelled=False,
+        wall_s=1.0,
+        cpu_s=1.0,
+        peak_rss=1,
+        log_truncated=False,
+        started_at=0.0,
+    )
+    fields.update(kw)
+    return RunResult(**fields)  # type: ignore[arg-type]
+
+
+def test_which_verdicts_a_retry_honours() -> None:
+    ran = _run(returncode=1)
+    kept = [
+        (ExitCode.TIMEOUT, "renderer made no progress", _run(stalled=True), 0),
+        (ExitCode.TIMEOUT, "renderer exceeded render.timeout_s", _run(timed_out=True), 0),
+        (ExitCode.MISSING_FRAMES, "renderer exited 0 but frames 1-2 are missing", _run(), 0),
+        (ExitCode.OUT_OF_MEMORY, "out of memory: bad_alloc", ran, 0),
+        (ExitCode.MISSING_ASSET, "missing scene or asset: a.tx", ran, 0),
+        (ExitCode.RENDER_FAILED, "cannot start 'vray': No such file or directory", None, 0),
+        (ExitCode.STORAGE, "storage: access denied (403) reading 'job-a/x'", None, 0),
+    ]
+    for code, reason, result, stored in kept:
+        ended = verdict_record(code, reason, result, stored)
+        assert ended is not None and ended["exit_code"] == int(code), (code, reason)
+    retried = [
+        (ExitCode.LICENSE, "license failure: no license", ran, 0),
+        (ExitCode.UPLOAD, "upload failed", _run(), 0),
+        (ExitCode.CRASH, "renderer crashed (signal/status 11)", _run(returncode=-11), 0),
+        (ExitCode.STORAGE, "storage unreachable: connection reset", None, 0),
+        (ExitCode.RENDER_FAILED, "renderer exited with code 1", ran, 0),  # no cause given
+        (ExitCode.RENDER_FAILED, "asked to stop (SIGTERM)", _run(cancelled=True), 0),
+        # frames stored before render.timeout_s: the retry renders only the rest
+        (ExitCode.TIMEOUT, "renderer exceeded render.timeout_s", _run(timed_out=True), 2),
+    ]
+    for code, reason, result, stored in retried:
+        assert verdict_record(code, reason, result, stored) is None, (code, reason)
+
+
+def test_the_retry_names_the_earlier_cause_in_one_inert_line() -> None:
+    ended = verdict_record(ExitCode.TIMEOUT, "renderer exceeded (60 s)", _run(timed_out=True), 0)
+    assert ended is not None
+    assert not_retried(ended) == (
+        ExitCode.TIMEOUT,
+        "not retried: the previous attempt of this task ended with exit 16 timeout: renderer "
+        "exceeded (60 s); exitpolicy: the same frames take the same time",
+    )
+    forged = {"exit_code": 13, "reason": "x\n\x1b]52;c;AAAA\x07" + "y" * 1000}
+    stop = not_retried(forged)
+    assert stop is not None and stop[0] is ExitCode.OUT_OF_MEMORY
+    assert "\n" not in stop[1] and "\x1b" not in stop[1] and len(stop[1]) < 600
+    # unreadable, unknown, success, or a code this policy retries: render
+    for bad in ({}, {"exit_code": "x"}, {"exit_code": 99}, {"exit_code": 0}, {"exit_code": 11}):
+        assert not_retried(bad) is None, bad
+
+
+def test_the_verdict_travels_in_the_ledger() -> None:
+    ledger = _ledger(1)
+    assert b"ended" not in ledger.document()  # no verdict: the format as before
+    ledger.ended = {"exit_code": 16, "reason": "r"}
+    again = Ledger.parse(ledger.document())
+    assert again is not None and again.ended == ledger.ended
+    assert again.same_task(Ledger("job-a", "task-1", "s1"))
+    assert not again.same_task(Ledger("job-a", "task-1", "s2"))
+    assert not again.same_task(Ledger("job-a", "task-2", "s1"))
