@@ -15,7 +15,6 @@ import socket
 import sqlite3
 import stat
 import time
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -104,7 +103,8 @@ def upload_logs(phase: Phase, spec: JobSpec | None, budget_s: float = UPLOAD_BUD
                     len(files) - i,
                 )
                 return False
-            left = replace(retry, budget_s=min(retry.budget_s, deadline - time.monotonic()))
+            # a hard deadline, a throttled (ServerBusy) upload's longer budget included
+            left = retry.within(deadline - time.monotonic())
             store.with_retry(left).upload_file(path, container, blob, content_type="text/plain")
     except NodeAgentError as e:
         phase.log.error("log upload failed: %s", str(e).splitlines()[0])
