@@ -16,6 +16,8 @@ the same text in azure-batch 15.1 `azure.batch.models.ExitOptions`):
 So a cause that must end the job AT ONCE cannot rely on exitConditions alone: job
 preparation calls Terminate Job itself (`batch/jobcontrol.py`), and the tasks' jobAction
 terminate is the bound (after maxTaskRetryCount retries) when the call cannot be made.
+A frame task's retries after a cause no retry fixes (`why_no_retry`) end at once on the
+node, without rendering (`phases/render_rerun.py`).
 """
 
 from __future__ import annotations
@@ -103,8 +105,8 @@ def exit_conditions() -> dict[str, Any]:
 
 _THEN_TEXT = {
     "retry": "retried (maxTaskRetryCount); the job goes on",
-    "end_task": "fails after Batch's retries; the job goes on",
-    "end_job": "job terminated once Batch's retries are used",
+    "end_task": "each Batch retry ends at once, not rendered; the job goes on",
+    "end_job": "each Batch retry ends at once, not rendered; then the job is terminated",
 }
 
 
@@ -127,7 +129,7 @@ def markdown_table() -> str:
         if c.code == ExitCode.STORAGE:
             rows.append(
                 f"| 4 | storage ({AUTH_4}) | access denied, authentication failed, a missing "
-                "credential | terminates the job at once (Terminate Job call) | retried: after "
-                "a successful job prep the same credentials worked (jobAction none) |"
+                "credential | terminates the job at once (Terminate Job call) | each Batch "
+                "retry ends at once, not rendered; the job goes on (jobAction none) |"
             )
     return "\n".join(rows)
