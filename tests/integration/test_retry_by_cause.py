@@ -200,3 +200,23 @@ def test_an_attempt_killed_without_a_summary_is_rendered_again(
     again = _task(tmp_path / "node2", azurite, task, marker, env=hang, timeout_s=3)
     assert again.run("1-2") == ExitCode.TIMEOUT, again.stderr()
     assert marker.exists() and "not retried" not in again.stderr()
+
+
+def test_a_timeout_after_stored_frames_renders_the_rest_on_retry(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """render.timeout_s hit after frame 1 was stored: not the same frames next time (the
+    retry renders only frame 2, with a limit of its own)."""
+    task = "t-timeout-progress"
+    marker = tmp_path / "renderer-started"
+    go = tmp_path / "go"  # the stand-in waits for it before its second frame
+    wait = {"STANDIN_MODE": "wait", "STANDIN_MARKER": str(go)}
+    first = _task(tmp_path / "node1", azurite, task, marker, env=wait, timeout_s=4)
+    assert first.run("1-2") == ExitCode.TIMEOUT, first.stderr()
+    assert [o["frame"] for o in first.summary()["outputs"]] == [1]
+    marker.unlink()
+    go.touch()
+    again = _task(tmp_path / "node2", azurite, task, marker, env=wait, timeout_s=4)
+    assert again.run("1-2") == 0, again.stderr()
+    s = again.summary()
+    assert marker.exists() and s["rendered_frames"] == "2" and "not retried" not in s["reason"]
