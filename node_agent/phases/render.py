@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -19,9 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import psutil
+from typing import TYPE_CHECKING
 
 from node_agent.batchenv import BatchNode
 from node_agent.classify import OutputMonitor
@@ -33,6 +30,7 @@ from node_agent.output_record import Ledger, Stored
 from node_agent.outputs import Layout, open_source, upload_logs, upload_preview
 from node_agent.phases import render_rerun
 from node_agent.phases.render_env import renderer_env, show_env
+from node_agent.phases.render_process import Sigterm, process_started_at
 from node_agent.phases.render_result import missing_frames, summary_doc, verdict
 from node_agent.renderers import CommandContext, Launch, build_launch
 from node_agent.runtime import Phase, write_atomic
@@ -76,36 +74,6 @@ def dry_run_node(spec_path: Path | None, env: Mapping[str, str] | None = None) -
         file=sys.stderr,
     )
     return node
-
-
-class _Sigterm:
-    """While active, SIGTERM (Batch stopping the task) asks the supervisor to stop the renderer."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self._old: Any = None
-
-    def __enter__(self) -> threading.Event:
-        try:
-            self._old = signal.signal(signal.SIGTERM, lambda *_: self.event.set())
-        except ValueError:  # not the main thread
-            self._old = None
-        return self.event
-
-    def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-
-
-def process_started_at() -> float:
-    """Wall-clock start of this process, to ~10 ms on Linux (psutil's is rounded to the boot second)."""
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        start_ticks = int(fields[19])  # field 22 of /proc/<pid>/stat: start time since boot
-        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
-        return time.time() - age
-    except (OSError, ValueError, IndexError, AttributeError):
-        return psutil.Process().create_time()
 
 
 @dataclass(frozen=True)
@@ -281,7 +249,7 @@ def execute(phase: Phase, p: Prepared) -> Executed:
     times: dict[str, float] = {"agent_started_at": p.agent_started}
     result: RunResult | None = None
     start_error = ""
-    with _Sigterm() as cancel:
+    with Sigterm() as cancel:
         uploader = ProgressiveUploader(
             _store_factory(phase, p.spec, p.store),
             p.layout,
