@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -343,6 +344,13 @@ class JobSpec(_Model):
     render: Render
     policies: Policies = Policies()
     mounts: MountList = Field(default_factory=list, description="job-scoped mounts (docs/ops.md)")
+    submission_id: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="set by `batch submit` and `local run`, one per submission: a task's "
+        "re-run skips stored frames and honours its previous attempt's verdict only within "
+        "the same submission (a job id submitted again renders again)",
+    )
 
     @field_validator("assets")
     @classmethod
@@ -353,6 +361,13 @@ class JobSpec(_Model):
         if dups:
             raise ValueError(f"asset source names must be unique: {', '.join(dups)} given twice")
         return v
+
+
+def submitted(spec: JobSpec) -> JobSpec:
+    """The spec as handed to the nodes by one submission (`batch submit`, `local run`): a new
+    `submission_id`, so the task ledgers of an earlier submission of the same job id (same
+    spec) neither skip frames nor stop retries of this one (phases/render_rerun.py)."""
+    return spec.model_copy(update={"submission_id": uuid.uuid4().hex})
 
 
 def spec_from_data(data: Any, source: str = "job spec") -> JobSpec:

@@ -42,7 +42,7 @@ from node_agent.jobplan import POOL_CONFIG_FILE, SPEC_FILE
 from node_agent.pins import resolve_latest
 from node_agent.preflight_storage import check_storage
 from node_agent.redact import Redactor
-from node_agent.spec import JobSpec
+from node_agent.spec import JobSpec, submitted
 from node_agent.storage import BlobStore
 from node_agent.storage.retry import policy
 from node_agent.sync.manifest import PushSummary, project_prefix, push, push_cache_file
@@ -211,7 +211,7 @@ def submit(
             "(or use blob_access 'auto_storage')"
         )
     # the spec submitted: frames filled from the scene, `manifest: latest` pinned
-    spec = preflight_spec(spec, opts, say, redactor)
+    spec = submitted(preflight_spec(spec, opts, say, redactor))
     for line in batch_warnings(spec, pool) + storage_warnings(spec):
         say(f"submit: warning: {line}")
     store = BlobStore(spec.storage, redactor, retry=policy(spec.policies))

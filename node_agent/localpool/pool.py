@@ -28,7 +28,7 @@ from node_agent.localpool.node import LocalNode
 from node_agent.localpool.report import print_report
 from node_agent.preflight import say_logger
 from node_agent.preflight_storage import check_storage
-from node_agent.spec import JobSpec, load_spec
+from node_agent.spec import JobSpec, load_spec, submitted
 
 
 def _maybe_start_azurite(spec: JobSpec, stack: ExitStack, workdir: Path) -> str | None:
@@ -152,6 +152,7 @@ def run_local_job(
             log=say_logger("local", say),
             where=f"local run: render.scene '{spec.render.scene}'",
         )
+        spec = submitted(spec)  # a run again of this job id renders again
         # what runs is the document `batch job-json` prints, as JSON, minus Azure-only fields
         doc = json.loads(json.dumps(job_json(spec, cfg)))
         job_file = workdir / pool_id / f"job-{spec.job_id}.json"

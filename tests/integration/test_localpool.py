@@ -417,3 +417,27 @@ def test_local_run_that_started_an_empty_azurite_says_so_when_assets_are_missing
         and str(port) in " ".join(p.info["cmdline"] or [])
         for p in psutil.process_iter(["cmdline"])
     ), "the Azurite local run started is still running"
+
+
+def test_local_run_again_of_a_job_id_renders_again_after_a_final_verdict(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    """A task whose attempt ended with a cause no retry fixes (exit 15: the renderer wrote
+    no frame) is not rendered again by Batch's retry of that submission; but a new `local
+    run` of the same job id with the same spec is a new submission (spec.submission_id) and
+    renders again: the earlier run's ledger must not make it end at once."""
+    ran = tmp_path / "ran.txt"
+    doc = pool_job_doc(
+        azurite.account_url,
+        store,
+        tmp_path,
+        "verdict-rerun",
+        frames="1",
+        command=[sys.executable, "-c", f"open({str(ran)!r}, 'a').write('ran\\n')"],
+    )
+    code, _record, out = _run_pool(tmp_path, doc, nodes=1)
+    assert code == 15, out
+    assert ran.read_text().count("ran") == 1, out  # the retry ended at once, not rendered
+    code, _record, out = _run_pool(tmp_path, doc, nodes=1)
+    assert code == 15, out
+    assert ran.read_text().count("ran") == 2, out  # the second submission rendered again
