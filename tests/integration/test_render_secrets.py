@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
-from helpers import SAS_VAR, azurite_sas, make_task, sas_sig, secret_forms, standin
+from helpers import SAS_VAR, Task, azurite_sas, make_task, sas_sig, secret_forms, standin
 
 from node_agent.azurite import AZURITE_KEY, AzuriteServer
 from node_agent.redact import MASK
 from node_agent.storage import BlobStore
 
 
-def _pool_config(t_root: Path, key_var: str) -> None:
-    """A pool config as the start task keeps it, naming a mount secret variable."""
-    state = t_root / "shared" / "node_agent" / "state"
+def _keep_pool_config(t: Task, text: str) -> None:
+    """`text` as the pool config the start task kept on the task's node."""
+    state = Path(t.env["AZ_BATCH_NODE_ROOT_DIR"]) / "shared" / "node_agent" / "state"
     state.mkdir(parents=True, exist_ok=True)
+    (state / "pool-config.json").write_text(text)
+
+
+def _pool_config(t: Task, key_var: str) -> None:
+    """A pool config as the start task keeps it, naming a mount secret variable."""
     doc = {
         "mounts": [
             {
@@ -31,37 +37,53 @@ def _pool_config(t_root: Path, key_var: str) -> None:
             }
         ]
     }
-    (state / "pool-config.json").write_text(json.dumps(doc))
+    _keep_pool_config(t, json.dumps(doc))
+
+
+def _sas_task(
+    tmp_path: Path, account_url: str, task: str, sas: str, auth: dict[str, Any], **render: Any
+) -> Task:
+    """A custom-renderer task whose stand-in prints its environment and, in every form, a SAS
+    it learned some other way (a file); the spec's storage auth is `auth` and $SAS_VAR holds
+    the SAS in the task's environment."""
+    sas_file = tmp_path / "leaked-sas.txt"  # the "renderer" learns the SAS some other way
+    sas_file.write_text(sas)
+    t = make_task(
+        tmp_path,
+        account_url,
+        task=task,
+        renderer="custom",
+        frames="1",
+        command=[standin("hostile_outputs.py"), "{output_dir}", "secrets", str(sas_file)],
+        **render,
+    )
+    t.doc["storage"]["auth"] = auth
+    t.spec_path.write_text(json.dumps(t.doc))
+    t.env[SAS_VAR] = sas
+    return t
+
+
+def _renderer_log(store: BlobStore, t: Task, task: str) -> tuple[str, dict[str, str]]:
+    """renderer.log as uploaded to $TaskLog, and the environment the stand-in printed in it."""
+    log = store.read_blob(t.container, f"{task}/$TaskLog/renderer.log").decode()
+    env_line = next(ln for ln in log.splitlines() if "env: {" in ln)
+    return log, json.loads(env_line.split("env: ", 1)[1])
 
 
 def test_renderer_gets_no_storage_secret_and_its_log_holds_no_form_of_it(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
     sas = azurite_sas()
-    sas_file = tmp_path / "leaked-sas.txt"  # the "renderer" learns the SAS some other way
-    sas_file.write_text(sas)
     task = "t-secrets"
-    t = make_task(
-        tmp_path,
-        azurite.account_url,
-        task=task,
-        renderer="custom",
-        frames="1",
-        command=[standin("hostile_outputs.py"), "{output_dir}", "secrets", str(sas_file)],
-        env={"STUDIO": "blue"},
-    )
-    t.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR}
-    t.spec_path.write_text(json.dumps(t.doc))
-    t.env[SAS_VAR] = sas
+    auth = {"kind": "sas", "env": SAS_VAR}
+    t = _sas_task(tmp_path, azurite.account_url, task, sas, auth, env={"STUDIO": "blue"})
     t.env["MOUNT_KEY_VAR"] = "mount-account-key-0123456789abcdef=="
     t.env["AZURE_STORAGE_CONNECTION_STRING"] = f"AccountName=x;AccountKey={AZURITE_KEY}"
     t.env["COPY_OF_THE_SAS"] = sas  # the same secret under another name
-    _pool_config(Path(t.env["AZ_BATCH_NODE_ROOT_DIR"]), "MOUNT_KEY_VAR")
+    _pool_config(t, "MOUNT_KEY_VAR")
     assert t.run("1") == 0, t.stderr()
 
-    log = store.read_blob(t.container, f"{task}/$TaskLog/renderer.log").decode()
-    env_line = next(ln for ln in log.splitlines() if "env: {" in ln)
-    seen = json.loads(env_line.split("env: ", 1)[1])
+    log, seen = _renderer_log(store, t, task)
     for var in (SAS_VAR, "MOUNT_KEY_VAR", "AZURE_STORAGE_CONNECTION_STRING", "COPY_OF_THE_SAS"):
         assert var not in seen, var
     assert seen["STUDIO"] == "blue"
@@ -86,24 +108,12 @@ def test_the_storage_secret_reaches_the_renderer_only_by_the_loud_opt_in(
 ) -> None:
     """storage.auth.expose_to_renderer: true passes $SAS_VAR (only it), with a warning."""
     sas = azurite_sas()
-    sas_file = tmp_path / "leaked-sas.txt"
-    sas_file.write_text(sas)
     task = "t-optin"
-    t = make_task(
-        tmp_path,
-        azurite.account_url,
-        task=task,
-        renderer="custom",
-        frames="1",
-        command=[standin("hostile_outputs.py"), "{output_dir}", "secrets", str(sas_file)],
-    )
-    t.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR, "expose_to_renderer": True}
-    t.spec_path.write_text(json.dumps(t.doc))
-    t.env[SAS_VAR] = sas
+    auth = {"kind": "sas", "env": SAS_VAR, "expose_to_renderer": True}
+    t = _sas_task(tmp_path, azurite.account_url, task, sas, auth)
     t.env["AZURE_STORAGE_KEY"] = AZURITE_KEY
     assert t.run("1") == 0, t.stderr()
-    log = store.read_blob(t.container, f"{task}/$TaskLog/renderer.log").decode()
-    seen = json.loads(next(ln for ln in log.splitlines() if "env: {" in ln).split("env: ", 1)[1])
+    log, seen = _renderer_log(store, t, task)
     assert SAS_VAR in seen and "AZURE_STORAGE_KEY" not in seen
     assert f"expose_to_renderer is on: the renderer gets ${SAS_VAR}" in t.stderr()
     assert sas_sig(sas) not in log and unquote(sas_sig(sas)) not in log  # still masked in logs
@@ -116,28 +126,13 @@ def test_fails_closed_when_the_pool_config_cannot_be_read_and_strips_values_cont
     mount secret variables: every secret-looking name is withheld instead. A variable whose
     value merely contains the SAS (a URL, a connection string) is withheld too."""
     sas = azurite_sas()
-    sas_file = tmp_path / "leaked-sas.txt"
-    sas_file.write_text(sas)
     task = "t-closed"
-    t = make_task(
-        tmp_path,
-        azurite.account_url,
-        task=task,
-        renderer="custom",
-        frames="1",
-        command=[standin("hostile_outputs.py"), "{output_dir}", "secrets", str(sas_file)],
-        env={"STUDIO": "blue"},
-    )
-    t.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR}
-    t.spec_path.write_text(json.dumps(t.doc))
-    t.env[SAS_VAR] = sas
+    auth = {"kind": "sas", "env": SAS_VAR}
+    t = _sas_task(tmp_path, azurite.account_url, task, sas, auth, env={"STUDIO": "blue"})
     t.env["FILES_MOUNT_KEY"] = "mount-account-key-0123456789abcdef=="
     t.env["ASSET_URL"] = f"https://acct.blob.core.windows.net/assets?{sas}"
-    state = Path(t.env["AZ_BATCH_NODE_ROOT_DIR"]) / "shared" / "node_agent" / "state"
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "pool-config.json").write_text('{"mounts": [{"name": "refs", "driver": "nfs9"}]}')
+    _keep_pool_config(t, '{"mounts": [{"name": "refs", "driver": "nfs9"}]}')
     assert t.run("1") == 0, t.stderr()
-    log = store.read_blob(t.container, f"{task}/$TaskLog/renderer.log").decode()
-    seen = json.loads(next(ln for ln in log.splitlines() if "env: {" in ln).split("env: ", 1)[1])
+    log, seen = _renderer_log(store, t, task)
     assert "FILES_MOUNT_KEY" not in seen and "ASSET_URL" not in seen and SAS_VAR not in seen
     assert seen["STUDIO"] == "blue" and "AZ_BATCH_SOFTWARE_ENTITLEMENT_TOKEN" in seen
