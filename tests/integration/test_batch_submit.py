@@ -144,25 +144,52 @@ def _submit(
     return run_cli(args)
 
 
+def _replayed(
+    files: dict[str, Path],
+    exchanges: list[dict[str, Any]],
+    *extra: str,
+    account: str | None = "acct",
+) -> tuple[CliResult, Replay]:
+    """`_submit` to a Replay of `exchanges`: the CLI's result and what Batch was sent."""
+    with Replay(exchanges) as batch:
+        res = _submit(files, batch.url, *extra, account=account)
+    return res, batch
+
+
+def _submit_ok(
+    files: dict[str, Path],
+    exchanges: list[dict[str, Any]],
+    *extra: str,
+    account: str | None = "acct",
+) -> tuple[CliResult, Replay]:
+    """`_replayed`, which must succeed having made exactly the recorded requests, in order."""
+    res, batch = _replayed(files, exchanges, *extra, account=account)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert batch.mismatches == [] and batch.exchanges == []
+    return res, batch
+
+
+@pytest.fixture
+def batch_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Batch account's shared key, as the submitting shell has it."""
+    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
+
+
 def test_submit_sends_pool_job_and_task_chunks(
     files: dict[str, Path],
     recording: list[dict[str, Any]],
     store: BlobStore,
-    monkeypatch: pytest.MonkeyPatch,
+    batch_key: None,
 ) -> None:
-    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
-    with Replay(recording) as batch:
-        res = _submit(
-            files,
-            batch.url,
-            "--create-pool",
-            "--package",
-            str(files["package"]),
-            "--assets",
-            str(files["assets"]),
-        )
-    assert res.returncode == 0, res.stderr
-    assert batch.mismatches == [] and batch.exchanges == []
+    res, batch = _submit_ok(
+        files,
+        recording,
+        "--create-pool",
+        "--package",
+        str(files["package"]),
+        "--assets",
+        str(files["assets"]),
+    )
     assert [(r["method"], r["path"]) for r in batch.requests] == [
         ("HEAD", "/pools/render-pool"),
         ("POST", "/pools"),
@@ -209,9 +236,8 @@ def test_submit_sends_pool_job_and_task_chunks(
 
 def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
     files: dict[str, Path],
-    monkeypatch: pytest.MonkeyPatch,
+    batch_key: None,
 ) -> None:
-    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     exchanges = [
         {"method": "HEAD", "path": "/pools/render-pool", "status": 200},
         {"method": "POST", "path": "/jobs", "status": 201},
@@ -222,8 +248,7 @@ def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
             "taskResults": "clienterror",
         },
     ]
-    with Replay(exchanges) as batch:
-        res = _submit(files, batch.url, "--create-pool")
+    res, batch = _replayed(files, exchanges, "--create-pool")
     assert batch.mismatches == [] and batch.exchanges == []
     assert res.returncode == int(ExitCode.BATCH)
     assert "pool render-pool exists; using it" in res.stdout
@@ -234,9 +259,8 @@ def test_existing_pool_is_reused_and_a_refused_task_fails_the_submit(
 
 def test_rejected_key_is_one_line_without_the_key(
     files: dict[str, Path],
-    monkeypatch: pytest.MonkeyPatch,
+    batch_key: None,
 ) -> None:
-    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     exchanges = [
         {
             "method": "POST",
@@ -251,8 +275,7 @@ def test_rejected_key_is_one_line_without_the_key(
             },
         }
     ]
-    with Replay(exchanges) as batch:
-        res = _submit(files, batch.url)
+    res, batch = _replayed(files, exchanges)
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()
     assert (
@@ -272,17 +295,14 @@ def test_auto_storage_submit_puts_package_and_spec_where_batch_downloads_them(
     files: dict[str, Path],
     recording: list[dict[str, Any]],
     store: BlobStore,
+    batch_key: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     files["pool"].write_text(yaml.safe_dump({"blob_access": "auto_storage"}))  # no identity needed
     monkeypatch.setenv("AZURE_BATCH_ACCOUNT", "farmacct")
-    with Replay(recording) as batch:
-        res = _submit(
-            files, batch.url, "--create-pool", "--package", str(files["package"]), account=None
-        )
-    assert res.returncode == 0, res.stderr
-    assert batch.mismatches == [] and batch.exchanges == []
+    res, batch = _submit_ok(
+        files, recording, "--create-pool", "--package", str(files["package"]), account=None
+    )
     start_rf = batch.requests[1]["body"]["startTask"]["resourceFiles"]
     assert start_rf == [
         {"autoStorageContainerName": "node-agent", "blobPrefix": "packages/node-agent-0.1.0.zip"}
@@ -299,9 +319,9 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
     files: dict[str, Path],
     recording: list[dict[str, Any]],
     store: BlobStore,
+    batch_key: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     secret = "bGlicmFyeS1rZXktdGhhdC1tdXN0LW5vdC1sZWFr"
     monkeypatch.setenv("LIBRARY_KEY", secret)  # as if the submitting shell had it
     node_config = {
@@ -327,10 +347,7 @@ def test_submit_uploads_the_pool_config_the_start_task_reads(
             }
         )
     )
-    with Replay(recording) as batch:
-        res = _submit(files, batch.url, "--create-pool")
-    assert res.returncode == 0, res.stderr
-    assert batch.mismatches == [] and batch.exchanges == []
+    res, batch = _submit_ok(files, recording, "--create-pool")
     spec = load_spec(files["spec"])
     blob = "pools/render-pool/pool-config.json"
     url = f"{spec.storage.account_url}/{SPEC_CONTAINER}/{blob}"
@@ -383,12 +400,11 @@ def test_submit_without_assets_checks_storage_like_validate(
     store: BlobStore,
     blender_scene: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    batch_key: None,
 ) -> None:
     """No --assets: the upload in storage is scanned as `validate --storage` does; both
     textures left out: exit 12, each named, nothing sent to Batch; --allow-missing submits
     with warnings and the scene's range read from the uploaded .blend."""
-    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     upload = tmp_path / "upload"
     shutil.copytree(blender_scene, upload)
     shutil.rmtree(upload / "textures")
@@ -399,8 +415,7 @@ def test_submit_without_assets_checks_storage_like_validate(
     del doc["render"]["frames"]
     files["spec"].write_text(yaml.safe_dump(doc))
 
-    with Replay([]) as batch:
-        res = _submit(files, batch.url)
+    res, batch = _replayed(files, [])
     assert res.returncode == int(ExitCode.MISSING_ASSET), res.stdout + res.stderr
     missing = sorted(ln for ln in res.stderr.splitlines() if "missing dependency" in ln)
     assert len(missing) == 2, res.stderr
@@ -411,10 +426,7 @@ def test_submit_without_assets_checks_storage_like_validate(
     assert batch.requests == []
     assert spec_blob("job-st") not in {b.name for b in store.list_blobs(SPEC_CONTAINER)}
 
-    with Replay(_job_exchanges("job-st")) as batch:
-        res = _submit(files, batch.url, "--allow-missing")
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert batch.mismatches == [] and batch.exchanges == []
+    res, batch = _submit_ok(files, _job_exchanges("job-st"), "--allow-missing")
     warned = [ln for ln in res.stdout.splitlines() if "warning: preflight: missing" in ln]
     assert len(warned) == 2, res.stdout
     sent = json.loads(store.read_blob(SPEC_CONTAINER, spec_blob("job-st")))
@@ -422,11 +434,14 @@ def test_submit_without_assets_checks_storage_like_validate(
 
 
 def test_submit_pins_latest_and_a_later_push_reaches_no_node(
-    files: dict[str, Path], store: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    files: dict[str, Path],
+    store: BlobStore,
+    tmp_path: Path,
+    batch_key: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`manifest: latest` at submit: the spec stored for the nodes names the hash of the
     last push; a push after the submit leaves it, and a node's job prep gets the first."""
-    monkeypatch.setenv("AZURE_BATCH_ACCESS_KEY", KEY)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     ws = files["assets"]
 
