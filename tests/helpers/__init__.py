@@ -35,7 +35,7 @@ from helpers.node import (
     unmount_all_under,
     upload_tree,
 )
-from helpers.pool import pool_job_doc, pool_stand_in
+from helpers.pool import pool_job_doc, pool_stand_in, stand_in_job_doc
 from helpers.preflight import missing_deps, scene_render
 from helpers.secrets import SAS_VAR, azurite_sas, sas_sig, secret_forms
 from helpers.sync import (
@@ -84,6 +84,7 @@ __all__ = [
     "run_cli",
     "run_job_prep",
     "run_local_pool",
+    "stand_in_job_doc",
     "seed",
     "spec_store",
     "standin",

@@ -35,3 +35,20 @@ def pool_stand_in(state: Path, fail_task: str = "none") -> list[str]:
         fail_task,
         "{task_id}",
     ]
+
+
+def stand_in_job_doc(
+    account_url: str,
+    store: BlobStore,
+    tmp_path: Path,
+    job_id: str,
+    *,
+    fail_task: str = "none",
+    **render: object,
+) -> tuple[dict, Path]:
+    """`pool_job_doc` rendered by `pool_stand_in`, and the stand-in's record folder
+    (tmp_path/state, made here)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    command = pool_stand_in(state, fail_task)
+    return pool_job_doc(account_url, store, tmp_path, job_id, command=command, **render), state

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers import pool_job_doc, pool_stand_in
+from helpers import stand_in_job_doc
 
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import job_json, local_plan
@@ -41,16 +41,13 @@ class RecordingNode(LocalNode):
 def test_local_pool_runs_the_generated_job_json_unchanged(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    doc = pool_job_doc(
+    doc, state = stand_in_job_doc(
         azurite.account_url,
         store,
         tmp_path,
         "batch-json-local",
         frames="1-6",
         frames_per_task=2,
-        command=pool_stand_in(state),
     )
     spec = spec_from_data(doc)
     batch_doc = json.loads(

@@ -267,18 +267,15 @@ def test_watch_of_a_job_whose_job_prep_fails_everywhere(
 ) -> None:
     """Bad scene name: job prep fails on both nodes and ends the job; watch says so per node
     (state, exit, reason), the tasks never left the queue, and it exits with job prep's code."""
-    from helpers import pool_job_doc, pool_stand_in, run_local_pool
+    from helpers import run_local_pool, stand_in_job_doc
 
-    state = tmp_path / "state"
-    state.mkdir()
-    doc = pool_job_doc(
+    doc, _ = stand_in_job_doc(
         azurite.account_url,
         store,
         tmp_path,
         "jc-prepfail",
         frames="1-4",
         frames_per_task=2,
-        command=pool_stand_in(state),
     )
     doc["render"]["scene"] = "no-such-scene.blend"  # type: ignore[index]
     spec = tmp_path / "job.yaml"

@@ -16,10 +16,9 @@ import yaml
 from helpers import (
     make_spec_doc,
     node_env,
-    pool_job_doc,
-    pool_stand_in,
     run_agent,
     run_local_pool,
+    stand_in_job_doc,
     upload_tree,
 )
 
@@ -39,16 +38,13 @@ def test_job_prep_failing_on_every_node_terminates_the_job(
     """Bad scene name: real job prep on two nodes fails (exit 2), calls Terminate Job on the
     local pool's Batch stand-in with a token from its IMDS stand-in; the job ends at once,
     job release runs on both nodes, no task ever starts."""
-    state = tmp_path / "state"
-    state.mkdir()
-    doc = pool_job_doc(
+    doc, _ = stand_in_job_doc(
         azurite.account_url,
         store,
         tmp_path,
         "prep-fails",
         frames="1-4",
         frames_per_task=2,
-        command=pool_stand_in(state),
     )
     doc["render"]["scene"] = "no-such-scene.blend"  # type: ignore[index]
     doc["policies"] = {"task_retries": 1}

@@ -19,9 +19,9 @@ from helpers import (
     STANDINS,
     make_spec_doc,
     pool_job_doc,
-    pool_stand_in,
     run_cli,
     run_local_pool,
+    stand_in_job_doc,
     upload_tree,
 )
 
@@ -46,17 +46,14 @@ def _run_pool(
 def test_two_nodes_schedule_retry_and_release(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    command = pool_stand_in(state, fail_task="frames-00003-00004")
-    doc = pool_job_doc(
+    doc, state = stand_in_job_doc(
         azurite.account_url,
         store,
         tmp_path,
         "pool-retry",
         frames="1-8",
         frames_per_task=2,
-        command=command,
+        fail_task="frames-00003-00004",
     )
     code, record, out = _run_pool(tmp_path, doc)
     assert code == 0, out
@@ -146,15 +143,12 @@ def test_unfit_node_is_unusable_and_runs_no_task(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
     """The start task gets the pool config; a node that fails its health check is left alone."""
-    state = tmp_path / "state"
-    state.mkdir()
-    doc = pool_job_doc(
+    doc, _ = stand_in_job_doc(
         azurite.account_url,
         store,
         tmp_path,
         "pool-unfit",
         frames="1-4",
-        command=pool_stand_in(state),
     )
     # a renderer that answers its version check on node 1 only
     check = {
@@ -189,15 +183,12 @@ def test_unfit_node_is_unusable_and_runs_no_task(
 def test_start_task_failing_everywhere_leaves_no_usable_node(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    doc = pool_job_doc(
+    doc, state = stand_in_job_doc(
         azurite.account_url,
         store,
         tmp_path,
         "pool-nomaya",
         frames="1-2",
-        command=pool_stand_in(state),
     )
     extra = _pool_config(tmp_path, {"renderers": ["maya"]})  # no `Render` on this machine
     code, record, out = _run_pool(tmp_path, doc, nodes=1, extra=extra)
@@ -277,17 +268,14 @@ def test_local_run_executes_the_tasks_job_json_prints(
 ) -> None:
     """`node-agent local run` runs the document `node-agent batch job-json` prints: the same
     tasks with the same command lines, retried as its constraints allow."""
-    state = tmp_path / "state"
-    state.mkdir()
-    command = pool_stand_in(state, fail_task="frames-00003-00004")  # fails its first attempt
-    doc = pool_job_doc(
+    doc, _ = stand_in_job_doc(
         azurite.account_url,
         store,
         tmp_path,
         "batch-json-run",
         frames="1-5",
         frames_per_task=2,
-        command=command,
+        fail_task="frames-00003-00004",  # fails its first attempt
     )
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
@@ -365,16 +353,13 @@ def test_rerun_of_a_job_id_reports_only_its_own_run(
 ) -> None:
     """A second `local run` of the same job id (other chunks: other task folders) counts the
     frames it rendered, not the first run's left in place; node ids are their folders."""
-    state = tmp_path / "state"
-    state.mkdir()
-    doc = pool_job_doc(
+    doc, _ = stand_in_job_doc(
         azurite.account_url,
         store,
         tmp_path,
         "rerun",
         frames="1-4",
         frames_per_task=2,
-        command=pool_stand_in(state),
     )
     code, record, out = _run_pool(tmp_path, doc, nodes=1)
     assert code == 0, out
