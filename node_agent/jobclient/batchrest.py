@@ -17,9 +17,9 @@ from azure.batch import BatchClient
 
 from node_agent.batch.submit import SubmitOptions, _batch_errors, make_client
 from node_agent.errors import ExitCode
-from node_agent.jobclient.local import iso_time, task_frames, uploaded_bytes
 from node_agent.jobclient.model import JobView, NodeView, Span, TaskView, exit_name, tail
 from node_agent.jobclient.outputs import JobBlobs
+from node_agent.jobclient.taskfiles import iso_time, task_frames, uploaded_bytes
 from node_agent.redact import Redactor
 from node_agent.safepath import check_component
 from node_agent.spec import JobSpec, load_spec

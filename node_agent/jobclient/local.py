@@ -8,128 +8,31 @@ ignored; a field this reader needs and does not find is treated as unknown."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import stat
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from node_agent.azurite import is_local_url
 from node_agent.errors import SpecError, UsageError
-from node_agent.frames import parse_frames
 from node_agent.jobclient.model import JobView, NodeView, Span, TaskView, tail
 from node_agent.jobclient.outputs import JobBlobs
+from node_agent.jobclient.taskfiles import (
+    EVENTS_BYTES,
+    as_dict,
+    as_int,
+    first_reason,
+    iso_time,
+    newest_mtime,
+    read_json,
+    read_text,
+    task_frames,
+    uploaded_bytes,
+)
 from node_agent.redact import Redactor
 from node_agent.safepath import check_component
 from node_agent.spec import JobSpec, load_spec, spec_from_data
 
 POOL_DIR = "localpool"
-_FRAMES_ARG = re.compile(r"--frames\s+([0-9,x-]+)")
-
-
-def task_frames(task: dict[str, Any]) -> list[int]:
-    """A frame task's frames, from `render --frames X` in its command line."""
-    m = _FRAMES_ARG.search(str(task.get("commandLine", "")))
-    if not m:
-        return []
-    try:
-        return list(parse_frames(m.group(1)))
-    except ValueError:
-        return []
-
-
-def iso_time(text: Any) -> float | None:
-    """Epoch seconds of an ISO-8601 time ('...Z' included); None when absent or unreadable."""
-    if not text or not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-TAIL_BYTES = 64 * 1024  # what is read of a task's log: its end
-EVENTS_BYTES = 16 * 2**20  # what is read of a node's events.jsonl (its end)
-JSON_BYTES = 4 * 2**20  # a task's summary.json, the job JSON, the run record
-
-
-def _read_end(path: Path, limit: int) -> bytes:
-    """The last `limit` bytes of `path` (from its first whole line when cut), without
-    following a link or blocking on a FIFO: a task folder is the renderer's to write."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return b""
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return b""
-        start = max(0, st.st_size - limit)
-        fh.seek(start)
-        data = fh.read(limit)
-    if start and b"\n" in data:
-        data = data.split(b"\n", 1)[1]
-    return data
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    data = _read_end(path, JSON_BYTES + 1)
-    if len(data) > JSON_BYTES:
-        return {}
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _int(value: Any, default: int = 0) -> int:
-    """An int from a record field of any type (a damaged or forged record: `default`)."""
-    if isinstance(value, bool):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        return default
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def uploaded_bytes(summary: dict[str, Any]) -> int:
-    """The bytes a render summary says it uploaded (entries of the wrong shape count 0)."""
-    return sum(_int(_dict(o).get("bytes")) for o in _list(summary.get("outputs")))
-
-
-def _mtime(*paths: Path) -> float | None:
-    times = []
-    for p in paths:
-        try:
-            times.append(p.stat().st_mtime)
-        except OSError:
-            continue
-    return max(times) if times else None
-
-
-def first_reason(stderr: Path) -> str:
-    """node_agent's one-line error from the end of a task's stderr.txt, else its last line."""
-    lines = [ln.strip() for ln in _read_text(stderr).splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if ln.startswith("node-agent: error: "):
-            return ln.removeprefix("node-agent: error: ")
-    return lines[-1] if lines else ""
-
-
-def _read_text(path: Path, limit: int = TAIL_BYTES) -> str:
-    return _read_end(path, limit).decode("utf-8", errors="replace")
 
 
 class _Node:
@@ -139,7 +42,7 @@ class _Node:
         self.root = root
         self.events_file = root / "events.jsonl"
         self.events = []
-        for line in _read_text(self.events_file, EVENTS_BYTES).splitlines():
+        for line in read_text(self.events_file, EVENTS_BYTES).splitlines():
             try:
                 ev = json.loads(line)
             except ValueError:
@@ -206,7 +109,7 @@ class LocalBackend:
         spec = self.spec()
         if spec is not None:
             return JobBlobs.of_spec(spec, self.job_id, self.redactor)
-        prep = _read_json(self.job_file).get("job", {}).get("jobPreparationTask", {})
+        prep = read_json(self.job_file).get("job", {}).get("jobPreparationTask", {})
         for rf in prep.get("resourceFiles", []):
             url = str(rf.get("httpUrl", ""))
             if is_local_url(url):
@@ -220,10 +123,10 @@ class LocalBackend:
     def record(self) -> dict[str, Any] | None:
         """run-<job>.json when it belongs to the latest run of the job (the job JSON is
         rewritten when a run starts), i.e. the run ended."""
-        run_t, job_t = _mtime(self.run_file), _mtime(self.job_file)
+        run_t, job_t = newest_mtime(self.run_file), newest_mtime(self.job_file)
         if run_t is None or job_t is None or run_t < job_t:
             return None
-        return _read_json(self.run_file) or None
+        return read_json(self.run_file) or None
 
     def finished(self) -> bool:
         return self.exists() and self.record() is not None
@@ -231,7 +134,7 @@ class LocalBackend:
     def snapshot(self) -> JobView:
         if not self.exists():
             raise self.missing()
-        doc = _read_json(self.job_file)
+        doc = read_json(self.job_file)
         job = doc.get("job", {})
         defs = doc.get("tasks", [])
         record = self.record()
@@ -267,7 +170,7 @@ class LocalBackend:
             for kind, attr in (("jobpreparation", "prep"), ("jobrelease", "release")):
                 evs = [e for e in n.events if e.get("kind") == kind]
                 if evs:
-                    code = _int(evs[-1].get("exit_code"))
+                    code = as_int(evs[-1].get("exit_code"))
                     setattr(nv, attr, "done" if code == 0 else "failed")
                     if kind == "jobpreparation":
                         nv.prep_exit = code
@@ -288,13 +191,13 @@ class LocalBackend:
         tv = TaskView(tid, task_frames(t))
         runs = [(n, e) for n in nodes for e in n.events if e.get("kind") == "task"]
         mine = [(n, e) for n, e in runs if e.get("task_id") == tid]
-        mine.sort(key=lambda ne: _int(ne[1].get("attempt")))
+        mine.sort(key=lambda ne: as_int(ne[1].get("attempt")))
         tv.attempts = len(mine)
-        retries = _int(_dict(t.get("constraints")).get("maxTaskRetryCount"))
+        retries = as_int(as_dict(t.get("constraints")).get("maxTaskRetryCount"))
         if mine:
             node, last = mine[-1]
             tv.node = node.id
-            tv.exit_code = _int(last.get("exit_code"))
+            tv.exit_code = as_int(last.get("exit_code"))
             if tv.exit_code == 0:
                 tv.state = "done"
             elif record is not None or (retries != -1 and tv.attempts > retries):
@@ -306,8 +209,8 @@ class LocalBackend:
                 if not d.is_dir():
                     continue
                 seen = any(e.get("task_id") == tid for m, e in runs if m is n)
-                newer = (_mtime(d / "stdout.txt", d / "stderr.txt") or 0) > (
-                    _mtime(n.events_file) or 0
+                newer = (newest_mtime(d / "stdout.txt", d / "stderr.txt") or 0) > (
+                    newest_mtime(n.events_file) or 0
                 )
                 if not seen or newer:
                     tv.state, tv.node = "running", n.id
@@ -321,8 +224,8 @@ class LocalBackend:
         d = node.task_dir(tv.id)
         tv.stderr = str(d / "stderr.txt")
         tv.renderer_log = str(d / "renderer.log") if (d / "renderer.log").exists() else ""
-        summary = _read_json(d / "summary.json")  # the task folder: any shape may be there
-        times = _dict(summary.get("times"))
+        summary = read_json(d / "summary.json")  # the task folder: any shape may be there
+        times = as_dict(summary.get("times"))
         tv.start = iso_time(times.get("agent_started_at"))
         tv.end = iso_time(summary.get("finished_at"))
         tv.bytes_uploaded = uploaded_bytes(summary)
@@ -331,9 +234,9 @@ class LocalBackend:
             tv.reason = (reason if isinstance(reason, str) else "") or first_reason(
                 d / "stderr.txt"
             )
-            tv.log_tail = tail(_read_text(d / "stderr.txt"))
+            tv.log_tail = tail(read_text(d / "stderr.txt"))
         else:
-            tv.log_tail = tail(_read_text(d / "renderer.log"), 4)
+            tv.log_tail = tail(read_text(d / "renderer.log"), 4)
 
     def _spans(self, nodes: list[_Node]) -> list[Span]:
         """Each run as a span of time. Events carry `started_at`/`ended_at` (epoch s) when the
@@ -372,7 +275,7 @@ class LocalBackend:
                     continue
                 secs = float(s.end or 0.0)
                 folder = n.root / "startup" if s.kind == "starttask" else n.task_dir(s.name)
-                end = _mtime(folder / "stdout.txt", folder / "stderr.txt")
+                end = newest_mtime(folder / "stdout.txt", folder / "stderr.txt")
                 if last_of[s.name] != i or end is None:
                     later = [m.start for m in mine[i + 1 :] if m.start is not None]
                     end = min(later) if later else end
@@ -384,8 +287,8 @@ class LocalBackend:
     def _totals(self, view: JobView, nodes: list[_Node]) -> None:
         synced = 0
         for n in nodes:
-            synced += _int(
-                _read_json(n.task_dir("jobpreparation") / "sync-summary.json").get(
+            synced += as_int(
+                read_json(n.task_dir("jobpreparation") / "sync-summary.json").get(
                     "bytes_downloaded"
                 )
             )

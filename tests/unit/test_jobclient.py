@@ -9,9 +9,9 @@ from node_agent.batch.submit import SubmitOptions
 from node_agent.errors import ExitCode
 from node_agent.jobclient.actions import is_failed, requeue_body
 from node_agent.jobclient.batchrest import BatchBackend
-from node_agent.jobclient.local import task_frames
 from node_agent.jobclient.model import JobView, Span, TaskView
 from node_agent.jobclient.report import render_html
+from node_agent.jobclient.taskfiles import task_frames
 from node_agent.jobclient.watch import task_line
 
 
