@@ -22,15 +22,12 @@ import http.client
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-_HOP = {"connection", "host", "keep-alive", "content-length", "transfer-encoding"}
-TPS_MESSAGE = "Operations per second is over the account limit."
-EGRESS_MESSAGE = "Egress is over the account limit."
+from storage_wire import EGRESS_MESSAGE, TPS_MESSAGE, Answer, answer, forward, storage_error
 
 
 class Bucket:
@@ -168,16 +165,12 @@ class ThrottleProxy:
             self.local.conn = conn
         return conn
 
-    def forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         """One request to Azurite over this thread's kept-alive connection (one reconnect)."""
         for attempt in (1, 2):
             conn = self.upstream()
             try:
-                conn.request(method, path, body=body or None, headers=headers)
-                r = conn.getresponse()
-                return r.status, r.reason, r.getheaders(), r.read()
+                return forward(conn, method, path, headers, body)
             except (OSError, http.client.HTTPException):
                 conn.close()
                 self.local.conn = None
@@ -200,52 +193,21 @@ class ThrottleProxy:
                 if refused is not None:
                     self._busy(refused)
                     return
-                sent = {k: v for k, v in headers.items() if k not in _HOP}
                 try:
-                    status, reason, got, data = proxy.forward(self.command, self.path, sent, body)
+                    status, reason, got, data = proxy.forward(
+                        self.command, self.path, headers, body
+                    )
                 except (OSError, http.client.HTTPException):
                     self.close_connection = True  # the client sees a dropped connection
                     return
-                self._answer(status, reason, got, data)
+                answer(self, status, reason, got, data, upstream_date=True)
                 proxy.sent(node, len(data))
 
             def _busy(self, message: str) -> None:
-                # Azure's error body (common-rest-api-error-codes: 503 ServerBusy)
-                rid = str(uuid.uuid4())
-                xml = (
-                    '<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code>'
-                    f"<Message>{message}\nRequestId:{rid}\nTime:"
-                    f"{time.strftime('%Y-%m-%dT%H:%M:%S.0000000Z', time.gmtime())}"
-                    "</Message></Error>"
-                ).encode()
-                self._answer(
-                    503,
-                    "Server Busy",
-                    [
-                        ("Content-Type", "application/xml"),
-                        ("x-ms-error-code", "ServerBusy"),
-                        ("x-ms-request-id", rid),
-                        ("x-ms-version", self.headers.get("x-ms-version") or "2021-08-06"),
-                        ("Date", formatdate(usegmt=True)),
-                    ],
-                    xml,
-                )
-
-            def _answer(
-                self, status: int, reason: str, headers: list[tuple[str, str]], data: bytes
-            ) -> None:
-                self.send_response_only(status, reason)
-                length = str(len(data))
-                for k, v in headers:
-                    if k.lower() == "content-length" and self.command == "HEAD":
-                        length = v  # the blob's own length
-                    elif k.lower() not in _HOP:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", length)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                self.wfile.flush()
+                headers, xml = storage_error("ServerBusy", message)
+                version = self.headers.get("x-ms-version") or "2021-08-06"
+                headers += [("x-ms-version", version), ("Date", formatdate(usegmt=True))]
+                answer(self, 503, "Server Busy", headers, xml, upstream_date=True)
 
             do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
 

@@ -10,13 +10,18 @@
 - `pool`: a local-pool job and the stand-in renderer that records its frames.
 - `task`: a render task on a local node (`node-agent render` as Batch runs it).
 - `proxy` (import it from helpers.proxy): a proxy in front of Azurite that records, delays
-  or fails storage requests.
+  or fails storage requests; `throttle` (helpers.throttle): one that throttles like a busy
+  account. Both speak Azure Storage through bench/storage_wire.py, the one home it shares
+  with the benchmark's proxy (bench/ is put on sys.path below for it).
 - `toy` (helpers.toy): a renderer registered for one test (the `toy` fixture).
 
 tests/unit is pure (tests/unit/conftest.py fails a test that starts a process);
 tests/integration uses Azurite, Blender, rclone and processes. `make test-unit` runs the
 first, `make test` both.
 """
+
+import sys
+from pathlib import Path
 
 from helpers.cli import CliResult, agent_cmd, run_agent, run_cli, run_local_pool, start_agent
 from helpers.mounts import (
@@ -96,3 +101,7 @@ __all__ = [
     "upload_tree",
     "write_spec",
 ]
+
+_BENCH = str(Path(__file__).resolve().parents[2] / "bench")
+if _BENCH not in sys.path:
+    sys.path.append(_BENCH)  # bench/storage_wire.py, for helpers.proxy and helpers.throttle

@@ -3,16 +3,15 @@ at an exact point (a blob overwritten between two ranges, a 503 on the first N t
 
 from __future__ import annotations
 
-import http.client
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
+from storage_wire import answer, forward_once
+
 Hook = Callable[[str, str, dict[str, str]], None]  # (method, path, lower-case headers)
 Rule = Callable[[str, str], bool]  # (method, path without query) -> answer 503 ServerBusy
-
-_HOP = {"connection", "host", "keep-alive", "content-length", "transfer-encoding"}
 
 
 class StorageProxy:
@@ -53,37 +52,14 @@ class StorageProxy:
                     if fail and proxy.fail_left > 0:
                         proxy.fail_left -= 1
                 if fail:
-                    self._answer(503, "Server Busy", [("x-ms-error-code", "ServerBusy")], b"")
+                    answer(self, 503, "Server Busy", [("x-ms-error-code", "ServerBusy")], b"")
                     return
                 if blob and before:
                     before(method, path, headers)
-                conn = http.client.HTTPConnection(host, target.port, timeout=120)
-                try:
-                    sent = {k: v for k, v in headers.items() if k not in _HOP}
-                    conn.request(method, self.path, body=body or None, headers=sent)
-                    r = conn.getresponse()
-                    data = r.read()
-                finally:
-                    conn.close()
-                self._answer(r.status, r.reason, r.getheaders(), data)
+                got = forward_once(host, target.port, method, self.path, headers, body)
+                answer(self, *got)
                 if blob and after:
                     after(method, path, headers)
-
-            def _answer(
-                self, status: int, reason: str, headers: list[tuple[str, str]], data: bytes
-            ) -> None:
-                self.send_response(status, reason)
-                length = str(len(data))
-                for k, v in headers:
-                    if k.lower() == "content-length" and self.command == "HEAD":
-                        length = v  # the blob's own length
-                    elif k.lower() not in _HOP | {"date", "server"}:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", length)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                self.wfile.flush()
 
             do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
 

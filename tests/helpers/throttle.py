@@ -13,29 +13,13 @@ from __future__ import annotations
 import http.client
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
+from storage_wire import HOP, STAMPED, Answer, answer, forward_once, storage_error
+
 Rule = Callable[[str, str], bool]  # (method, path without query) -> refuse it
-
-MESSAGES = {
-    "ServerBusy": "Egress is over the account limit.",
-    "InternalError": "The server encountered an internal error. Please retry the request.",
-}
-_HOP = {"connection", "host", "keep-alive", "content-length", "transfer-encoding", "date", "server"}
-
-
-def error_body(code: str) -> bytes:
-    """Azure Storage's XML error body for `code`."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
-    message = f"{MESSAGES.get(code, code)}\nRequestId:{uuid.uuid4()}\nTime:{now}"
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    ).encode()
 
 
 class ThrottleProxy:
@@ -79,50 +63,22 @@ class ThrottleProxy:
                     if refuse_it:
                         proxy.refused.append(now)
                 if refuse_it:
-                    data = error_body(code)
-                    headers = [
-                        ("x-ms-error-code", code),
-                        ("x-ms-request-id", str(uuid.uuid4())),
-                        ("Content-Type", "application/xml"),
-                    ]
-                    self._answer(status, reason, headers, data)
+                    headers, data = storage_error(code)
+                    answer(self, status, reason, headers, data)
                     return
                 if method == "GET" and "comp=list" not in self.path and pace_s > 0:
                     with paced:  # one at a time: the others' trickle of successes
                         time.sleep(pace_s)
-                        status_, reason_, headers_, data_ = self._forward(method, body)
+                        got = self._forward(method, body)
                         proxy.served += 1
                 else:
-                    status_, reason_, headers_, data_ = self._forward(method, body)
-                self._answer(status_, reason_, headers_, data_)
+                    got = self._forward(method, body)
+                answer(self, *got)
 
-            def _forward(
-                self, method: str, body: bytes
-            ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-                conn = http.client.HTTPConnection(host, target.port, timeout=120)
-                try:
-                    sent = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-                    conn.request(method, self.path, body=body or None, headers=sent)
-                    r = conn.getresponse()
-                    return r.status, r.reason, r.getheaders(), r.read()
-                finally:
-                    conn.close()
-
-            def _answer(
-                self, status: int, reason: str, headers: list[tuple[str, str]], data: bytes
-            ) -> None:
-                self.send_response(status, reason)
-                length = str(len(data))
-                for k, v in headers:
-                    if k.lower() == "content-length" and self.command == "HEAD":
-                        length = v  # the blob's own length
-                    elif k.lower() not in _HOP:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", length)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                self.wfile.flush()
+            def _forward(self, method: str, body: bytes) -> Answer:
+                # the client's own Date and Server are not sent on either
+                drop = HOP | STAMPED
+                return forward_once(host, target.port, method, self.path, self.headers, body, drop)
 
             do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
 
