@@ -56,7 +56,7 @@ from helpers.sync import (
     tree,
     write_spec,
 )
-from helpers.task import Task, make_task, standin
+from helpers.task import Task, make_task, standin, standin_task
 
 __all__ = [
     "SAS_VAR",
@@ -93,6 +93,7 @@ __all__ = [
     "seed",
     "spec_store",
     "standin",
+    "standin_task",
     "start_agent",
     "start_job_prep",
     "summary",

@@ -10,6 +10,7 @@ from typing import Any
 
 from helpers.cli import agent_cmd, start_agent
 from helpers.node import STANDINS, make_spec_doc, node_env
+from helpers.secrets import SAS_VAR
 from node_agent.batchenv import BatchNode
 from node_agent.conventions import job_container
 
@@ -54,6 +55,13 @@ class Task:
     def stderr(self) -> str:
         return (self.node.task_dir / "stderr.txt").read_text(errors="replace")
 
+    def use_sas(self, sas: str, **auth: Any) -> None:
+        """Storage auth by the SAS in $SAS_VAR (and `auth`'s other keys): in the spec file
+        and in the task's environment."""
+        self.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR, **auth}
+        self.spec_path.write_text(json.dumps(self.doc))
+        self.env[SAS_VAR] = sas
+
 
 def make_task(
     root: Path, account_url: str, *, job: str = "job-a", task: str = "task-1", **render: Any
@@ -69,3 +77,10 @@ def make_task(
 
 def standin(name: str) -> str:
     return str(STANDINS / name)
+
+
+def standin_task(root: Path, account_url: str, script: str, *args: str, **render: Any) -> Task:
+    """`make_task` of a `custom` renderer: stand-in `script` (tests/standins/) writing to
+    {output_dir}, then `args`."""
+    command = [standin(script), "{output_dir}", *args]
+    return make_task(root, account_url, renderer="custom", command=command, **render)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import SAS_VAR, STANDINS, Task, azurite_sas, make_task, standin
+from helpers import STANDINS, Task, azurite_sas, standin_task
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
@@ -31,18 +31,17 @@ OTHER_FRAME = b"another task's frame, byte for byte"
 def _task(tmp_path: Path, url: str, task: str, mode: str, arg: str = "", **kw: object) -> Task:
     """A render task whose renderer is the hostile stand-in, authenticating with a SAS (the
     signature does not cover the path, so a collapsed '..' would be honoured)."""
-    t = make_task(
+    t = standin_task(
         tmp_path,
         url,
+        "hostile_outputs.py",
+        mode,
+        arg,
         task=task,
-        renderer="custom",
         frames=str(kw.pop("frames", "1")),
-        command=[standin("hostile_outputs.py"), "{output_dir}", mode, arg],
         **kw,
     )
-    t.doc["storage"]["auth"] = {"kind": "sas", "env": SAS_VAR}
-    t.spec_path.write_text(json.dumps(t.doc))
-    t.env[SAS_VAR] = azurite_sas()
+    t.use_sas(azurite_sas())
     return t
 
 
@@ -167,14 +166,16 @@ def test_one_failed_upload_summary_lists_exactly_what_storage_holds_and_exit_17(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
     task = "t-partial"
-    t = make_task(
+    t = standin_task(
         tmp_path,
         azurite.account_url,
-        task=task,
-        renderer="custom",
-        frames="1-4",
+        "envdump.py",
         # frames 1-3 written, 4 never: the upload failure of 1 must not hide behind 15
-        command=[standin("envdump.py"), "{output_dir}", "1", "2", "3"],
+        "1",
+        "2",
+        "3",
+        task=task,
+        frames="1-4",
     )
     store.ensure_container(t.container)
     leased = store.container(t.container).get_blob_client(f"{task}/$TaskOutput/frame_0001.png")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import make_task, run_agent, standin
+from helpers import make_task, run_agent, standin, standin_task
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
@@ -23,12 +23,12 @@ def _doc(url: str, **render: object) -> dict[str, object]:
 def test_entitlement_vars_reach_the_renderer_unchanged_and_never_a_log(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    t = make_task(
+    t = standin_task(
         tmp_path,
         azurite.account_url,
-        renderer="custom",
+        "envdump.py",
+        "{frame}",
         frames="1",
-        command=[standin("envdump.py"), "{output_dir}", "{frame}"],
         env={"STUDIO": "blue"},
     )
     assert t.run("1") == 0, t.stderr()
@@ -59,13 +59,16 @@ def test_validate_refuses_entitlement_override_exit_2(tmp_path: Path) -> None:
 def test_odd_placeholder_value_reaches_the_renderer_as_one_argument(
     tmp_path: Path, azurite: AzuriteServer
 ) -> None:
-    t = make_task(
+    t = standin_task(
         tmp_path,
         azurite.account_url,
-        renderer="custom",
+        "envdump.py",
+        "{frame}",
+        "--",
+        "{scene}",
+        "x{scene}y",
         frames="1",
         scene=ODD,
-        command=[standin("envdump.py"), "{output_dir}", "{frame}", "--", "{scene}", "x{scene}y"],
     )
     assert t.run("1") == 0, t.stderr()
     argv = json.loads((t.out_dir.parent / "standin.json").read_text())["argv"]
@@ -77,13 +80,14 @@ def test_odd_placeholder_value_reaches_the_renderer_as_one_argument(
 def test_dry_run_prints_command_and_env_with_token_redacted(
     tmp_path: Path, azurite: AzuriteServer
 ) -> None:
-    t = make_task(
+    t = standin_task(
         tmp_path,
         azurite.account_url,
-        renderer="custom",
+        "envdump.py",
+        "{start}",
+        "{end}",
         frames="1-3",
         scene="a b.blend",
-        command=[standin("envdump.py"), "{output_dir}", "{start}", "{end}"],
         env={"STUDIO_API_KEY": "hunter2-secret-value", "STUDIO": "blue"},
     )
     r = run_agent(t.args("1-3", "--dry-run"), t.env)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from helpers import SAS_VAR, Task, azurite_sas, make_task, sas_sig, secret_forms, standin
+from helpers import SAS_VAR, Task, azurite_sas, sas_sig, secret_forms, standin_task
 
 from node_agent.azurite import AZURITE_KEY, AzuriteServer
 from node_agent.redact import MASK
@@ -44,22 +44,21 @@ def _sas_task(
     tmp_path: Path, account_url: str, task: str, sas: str, auth: dict[str, Any], **render: Any
 ) -> Task:
     """A custom-renderer task whose stand-in prints its environment and, in every form, a SAS
-    it learned some other way (a file); the spec's storage auth is `auth` and $SAS_VAR holds
-    the SAS in the task's environment."""
+    it learned some other way (a file); it authenticates with the SAS in $SAS_VAR (`auth`: the
+    spec's other storage.auth keys)."""
     sas_file = tmp_path / "leaked-sas.txt"  # the "renderer" learns the SAS some other way
     sas_file.write_text(sas)
-    t = make_task(
+    t = standin_task(
         tmp_path,
         account_url,
+        "hostile_outputs.py",
+        "secrets",
+        str(sas_file),
         task=task,
-        renderer="custom",
         frames="1",
-        command=[standin("hostile_outputs.py"), "{output_dir}", "secrets", str(sas_file)],
         **render,
     )
-    t.doc["storage"]["auth"] = auth
-    t.spec_path.write_text(json.dumps(t.doc))
-    t.env[SAS_VAR] = sas
+    t.use_sas(sas, **auth)
     return t
 
 
@@ -75,8 +74,7 @@ def test_renderer_gets_no_storage_secret_and_its_log_holds_no_form_of_it(
 ) -> None:
     sas = azurite_sas()
     task = "t-secrets"
-    auth = {"kind": "sas", "env": SAS_VAR}
-    t = _sas_task(tmp_path, azurite.account_url, task, sas, auth, env={"STUDIO": "blue"})
+    t = _sas_task(tmp_path, azurite.account_url, task, sas, {}, env={"STUDIO": "blue"})
     t.env["MOUNT_KEY_VAR"] = "mount-account-key-0123456789abcdef=="
     t.env["AZURE_STORAGE_CONNECTION_STRING"] = f"AccountName=x;AccountKey={AZURITE_KEY}"
     t.env["COPY_OF_THE_SAS"] = sas  # the same secret under another name
@@ -109,7 +107,7 @@ def test_the_storage_secret_reaches_the_renderer_only_by_the_loud_opt_in(
     """storage.auth.expose_to_renderer: true passes $SAS_VAR (only it), with a warning."""
     sas = azurite_sas()
     task = "t-optin"
-    auth = {"kind": "sas", "env": SAS_VAR, "expose_to_renderer": True}
+    auth = {"expose_to_renderer": True}
     t = _sas_task(tmp_path, azurite.account_url, task, sas, auth)
     t.env["AZURE_STORAGE_KEY"] = AZURITE_KEY
     assert t.run("1") == 0, t.stderr()
@@ -127,8 +125,7 @@ def test_fails_closed_when_the_pool_config_cannot_be_read_and_strips_values_cont
     value merely contains the SAS (a URL, a connection string) is withheld too."""
     sas = azurite_sas()
     task = "t-closed"
-    auth = {"kind": "sas", "env": SAS_VAR}
-    t = _sas_task(tmp_path, azurite.account_url, task, sas, auth, env={"STUDIO": "blue"})
+    t = _sas_task(tmp_path, azurite.account_url, task, sas, {}, env={"STUDIO": "blue"})
     t.env["FILES_MOUNT_KEY"] = "mount-account-key-0123456789abcdef=="
     t.env["ASSET_URL"] = f"https://acct.blob.core.windows.net/assets?{sas}"
     _keep_pool_config(t, '{"mounts": [{"name": "refs", "driver": "nfs9"}]}')

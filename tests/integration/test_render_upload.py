@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_spec_doc, make_task, standin
+from helpers import make_spec_doc, make_task, standin, standin_task
 from standins._common import png
 
 from node_agent.azurite import AzuriteServer
@@ -83,12 +83,12 @@ def test_frames_reach_azurite_while_the_renderer_still_runs(
 def test_custom_container_and_prefix(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    t = make_task(
+    t = standin_task(
         tmp_path,
         azurite.account_url,
-        renderer="custom",
+        "envdump.py",
+        "{frame}",
         frames="4",
-        command=[standin("envdump.py"), "{output_dir}", "{frame}"],
         output={"container": "renders", "prefix": "shots/s1/"},
     )
     assert t.run("4") == 0, t.stderr()
@@ -162,13 +162,14 @@ def test_upload_failure_is_retried_then_exit_17_and_files_stay(tmp_path: Path) -
 def test_render_task_exits_17_when_a_frame_cannot_be_uploaded(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    t = make_task(
+    t = standin_task(
         tmp_path,
         azurite.account_url,
-        renderer="custom",
+        "envdump.py",
+        "1",
+        "2",
         task="t-lease",
         frames="1-2",
-        command=[standin("envdump.py"), "{output_dir}", "1", "2"],
     )
     # a leased blob refuses an upload without the lease (412): every attempt fails
     store.ensure_container(t.container)
@@ -187,12 +188,12 @@ def test_each_upload_logs_a_line_and_many_uploads_a_summary(
     tmp_path: Path, azurite: AzuriteServer
 ) -> None:
     frames = [str(f) for f in range(1, 13)]
-    t = make_task(
+    t = standin_task(
         tmp_path,
         azurite.account_url,
-        renderer="custom",
+        "envdump.py",
+        *frames,
         frames="1-12",
-        command=[standin("envdump.py"), "{output_dir}", *frames],
     )
     assert t.run("1-12") == 0, t.stderr()
     err = t.stderr()
