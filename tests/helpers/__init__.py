@@ -40,7 +40,7 @@ from helpers.node import (
     unmount_all_under,
     upload_tree,
 )
-from helpers.pool import pool_job_doc, pool_stand_in, stand_in_job_doc
+from helpers.pool import pool_job_doc, pool_stand_in, stand_in_job_doc, uploaded_job_doc
 from helpers.preflight import missing_deps, scene_render
 from helpers.secrets import SAS_VAR, azurite_sas, sas_sig, secret_forms
 from helpers.sync import (
@@ -100,6 +100,7 @@ __all__ = [
     "tree",
     "unmount_all_under",
     "upload_tree",
+    "uploaded_job_doc",
     "write_spec",
 ]
 

@@ -9,18 +9,34 @@ from helpers.node import STANDINS, make_spec_doc, upload_tree
 from node_agent.storage import BlobStore
 
 
+def uploaded_job_doc(
+    account_url: str,
+    store: BlobStore,
+    tmp_path: Path,
+    job_id: str,
+    *,
+    prefix: str | None = None,
+    blend: bytes = b"x",
+    **render: object,
+) -> dict:
+    """A job `job_id` whose assets, one spin.blend holding `blend` (made in tmp_path/src), are
+    uploaded to assets/`prefix` (default: `job_id`/)."""
+    prefix = prefix or f"{job_id}/"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "spin.blend").write_bytes(blend)
+    upload_tree(store, src, "assets", prefix)
+    doc = make_spec_doc(account_url, **render)
+    doc["job_id"] = job_id
+    doc["assets"][0]["prefix"] = prefix  # type: ignore[index]
+    return doc
+
+
 def pool_job_doc(
     account_url: str, store: BlobStore, tmp_path: Path, job_id: str, **render: object
 ) -> dict:
     """A `custom` job `job_id` whose assets (one spin.blend) are uploaded to assets/<job_id>/."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "spin.blend").write_bytes(b"x")
-    upload_tree(store, src, "assets", f"{job_id}/")
-    doc = make_spec_doc(account_url, renderer="custom", **render)
-    doc["job_id"] = job_id
-    doc["assets"][0]["prefix"] = f"{job_id}/"  # type: ignore[index]
-    return doc
+    return uploaded_job_doc(account_url, store, tmp_path, job_id, renderer="custom", **render)
 
 
 def pool_stand_in(state: Path, fail_task: str = "none") -> list[str]:

@@ -22,7 +22,14 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from helpers import agent_cmd, make_spec_doc, node_env, unmount_all_under, upload_tree
+from helpers import (
+    agent_cmd,
+    make_spec_doc,
+    node_env,
+    unmount_all_under,
+    upload_tree,
+    uploaded_job_doc,
+)
 
 from node_agent.azurite import AzuriteServer
 from node_agent.conventions import job_container
@@ -342,10 +349,6 @@ def test_huge_renderer_log_is_capped(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
     """A renderer that writes 1 GB of output: the log is capped, the task completes."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "spin.blend").write_bytes(b"scene")
-    upload_tree(store, src, "assets", "hugelog/")
     script = (
         "import os,sys\n"
         "line = b'x' * 1023 + b'\\n'\n"
@@ -355,14 +358,16 @@ def test_huge_renderer_log_is_capped(
         "out = sys.argv[1]; os.makedirs(out, exist_ok=True)\n"
         "open(os.path.join(out, 'frame_0001.png'), 'wb').write(b'png')\n"
     )
-    doc = make_spec_doc(
+    doc = uploaded_job_doc(
         azurite.account_url,
+        store,
+        tmp_path,
+        "hugelog",
+        blend=b"scene",
         renderer="custom",
         frames="1",
         command=[sys.executable, "-c", script, "{output_dir}"],
     )
-    doc["job_id"] = "hugelog"
-    doc["assets"][0]["prefix"] = "hugelog/"
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
     root = tmp_path / "node"
@@ -394,10 +399,6 @@ def test_storage_down_mid_upload_then_back(tmp_path: Path) -> None:
     later: the task retries, exits 0, and every frame and log is in storage."""
     with AzuriteServer(location=tmp_path / "az") as az:
         store = BlobStore(spec_from_data(make_spec_doc(az.account_url)).storage, Redactor())
-        src = tmp_path / "src"
-        src.mkdir()
-        (src / "spin.blend").write_bytes(b"scene")
-        upload_tree(store, src, "assets", "upl/")
         # a "renderer" that writes a frame every 0.4 s
         script = (
             "import os,sys,time\n"
@@ -406,15 +407,17 @@ def test_storage_down_mid_upload_then_back(tmp_path: Path) -> None:
             "    open(os.path.join(out, 'frame_%04d.png' % n), 'wb').write(os.urandom(50000))\n"
             "    print('wrote frame', n, flush=True); time.sleep(0.4)\n"
         )
-        doc = make_spec_doc(
+        doc = uploaded_job_doc(
             az.account_url,
+            store,
+            tmp_path,
+            "upl",
+            blend=b"scene",
             renderer="custom",
             frames="1-20",
             frames_per_task=20,
             command=[sys.executable, "-c", script, "{output_dir}"],
         )
-        doc["job_id"] = "upl"
-        doc["assets"][0]["prefix"] = "upl/"
         spec = tmp_path / "job.yaml"
         spec.write_text(yaml.safe_dump(doc))
         root = tmp_path / "node"

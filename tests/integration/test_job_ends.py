@@ -19,7 +19,7 @@ from helpers import (
     run_agent,
     run_local_pool,
     stand_in_job_doc,
-    upload_tree,
+    uploaded_job_doc,
 )
 
 from node_agent.azurite import AzuriteServer
@@ -127,13 +127,7 @@ def test_job_prep_terminate_request_as_recorded(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        src = tmp_path / "src"
-        src.mkdir()
-        (src / "spin.blend").write_bytes(b"x")
-        upload_tree(store, src, "assets", "rec-job/")
-        doc = make_spec_doc(azurite.account_url, scene="typo.blend")
-        doc["job_id"] = "rec-job"
-        doc["assets"][0]["prefix"] = "rec-job/"  # type: ignore[index]
+        doc = uploaded_job_doc(azurite.account_url, store, tmp_path, "rec-job", scene="typo.blend")
         spec = tmp_path / "job.json"
         spec.write_text(json.dumps(doc))
         root = tmp_path / "node"

@@ -94,18 +94,15 @@ def test_two_nodes_schedule_retry_and_release(
 def test_failing_task_fails_the_run_after_retries(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "spin.blend").write_bytes(b"x")
-    upload_tree(store, src, "assets", "poolfail/")
-    doc = make_spec_doc(
+    doc = pool_job_doc(
         azurite.account_url,
-        renderer="custom",
+        store,
+        tmp_path,
+        "pool-fail",
+        prefix="poolfail/",
         frames="1",
         command=[sys.executable, "-c", "import sys; sys.exit(7)"],
     )
-    doc["job_id"] = "pool-fail"
-    doc["assets"][0]["prefix"] = "poolfail/"
     doc["policies"] = {"task_retries": 2}
     code, record, out = _run_pool(tmp_path, doc, nodes=1)
     assert code == 10, out  # render_failed

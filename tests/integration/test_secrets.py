@@ -18,7 +18,7 @@ from azure.storage.blob import (
     ResourceTypes,
     generate_account_sas,
 )
-from helpers import STANDINS, make_spec_doc, node_env, run_agent, upload_tree
+from helpers import STANDINS, node_env, run_agent, uploaded_job_doc
 
 from node_agent.azurite import (
     AZURITE_ACCOUNT,
@@ -89,17 +89,17 @@ def test_no_phase_leaks_a_secret(
     tag = kind.replace("_", "-")
     job = f"secrets-{tag}"
     token = f"entitlement-token-{tag}-3f9a2b7c1d"
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "spin.blend").write_bytes(b"scene")
-    upload_tree(store, src, "assets", f"{job}/")
     secret, bad_secret, sigs = _secrets_of(kind, azurite.account_url)
     var = "RENDER_STORAGE_SECRET"
 
     state = tmp_path / "state"
     state.mkdir()
-    doc = make_spec_doc(
+    doc = uploaded_job_doc(
         azurite.account_url,
+        store,
+        tmp_path,
+        job,
+        blend=b"scene",
         renderer="custom",
         frames="1-2",
         # the "renderer" prints the token it was given, as a careless tool might
@@ -116,8 +116,6 @@ def test_no_phase_leaks_a_secret(
             "{task_id}",
         ],
     )
-    doc["job_id"] = job
-    doc["assets"][0]["prefix"] = f"{job}/"
     doc["storage"]["auth"] = {"kind": kind, "env": var}
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(doc))
