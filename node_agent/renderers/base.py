@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
-from node_agent.errors import ExitCode, UsageError
+from node_agent.errors import ExitCode, SpecError, UsageError
 from node_agent.frames import format_frames
 
 if TYPE_CHECKING:
@@ -95,6 +95,16 @@ def frame_range(frames: list[int], renderer: str) -> tuple[int, int, int]:
             f"--frames: {renderer} takes a start/end/step range, not '{format_frames(frames)}'"
         )
     return frames[0], frames[-1], step
+
+
+def host_renderer(options: Mapping[str, object], choices: Iterable[str]) -> str:
+    """The renderer a host application renders with (Maya's `-r`, 3ds Max's scene renderer):
+    render.options.renderer, arnold when unset; a spec error naming `choices` otherwise."""
+    name = str(options.get("renderer", "arnold"))
+    names = tuple(choices)
+    if name not in names:
+        raise SpecError(f"render.options.renderer: '{name}' is not one of: {', '.join(names)}")
+    return name
 
 
 def substitute(template: list[str], values: Mapping[str, str]) -> list[str]:

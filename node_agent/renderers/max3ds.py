@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from node_agent.errors import ExitCode, SpecError
+from node_agent.errors import ExitCode
 from node_agent.remap import max_path_file, resolve_map
 from node_agent.renderers.base import (
     CommandContext,
@@ -25,6 +25,7 @@ from node_agent.renderers.base import (
     Launch,
     Renderer,
     extra_args,
+    host_renderer,
     range_output,
 )
 
@@ -41,21 +42,13 @@ RENDERER_LICENSES: dict[str, tuple[str, ...]] = {
 }
 
 
-def scene_renderer(options: Mapping[str, object]) -> str:
-    name = str(options.get("renderer", "arnold"))
-    if name not in RENDERER_LICENSES:
-        raise SpecError(
-            f"render.options.renderer: '{name}' is not one of: {', '.join(RENDERER_LICENSES)}"
-        )
-    return name
-
-
 def licenses(options: Mapping[str, object]) -> tuple[str, ...]:
-    return ("3dsmax", *RENDERER_LICENSES[scene_renderer(options)])
+    return ("3dsmax", *RENDERER_LICENSES[host_renderer(options, RENDERER_LICENSES)])
 
 
 def build(render: Render, ctx: CommandContext, exe: str) -> Launch:
-    scene_renderer(render.options)  # an unknown name is a spec error before any node starts
+    # an unknown name is a spec error before any node starts
+    host_renderer(render.options, RENDERER_LICENSES)
     out = range_output(render, ctx, "3dsmax", default_stem="frame_")
     argv = [exe, "-secure", "off", "-rfw:0", "-v:5", f"-start:{out.start}", f"-end:{out.end}"]
     if out.step != 1:

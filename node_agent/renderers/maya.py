@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from node_agent.errors import ExitCode, SpecError
+from node_agent.errors import ExitCode
 from node_agent.remap import arnold_pathmap, maya_mel, resolve_map
 from node_agent.renderers import maya_scan
 from node_agent.renderers.base import (
@@ -37,6 +37,7 @@ from node_agent.renderers.base import (
     expected_frame_name,
     extra_args,
     frame_range,
+    host_renderer,
     output_stem,
 )
 
@@ -55,12 +56,7 @@ ARNOLD_SEARCHPATHS = ("texture_searchpath", "procedural_searchpath", "plugin_sea
 
 
 def sub_renderer(options: Mapping[str, object]) -> str:
-    sub = str(options.get("renderer", "arnold"))
-    if sub not in SUB_LICENSES:
-        raise SpecError(
-            f"render.options.renderer: '{sub}' is not one of: {', '.join(SUB_RENDERERS)}"
-        )
-    return sub
+    return host_renderer(options, SUB_RENDERERS)
 
 
 def licenses(options: Mapping[str, object]) -> tuple[str, ...]:
