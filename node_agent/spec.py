@@ -19,6 +19,7 @@ from pydantic import (
 from node_agent import renderers
 from node_agent.batchenv import ENTITLEMENT_VARS
 from node_agent.errors import SpecError
+from node_agent.fieldrules import CONTAINER, ENV_NAME, account_url
 from node_agent.frames import parse_frames
 from node_agent.mounts.model import MountList
 from node_agent.renderers.template import (
@@ -32,16 +33,13 @@ from node_agent.specfile import format_validation_error as format_validation_err
 from node_agent.specfile import load_document, validate_document
 from node_agent.storage.credentials import AuthKind
 
-_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_container(v: str | None) -> str | None:
-    if v is not None and not _CONTAINER.match(v):
+    if v is not None and not CONTAINER.match(v):
         raise ValueError(
             f"'{v}' is not a valid container name (3-63 of a-z, 0-9, '-'; no '--'; "
             "starts and ends with a letter or digit)"
@@ -107,7 +105,7 @@ class StorageAuth(_Model):
             raise ValueError(
                 f"auth kind '{self.kind}' needs 'env': the variable holding the secret"
             )
-        if self.env is not None and not _ENV_NAME.match(self.env):
+        if self.env is not None and not ENV_NAME.match(self.env):
             raise ValueError(f"env '{self.env}' is not a valid environment variable name")
         return self
 
@@ -119,13 +117,10 @@ class Storage(_Model):
     @field_validator("account_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", v):
-            raise ValueError(
-                f"'{v}' is not an account URL like https://<account>.blob.core.windows.net"
-            )
+        url = account_url(v)
         if "?" in v or "sig=" in v:
             raise ValueError("must not carry a SAS: put the SAS in the variable named by auth.env")
-        return v.rstrip("/")
+        return url
 
 
 class AssetSource(_Model):
@@ -236,7 +231,7 @@ class Render(_Model):
                 raise ValueError(
                     f"'{name}' is set by Batch for software entitlement and cannot be overridden"
                 )
-            if not _ENV_NAME.match(name):
+            if not ENV_NAME.match(name):
                 raise ValueError(f"'{name}' is not a valid environment variable name")
         return v
 

@@ -12,12 +12,11 @@ from urllib.parse import urlparse
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from node_agent.fieldrules import CONTAINER, ENV_NAME, account_url
 from node_agent.safepath import rel_problem
 from node_agent.storage.credentials import MountMode, account_name, is_local_host
 
-_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SHARE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 
 
@@ -42,7 +41,7 @@ def _relpath(v: str) -> str:
 
 
 def _env_name(v: str | None) -> str | None:
-    if v is not None and not _ENV_NAME.match(v):
+    if v is not None and not ENV_NAME.match(v):
         raise ValueError(f"'{v}' is not a valid environment variable name")
     return v
 
@@ -100,16 +99,12 @@ class _BlobMount(_MountBase):
     @field_validator("account_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", v):
-            raise ValueError(
-                f"'{v}' is not an account URL like https://<account>.blob.core.windows.net"
-            )
-        return v.rstrip("/")
+        return account_url(v)
 
     @field_validator("container")
     @classmethod
     def _container(cls, v: str) -> str:
-        if not _CONTAINER.match(v):
+        if not CONTAINER.match(v):
             raise ValueError(f"'{v}' is not a valid container name")
         return v
 
