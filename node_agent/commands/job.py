@@ -54,6 +54,18 @@ def _batch_options(f: _F) -> _F:
     return f
 
 
+def _wait_option(default: float, until: str) -> Callable[[_F], _F]:
+    """`--wait` (wait_s): how long a command waits for `until`."""
+    return click.option(
+        "--wait",
+        "wait_s",
+        type=float,
+        default=default,
+        show_default=True,
+        help=f"Seconds to wait for {until}.",
+    )
+
+
 def _job_options(f: _F) -> _F:
     f = click.option(
         "--spec",
@@ -232,14 +244,7 @@ def _batch_only(kw: dict[str, Any], job: str, r: Redactor, what: str) -> Any:
     show_default=True,
     help="The terminate reason the portal shows.",
 )
-@click.option(
-    "--wait",
-    "wait_s",
-    type=float,
-    default=600,
-    show_default=True,
-    help="Seconds to wait for the job to end.",
-)
+@_wait_option(600, "the job to end")
 def terminate_cmd(job: str, reason: str, wait_s: float, **kw: Any) -> None:
     """End JOB now: no task starts, running tasks are stopped, job release runs."""
     from node_agent.jobclient.actions import terminate
@@ -300,14 +305,7 @@ def pool_group() -> None:
     show_default=True,
     help="Spot / low-priority nodes.",
 )
-@click.option(
-    "--wait",
-    "wait_s",
-    type=float,
-    default=1800,
-    show_default=True,
-    help="Seconds to wait for the resize.",
-)
+@_wait_option(1800, "the resize")
 def resize_cmd(pool_id: str, nodes: int, spot: int, wait_s: float, **kw: Any) -> None:
     """Resize POOL_ID to --nodes dedicated (+ --spot) nodes; 0 stops the billing of nodes."""
     from node_agent.jobclient.actions import resize_pool
@@ -324,14 +322,7 @@ def resize_cmd(pool_id: str, nodes: int, spot: int, wait_s: float, **kw: Any) ->
 @pool_group.command("delete")
 @click.argument("pool_id")
 @_batch_options
-@click.option(
-    "--wait",
-    "wait_s",
-    type=float,
-    default=1800,
-    show_default=True,
-    help="Seconds to wait for the deletion.",
-)
+@_wait_option(1800, "the deletion")
 def delete_cmd(pool_id: str, wait_s: float, **kw: Any) -> None:
     """Delete POOL_ID and its nodes."""
     from node_agent.jobclient.actions import delete_pool
