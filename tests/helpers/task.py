@@ -13,6 +13,7 @@ from helpers.node import STANDINS, make_spec_doc, node_env
 from helpers.secrets import SAS_VAR
 from node_agent.batchenv import BatchNode
 from node_agent.conventions import job_container
+from node_agent.storage import BlobStore
 
 
 @dataclass
@@ -54,6 +55,15 @@ class Task:
 
     def stderr(self) -> str:
         return (self.node.task_dir / "stderr.txt").read_text(errors="replace")
+
+    def refuse_upload(self, store: BlobStore, name: str) -> None:
+        """Every upload of output `name` to $TaskOutput fails: a blob already there, leased
+        for good, refuses a write without the lease (412)."""
+        store.ensure_container(self.container)
+        blob_name = f"{self.env['AZ_BATCH_TASK_ID']}/$TaskOutput/{name}"
+        blob = store.container(self.container).get_blob_client(blob_name)
+        blob.upload_blob(b"old", overwrite=True)
+        blob.acquire_lease(-1)
 
     def use_sas(self, sas: str, **auth: Any) -> None:
         """Storage auth by the SAS in $SAS_VAR (and `auth`'s other keys): in the spec file

@@ -177,10 +177,7 @@ def test_one_failed_upload_summary_lists_exactly_what_storage_holds_and_exit_17(
         task=task,
         frames="1-4",
     )
-    store.ensure_container(t.container)
-    leased = store.container(t.container).get_blob_client(f"{task}/$TaskOutput/frame_0001.png")
-    leased.upload_blob(b"old", overwrite=True)
-    leased.acquire_lease(-1)  # every upload of frame 1 is refused (412)
+    t.refuse_upload(store, "frame_0001.png")  # every upload of frame 1 is refused (412)
     assert t.run("1-4") == 17, t.stderr()
     prefix = f"{task}/$TaskOutput/"
     ours = []  # the blobs whose bytes are this task's files

@@ -171,11 +171,7 @@ def test_render_task_exits_17_when_a_frame_cannot_be_uploaded(
         task="t-lease",
         frames="1-2",
     )
-    # a leased blob refuses an upload without the lease (412): every attempt fails
-    store.ensure_container(t.container)
-    blob = store.container(t.container).get_blob_client("t-lease/$TaskOutput/frame_0001.png")
-    blob.upload_blob(b"old", overwrite=True)
-    blob.acquire_lease(-1)
+    t.refuse_upload(store, "frame_0001.png")  # a leased blob: every attempt fails (412)
     assert t.run("1-2") == 17, t.stderr()
     assert "frame_0001.png" in t.stderr() and "stay in" in t.stderr()
     assert (t.out_dir / "frame_0001.png").is_file()  # kept on the node for the retry
