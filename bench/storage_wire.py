@@ -13,10 +13,11 @@ ending in the request id and time
 from __future__ import annotations
 
 import http.client
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # Hop-by-hop and framing headers a proxy sets itself, never copies.
 HOP = frozenset({"connection", "host", "keep-alive", "content-length", "transfer-encoding"})
@@ -113,3 +114,32 @@ def answer(
     if handler.command != "HEAD":
         handler.wfile.write(data)
     handler.wfile.flush()
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    """A proxy's request handler: HTTP/1.1 (kept-alive connections), silent, every method
+    handled by `_any`."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _any(self) -> None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._any()
+
+    do_PUT = do_HEAD = do_DELETE = do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve(
+    handler: type[BaseHTTPRequestHandler], server: type[ThreadingHTTPServer] = ThreadingHTTPServer
+) -> ThreadingHTTPServer:
+    """`handler` on a free loopback port, served on a daemon thread (one thread a
+    connection, none of which keeps the process alive)."""
+    httpd = server(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd

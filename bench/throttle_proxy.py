@@ -24,10 +24,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlparse
 
-from storage_wire import EGRESS_MESSAGE, TPS_MESSAGE, Answer, answer, forward, storage_error
+from storage_wire import (
+    EGRESS_MESSAGE,
+    TPS_MESSAGE,
+    Answer,
+    ProxyHandler,
+    answer,
+    forward,
+    serve,
+    storage_error,
+)
 
 
 class Bucket:
@@ -182,9 +191,7 @@ class ThrottleProxy:
     def _serve(self, node: int) -> ThreadingHTTPServer:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(ProxyHandler):
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -209,11 +216,4 @@ class ThrottleProxy:
                 headers += [("x-ms-version", version), ("Date", formatdate(usegmt=True))]
                 answer(self, 503, "Server Busy", headers, xml, upstream_date=True)
 
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
+        return serve(Handler, _Server)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
-from storage_wire import answer, forward_once
+from storage_wire import ProxyHandler, answer, forward_once, serve
 
 Hook = Callable[[str, str, dict[str, str]], None]  # (method, path, lower-case headers)
 Rule = Callable[[str, str], bool]  # (method, path without query) -> answer 503 ServerBusy
@@ -37,9 +36,7 @@ class StorageProxy:
         lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(ProxyHandler):
             def _any(self) -> None:
                 method = self.command
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -61,15 +58,8 @@ class StorageProxy:
                 if blob and after:
                     after(method, path, headers)
 
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{target.path}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def count(self, method: str, suffix: str) -> int:
         """How many `method` requests reached the proxy for a path ending in `suffix`."""

@@ -14,10 +14,18 @@ import http.client
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
-from storage_wire import HOP, STAMPED, Answer, answer, forward_once, storage_error
+from storage_wire import (
+    HOP,
+    STAMPED,
+    Answer,
+    ProxyHandler,
+    answer,
+    forward_once,
+    serve,
+    storage_error,
+)
 
 Rule = Callable[[str, str], bool]  # (method, path without query) -> refuse it
 
@@ -47,9 +55,7 @@ class ThrottleProxy:
         if code == "ServerBusy":
             reason = "Server Busy"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(ProxyHandler):
             def _any(self) -> None:
                 method = self.command
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -80,15 +86,8 @@ class ThrottleProxy:
                 drop = HOP | STAMPED
                 return forward_once(host, target.port, method, self.path, self.headers, body, drop)
 
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any  # noqa: N815
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{target.path}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
