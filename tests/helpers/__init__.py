@@ -41,7 +41,7 @@ from helpers.node import (
     upload_tree,
 )
 from helpers.pool import pool_job_doc, pool_stand_in, stand_in_job_doc, uploaded_job_doc
-from helpers.preflight import missing_deps, scene_render
+from helpers.preflight import missing_deps, scene_render, shot_job_doc
 from helpers.secrets import SAS_VAR, azurite_sas, sas_sig, secret_forms
 from helpers.sync import (
     count_objects,
@@ -65,6 +65,7 @@ __all__ = [
     "sas_sig",
     "scene_render",
     "secret_forms",
+    "shot_job_doc",
     "REPO",
     "STANDINS",
     "CliResult",

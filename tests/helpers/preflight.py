@@ -15,6 +15,14 @@ def scene_render(**kw: object) -> Render:
     return spec_from_data(doc).render
 
 
+def shot_job_doc(account_url: str, job: str, container: str, **render: object) -> dict[str, object]:
+    """make_spec_doc of job `job` whose one asset source is `container`/shot/."""
+    doc = make_spec_doc(account_url, **render)
+    doc["job_id"] = job
+    doc["assets"] = [{"name": "scene", "container": container, "prefix": "shot/"}]
+    return doc
+
+
 def missing_deps(render: Render, assets: Path) -> list[str]:
     """What a full scan of `assets` finds missing (the scene read, nothing unreadable)."""
     result = scan(render, assets, outside_ok=False)

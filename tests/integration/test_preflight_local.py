@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from helpers import make_spec_doc, shot_job_doc, upload_tree
 
 from node_agent.azurite import AzuriteServer
 from node_agent.redact import Redactor
@@ -20,25 +21,6 @@ from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
 
 TEXTURE = "textures/stripes.png"
-
-
-def make_spec_doc(account_url: str, **render: object) -> dict[str, object]:
-    """A Blender job on Azurite (the shape tests/conftest's helper gives, kept here so this
-    file does not depend on the test helpers being restructured)."""
-    return {
-        "job_id": "job-a",
-        "storage": {"account_url": account_url, "auth": {"kind": "emulator"}},
-        "assets": [{"name": "scene", "container": "assets", "prefix": "proj/"}],
-        "render": {"renderer": "blender", "scene": "spin.blend", "frames": "1-2", **render},
-    }
-
-
-def upload_tree(store: BlobStore, local: Path, container: str, prefix: str) -> int:
-    store.ensure_container(container)
-    files = sorted(p for p in local.rglob("*") if p.is_file())
-    for f in files:
-        store.upload_file(f, container, prefix + f.relative_to(local).as_posix())
-    return len(files)
 
 
 def _agent(tmp: Path, doc: dict[str, object], *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,9 +37,7 @@ def _upload_without_texture(
     upload = tmp / "upload"
     shutil.copytree(scene, upload)
     (upload / TEXTURE).unlink()
-    doc = make_spec_doc(azurite.account_url, frames="1-2")
-    doc["job_id"] = job
-    doc["assets"] = [{"name": "scene", "container": container, "prefix": "shot/"}]
+    doc = shot_job_doc(azurite.account_url, job, container, frames="1-2")
     store = BlobStore(spec_from_data(doc).storage, Redactor())
     assert upload_tree(store, upload, container, "shot/") == 2  # spin.blend + checker.png
     return doc
@@ -140,9 +120,7 @@ def test_local_run_strict_refuses_frames_outside_the_scene_before_any_node(
 ) -> None:
     """`local run --strict`: a frame range past the scene's end is exit 2, one line, and no
     node folder is made (without --strict it is a warning)."""
-    doc = make_spec_doc(azurite.account_url, frames="1-30")
-    doc["job_id"] = "pf-local-strict"
-    doc["assets"] = [{"name": "scene", "container": "pf-local-strict", "prefix": "shot/"}]
+    doc = shot_job_doc(azurite.account_url, "pf-local-strict", "pf-local-strict", frames="1-30")
     store = BlobStore(spec_from_data(doc).storage, Redactor())
     upload_tree(store, blender_scene, "pf-local-strict", "shot/")
     pool = tmp_path / "pool"

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from helpers import shot_job_doc
 
 from node_agent.azurite import AzuriteServer
 from node_agent.batch.jobjson import SPEC_CONTAINER, spec_blob
@@ -23,17 +24,6 @@ from node_agent.storage import BlobStore
 
 # a closed port: the Batch request fails fast once submit gets that far (exit 3)
 ENDPOINT = "http://127.0.0.1:9"
-
-
-def make_spec_doc(account_url: str, **render: object) -> dict[str, object]:
-    """A Blender job on Azurite (the shape tests/conftest's helper gives, kept here so this
-    file does not depend on the test helpers being restructured)."""
-    return {
-        "job_id": "job-a",
-        "storage": {"account_url": account_url, "auth": {"kind": "emulator"}},
-        "assets": [{"name": "scene", "container": "assets", "prefix": "proj/"}],
-        "render": {"renderer": "blender", "scene": "spin.blend", "frames": "1-2", **render},
-    }
 
 
 def _assets(scene: Path, tmp: Path, drop: tuple[str, ...] = ()) -> Path:
@@ -78,10 +68,7 @@ def _blobs(store: BlobStore, container: str) -> list[str]:
 
 
 def _doc(azurite: AzuriteServer, job: str, container: str, **render: object) -> dict[str, object]:
-    doc = make_spec_doc(azurite.account_url, **render)
-    doc["job_id"] = job
-    doc["assets"] = [{"name": "scene", "container": container, "prefix": "shot/"}]
-    return doc
+    return shot_job_doc(azurite.account_url, job, container, **render)
 
 
 def test_submit_refuses_a_missing_texture_before_uploading(
