@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from helpers import agent_dir, make_spec_doc, node_env, run_agent, seed, write_spec
+from helpers import agent_dir, make_spec, make_spec_doc, node_env, run_agent, seed, write_spec
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
@@ -43,9 +43,7 @@ def test_an_unwritable_cache_is_a_doctor_failure_and_a_clear_job_prep_error(
     root = tmp_path / "node"
     assert run_agent(["start-task"], node_env(root)).returncode == 0
     seed(store, "ro-cache", {"p/scene.blend": b"scene"})
-    doc = make_spec_doc(azurite.account_url)
-    doc["assets"] = [{"name": "scene", "container": "ro-cache", "prefix": "p/"}]
-    doc["render"] = {"renderer": "blender", "scene": "scene.blend", "frames": "1"}
+    doc = make_spec(azurite.account_url, "ro-cache", "p/")
     spec = write_spec(tmp_path / "job.json", doc)
     assert run_agent(["job-prep", "--spec", str(spec)], node_env(root, "job-a")).returncode == 0
     cache = agent_dir(root) / "cache"

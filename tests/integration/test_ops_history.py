@@ -7,7 +7,7 @@ import base64
 import json
 from pathlib import Path
 
-from helpers import make_spec_doc, make_task, node_env, run_agent, seed, write_spec
+from helpers import make_spec, make_task, node_env, run_agent, seed, write_spec
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
@@ -29,14 +29,11 @@ def test_status_and_doctor_show_every_phase_run(
     seed(store, "hist", {"p/scene.blend": b"scene"})
 
     # job prep with a wrong key: 403 from storage, before anything renders
-    doc = make_spec_doc(azurite.account_url)
-    doc.update(job_id="job-bad")
+    doc = make_spec(azurite.account_url, "hist", "p/", "job-bad")
     doc["storage"] = {
         "account_url": azurite.account_url,
         "auth": {"kind": "account_key", "env": "HIST_STORAGE_KEY"},
     }
-    doc["assets"] = [{"name": "scene", "container": "hist", "prefix": "p/"}]
-    doc["render"] = {"renderer": "blender", "scene": "scene.blend", "frames": "1"}
     spec = write_spec(tmp_path / "bad.json", doc)
     env = {**node_env(root, "job-bad"), "HIST_STORAGE_KEY": WRONG_KEY}
     prep = run_agent(["job-prep", "--spec", str(spec)], env)
