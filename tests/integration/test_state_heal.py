@@ -117,18 +117,8 @@ def test_two_job_preps_on_a_corrupt_db_heal_it_once(
     assert run_job_prep(root, "job-a", specs["job-a"]).returncode == 0
     state = agent_dir(root) / "state"
     _corrupt(state / "sync.db", "garbage in the middle")
-    procs = []
-    for job, spec in specs.items():
-        procs.append(
-            start_job_prep(
-                root,
-                job,
-                spec,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    procs = [start_job_prep(root, job, spec, **pipes) for job, spec in specs.items()]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     aside = [p for p in state.glob("sync.db.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
@@ -148,6 +138,21 @@ def _custom_spec(account_url: str, container: str, prefix: str) -> dict[str, obj
     return doc
 
 
+def _prepared_node(
+    store: BlobStore, tmp_path: Path, account_url: str, container: str, prefix: str, n: int
+) -> tuple[dict[str, bytes], Path, Path]:
+    """`n` files (and a scene) seeded under `container`/`prefix`, a custom-renderer job spec
+    of them, and a node (tmp_path/node) whose start task and job prep ran on it: the files,
+    the spec and the node's root."""
+    files = _files(prefix, n)
+    seed(store, container, files)
+    spec = write_spec(tmp_path / "job.json", _custom_spec(account_url, container, prefix))
+    root = tmp_path / "node"
+    assert run_agent(["start-task"], node_env(root)).returncode == 0
+    assert run_job_prep(root, "job-a", spec).returncode == 0
+    return files, spec, root
+
+
 def _doctor(root: Path, spec: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return run_agent(["doctor", "--root", str(root), "--spec", str(spec), *extra])
 
@@ -155,14 +160,9 @@ def _doctor(root: Path, spec: Path, *extra: str) -> subprocess.CompletedProcess[
 def test_doctor_reports_a_corrupt_state_db(
     azurite: AzuriteServer, store: BlobStore, tmp_path: Path
 ) -> None:
-    files = _files("h2/", 60)
-    seed(store, "heal-doctor", files)
-    spec = write_spec(
-        tmp_path / "job.json", _custom_spec(azurite.account_url, "heal-doctor", "h2/")
+    files, spec, root = _prepared_node(
+        store, tmp_path, azurite.account_url, "heal-doctor", "h2/", 60
     )
-    root = tmp_path / "node"
-    assert run_agent(["start-task"], node_env(root)).returncode == 0
-    assert run_job_prep(root, "job-a", spec).returncode == 0
     res = _doctor(root, spec)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "state db" in res.stdout and "quick_check ok" in res.stdout
@@ -186,14 +186,9 @@ def test_doctor_reports_a_corrupt_state_db(
 def test_verify_cache_drops_a_flipped_byte_that_the_sync_misses(
     azurite: AzuriteServer, store: BlobStore, tmp_path: Path
 ) -> None:
-    files = _files("h3/", 40)
-    seed(store, "heal-verify", files)
-    spec = write_spec(
-        tmp_path / "job.json", _custom_spec(azurite.account_url, "heal-verify", "h3/")
+    files, spec, root = _prepared_node(
+        store, tmp_path, azurite.account_url, "heal-verify", "h3/", 40
     )
-    root = tmp_path / "node"
-    assert run_agent(["start-task"], node_env(root)).returncode == 0
-    assert run_job_prep(root, "job-a", spec).returncode == 0
     res = _doctor(root, spec, "--verify-cache")
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"{len(files)} objects" in res.stdout and "0 bad" in res.stdout and "MB/s" in res.stdout

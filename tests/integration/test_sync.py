@@ -174,20 +174,14 @@ def test_concurrent_job_preps_download_once(
     files = _files("p5/", 200, size=10_000)
     seed(store, "sync-conc", files)
     root = tmp_path / "node"
-    procs = []
-    for job in ("job-a", "job-b", "job-c"):
-        spec = write_spec(
+    specs = {
+        job: write_spec(
             tmp_path / f"{job}.json", make_spec(azurite.account_url, "sync-conc", "p5/", job)
         )
-        procs.append(
-            start_job_prep(
-                root,
-                job,
-                spec,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        )
+        for job in ("job-a", "job-b", "job-c")
+    }
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    procs = [start_job_prep(root, job, spec, **pipes) for job, spec in specs.items()]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
