@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -16,7 +17,7 @@ from helpers import Task, make_task, standin
 
 from node_agent.azurite import AzuriteServer
 from node_agent.storage import BlobStore
-from node_agent.supervise import Options, State, run_captured, supervise
+from node_agent.supervise import Options, RunResult, State, run_captured, supervise
 
 
 def _gone(pid: int) -> bool:
@@ -53,21 +54,20 @@ def _kill_all(pids: list[int]) -> None:
 
 
 @pytest.mark.slow
+def _supervise_in(tmp_path: Path, argv: list[str], **options: Any) -> RunResult:
+    """`supervise(argv)` run in tmp_path, its log tmp_path/r.log, with this environment unless
+    `options` say otherwise."""
+    opts: dict[str, Any] = {"env": dict(os.environ), "timeout_s": 300, **options}
+    return supervise(argv, Options(cwd=tmp_path, log_path=tmp_path / "r.log", **opts))
+
+
 def test_timeout_kills_a_renderer_that_ignores_sigterm_and_its_setsid_grandchild(
     tmp_path: Path,
 ) -> None:
     pid_file = tmp_path / "pids.json"
     env = dict(os.environ, STANDIN_MODE="hang", STANDIN_PIDS=str(pid_file))
-    r = supervise(
-        [standin("fake_kick.py"), "-i", "a.ass"],
-        Options(
-            env=env,
-            cwd=tmp_path,
-            log_path=tmp_path / "r.log",
-            timeout_s=15,
-            grace_s=1,
-        ),
-    )
+    argv = [standin("fake_kick.py"), "-i", "a.ass"]
+    r = _supervise_in(tmp_path, argv, env=env, timeout_s=15, grace_s=1)
     pids = json.loads(pid_file.read_text())  # written long before the timeout
     assert r.timed_out and r.state is State.TIMED_OUT and r.signal == signal.SIGKILL
     assert _wait_gone([pids["renderer"], pids["grandchild"]], 10), pids
@@ -129,16 +129,7 @@ def test_stall_timeout_ends_a_silent_renderer_exit_16_and_logs_uploaded(
 
 def test_long_lines_and_total_log_size_are_capped(tmp_path: Path) -> None:
     code = "import sys\nfor i in range(40): sys.stdout.write('x' * 100000 + '\\n')\nprint('end')"
-    r = supervise(
-        [sys.executable, "-c", code],
-        Options(
-            env=dict(os.environ),
-            cwd=tmp_path,
-            log_path=tmp_path / "r.log",
-            timeout_s=300,
-            log_cap=300_000,
-        ),
-    )
+    r = _supervise_in(tmp_path, [sys.executable, "-c", code], log_cap=300_000)
     assert r.returncode == 0 and r.log_truncated
     data = (tmp_path / "r.log").read_bytes()
     assert len(data) < 300_000 + 2 * 70_000
@@ -151,15 +142,7 @@ def test_metrics_wall_cpu_and_peak_rss_of_the_tree(tmp_path: Path) -> None:
         "while time.process_time() - t < 0.6: pass\ntime.sleep(1)"
     )
     code = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {child!r}])"
-    r = supervise(
-        [sys.executable, "-c", code],
-        Options(
-            env=dict(os.environ),
-            cwd=tmp_path,
-            log_path=tmp_path / "r.log",
-            timeout_s=300,
-        ),
-    )
+    r = _supervise_in(tmp_path, [sys.executable, "-c", code])
     assert r.returncode == 0
     assert r.cpu_s >= 0.6  # the grandchild's CPU time counts
     assert r.peak_rss >= 120 * 2**20  # sampled while the grandchild held 120 MiB
