@@ -27,6 +27,14 @@ SAS = "sv=2022-11-02&ss=b&sp=rl&se=2030-01-01&sig=AbCdEfGhIjKlMnOpQrStUv%3D"
 SPN_SECRET = "spn-client-secret-9f8e7d"
 ENV = {"MOUNT_KEY": KEY, "MOUNT_SAS": SAS, "SPN_SECRET": SPN_SECRET, "PATH": "/usr/bin:/bin"}
 URL = "https://renderassets.blob.core.windows.net"
+# an rclone mount of container `scenes` with the node's managed identity
+RCLONE_MSI: dict[str, object] = {
+    "name": "m",
+    "driver": "rclone",
+    "account_url": URL,
+    "container": "scenes",
+    "auth": {"mode": "msi"},
+}
 
 
 def _ctx(tmp_path: Path, windows: bool = False) -> MountContext:
@@ -200,15 +208,7 @@ def test_azure_files_windows_cmdkey_and_net_use(tmp_path: Path) -> None:
 
 def test_fuse_drivers_are_linux_only(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, windows=True)
-    m = RcloneMount.model_validate(
-        {
-            "name": "r",
-            "driver": "rclone",
-            "account_url": URL,
-            "container": "scenes",
-            "auth": {"mode": "msi"},
-        }
-    )
+    m = RcloneMount.model_validate({**RCLONE_MSI, "name": "r"})
     with pytest.raises(MountError, match="Linux-only"):
         _plan(ctx, m)
 
@@ -225,26 +225,13 @@ def test_fuse_drivers_are_linux_only(tmp_path: Path) -> None:
     ],
 )
 def test_mount_documents_are_validated(mount: dict[str, object], message: str) -> None:
-    doc = {
-        "name": "m",
-        "driver": "rclone",
-        "account_url": URL,
-        "container": "scenes",
-        "auth": {"mode": "msi"},
-        **mount,
-    }
+    doc = {**RCLONE_MSI, **mount}
     with pytest.raises(ValidationError, match=message):
         NodeConfig.model_validate({"mounts": [doc]})
 
 
 def test_duplicate_mount_names_refused() -> None:
-    m = {
-        "name": "m",
-        "driver": "rclone",
-        "account_url": URL,
-        "container": "scenes",
-        "auth": {"mode": "msi"},
-    }
+    m = RCLONE_MSI
     with pytest.raises(ValidationError, match="mount names must be unique"):
         NodeConfig.model_validate({"mounts": [m, {**m, "path": "other"}]})
 
