@@ -16,13 +16,17 @@ from node_agent.sync.state import StateDB, db_path
 KB100 = 100_000
 
 
+def _job_files(job: str, common: bytes, size: int) -> dict[str, bytes]:
+    """Job `job`'s assets: a scene with the `common` bytes all jobs share, and five random
+    files of `size` bytes of its own."""
+    return {f"{job}/scene.blend": common} | {f"{job}/t{i}.bin": os.urandom(size) for i in range(5)}
+
+
 def test_trim_lru_and_in_use(azurite: AzuriteServer, store: BlobStore, tmp_path: Path) -> None:
     common = os.urandom(KB100)
     root = tmp_path / "node"
     for job in ("job-a", "job-b", "job-c"):  # synced in this order: a is least recently used
-        files = {f"{job}/scene.blend": common} | {
-            f"{job}/t{i}.bin": os.urandom(KB100) for i in range(5)
-        }
+        files = _job_files(job, common, KB100)
         seed(store, "sync-trim", files)
         spec = write_spec(
             tmp_path / f"{job}.json", make_spec(azurite.account_url, "sync-trim", f"{job}/", job)
@@ -82,9 +86,7 @@ def test_job_release_keeps_the_cache_budget(
     common = os.urandom(MB)
     root = tmp_path / "node"
     for job in ("rel-a", "rel-b", "rel-c"):  # prepared in this order: a is least recently used
-        files = {f"{job}/scene.blend": common} | {
-            f"{job}/t{i}.bin": os.urandom(MB) for i in range(5)
-        }
+        files = _job_files(job, common, MB)
         seed(store, "sync-release-trim", files)
         doc = make_spec(azurite.account_url, "sync-release-trim", f"{job}/", job)
         if job != "rel-a":
