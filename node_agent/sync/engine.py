@@ -25,10 +25,8 @@ from node_agent.diskfull import disk_full_as, disk_full_error, is_disk_full
 from node_agent.errors import DiskFullError, StorageError
 from node_agent.logs import get_logger
 from node_agent.safepath import shown
-from node_agent.spec import AssetSource
 from node_agent.storage.credentials import denied
 from node_agent.storage.rest import AccessDenied
-from node_agent.sync.access import Access
 from node_agent.sync.changes import NamedSyncSummary
 from node_agent.sync.items import Item
 from node_agent.sync.names import NameChecker, fs_case_insensitive
@@ -37,7 +35,9 @@ from node_agent.sync.state import BlobRow, ObjectRow, StateDB, db_path
 from node_agent.sync.store import ContentStore, ViewWriter, prune_view, view_files
 from node_agent.sync.writable import refused_as, require_writable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: importing node_agent.spec builds its pydantic models
+    from node_agent.spec import AssetSource
+    from node_agent.sync.access import Access
     from node_agent.sync.fetch import Fetcher
 
 log = get_logger("sync")
