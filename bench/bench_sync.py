@@ -514,7 +514,7 @@ def run_all(args: argparse.Namespace, b: Bench, az: Any, tools: list[str]) -> No
     if "a" in args.datasets:
         names = [f"a/f{i // 100:03d}/{i:05d}.bin" for i in range(args.files_a)]
         print(f"seeding a: {args.files_a} x {args.size_a} B", flush=True)
-        b.upload({n: os.urandom(args.size_a) for n in names})
+        b.seed_s["a"] = round(b.put_many(names, args.size_a), 1)
         b.scene["a/"] = names[0][len("a/") :]
         b.scenario("a", "cold", "a/", tools, fresh=True)
         b.scenario("a", "no-op", "a/", tools, fresh=False)
