@@ -117,7 +117,9 @@ def timed(
         if "job-prep" in cmd
         else "node_agent"
         if "node_agent" in cmd
-        else ("rclone" if cmd[0] == "rclone" else "sdk_loop")
+        else (
+            ("rclone_sync" if cmd[1] == "sync" else "rclone") if cmd[0] == "rclone" else "sdk_loop"
+        )
     )
     PEAK_RSS[tool] = max(PEAK_RSS.get(tool, 0), maxrss)
     return wall, ru.ru_utime + ru.ru_stime, out
@@ -231,11 +233,13 @@ class Bench:
                 )
             )
             return [PY, "-m", "node_agent", "job-prep", "--spec", str(spec)]
-        if tool == "rclone":
+        if tool in ("rclone", "rclone_sync"):
+            # rclone_sync deletes what the source no longer has, as a job's view does: the
+            # fair peer for "1% changed" (issue 16); rclone (copy) keeps it
             sas_url = f"{self.store.container(self.container).url}?{self.sas}"
             return [
                 "rclone",
-                "copy",
+                "sync" if tool == "rclone_sync" else "copy",
                 "--azureblob-sas-url",
                 sas_url,
                 f":azureblob:{self.container}/{prefix.rstrip('/')}",
@@ -406,6 +410,10 @@ class Bench:
                 "runs_s": [round(r[0], 3) for r in rs],
                 "ratio_to_rclone": round(med[tool] / base, 3) if base else None,
             }
+            if med.get("rclone_sync"):
+                row["tools"][tool]["ratio_to_rclone_sync"] = round(
+                    med[tool] / med["rclone_sync"], 3
+                )  # type: ignore[index]
             if before:
                 row["tools"][tool]["ratio_to_base"] = round(med[tool] / before, 3)  # type: ignore[index]
         self.results.append(row)
@@ -455,6 +463,8 @@ def format_row(row: dict[str, object]) -> str:
         ratio = f"{r['ratio_to_rclone']:.2f}x" if r["ratio_to_rclone"] is not None else "-"
         if "ratio_to_base" in r:
             ratio = f"{r['ratio_to_base']:.3f}x of base"
+        if "ratio_to_rclone_sync" in r:
+            ratio += f", {r['ratio_to_rclone_sync']:.2f}x of rclone sync"
         mb = f"{r['bytes'] / 1e6:.1f}MB" if r["bytes"] is not None else "?"
         rss = f" rss {r['peak_rss_mb']:.0f}MB" if r.get("peak_rss_mb") else ""
         parts.append(f"{tool}: {r['median_s']:.2f}s cpu {r['cpu_s']:.2f}s {mb}{rss} ({ratio})")
