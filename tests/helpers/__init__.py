@@ -56,9 +56,10 @@ from helpers.sync import (
     tree,
     write_spec,
 )
-from helpers.task import Task, make_task, standin, standin_task
+from helpers.task import Task, kill_tree, make_task, standin, standin_task
 
 __all__ = [
+    "kill_tree",
     "SAS_VAR",
     "azurite_sas",
     "missing_deps",

@@ -8,16 +8,13 @@ storage; the same task then runs on another node and must render only frames 3 a
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 
-import psutil
 import pytest
-from helpers import make_task, start_agent
+from helpers import kill_tree, make_task, start_agent
 from helpers.task import Task
 
 from node_agent.azurite import AzuriteServer
@@ -67,24 +64,6 @@ def _blobs(store: BlobStore, t: Task) -> dict[str, str]:
         return {}
 
 
-def _kill_tree(pid: int) -> None:
-    """What a preempted node does to a task: every process gone at once, no SIGTERM."""
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            os.killpg(os.getpgid(p.pid), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=30)
-
-
 def _rendered(t: Task) -> set[int]:
     log = (t.node.task_dir / "renderer.log").read_text(errors="replace")
     return {int(m) for m in re.findall(r"^Fra:(\d+) ", log, re.MULTILINE)}
@@ -113,7 +92,7 @@ def test_a_rerun_after_preemption_renders_only_the_missing_frames(
             time.sleep(0.2)
         assert _rendered(first) >= {1, 2} and 4 not in _rendered(first)
     finally:
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
         proc.wait(30)
     before = _blobs(store, first)
     assert set(before) == set(FRAMES[:2])  # frame 3 was held, the node went away first

@@ -11,15 +11,12 @@ the same one).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from helpers import make_task, standin, start_agent
+from helpers import kill_tree, make_task, standin, start_agent
 from helpers.task import Task
 
 from node_agent.azurite import AzuriteServer
@@ -152,24 +149,6 @@ def test_a_changed_spec_renders_again(
     assert "render.timeout_s (3 s)" in again.summary()["reason"]
 
 
-def _kill_tree(pid: int) -> None:
-    """A preempted node: every process gone at once, no SIGTERM, no summary."""
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            os.killpg(os.getpgid(p.pid), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=30)
-
-
 def test_an_attempt_killed_without_a_summary_is_rendered_again(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
@@ -192,9 +171,9 @@ def test_an_attempt_killed_without_a_summary_is_rendered_again(
             time.sleep(0.05)
         time.sleep(0.2)
     finally:
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
         proc.wait(30)
-    _kill_tree(json.loads(pids.read_text())["grandchild"])
+    kill_tree(json.loads(pids.read_text())["grandchild"])
     marker.unlink()
     pids.unlink()
     again = _task(tmp_path / "node2", azurite, task, marker, env=hang, timeout_s=3)
