@@ -18,6 +18,7 @@ from types import TracebackType
 from urllib.parse import urlparse
 
 from node_agent.errors import StorageError
+from node_agent.safepath import open_for_write
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -86,7 +87,8 @@ class AzuriteServer:
 
     def start(self, timeout: float = 30.0) -> AzuriteServer:
         self.location.mkdir(parents=True, exist_ok=True)
-        log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - owned by the process
+        # owned by the process; a link planted at the log's name is replaced, not followed
+        log = open_for_write(self.location / "azurite.log", append=True)
         self.proc = subprocess.Popen(
             [
                 azurite_binary(),

@@ -57,3 +57,19 @@ def test_start_status_stop_of_a_real_azurite(tmp_path: Path) -> None:
         stop = run_agent(["azurite", "stop", "--location", str(where)])
     assert stop.returncode == 0 and "Azurite stopped" in stop.stdout, stop.stdout + stop.stderr
     assert subprocess.run(["kill", "-0", str(doc["pid"])], capture_output=True).returncode != 0
+
+
+def test_a_link_at_the_log_name_is_replaced_not_followed(tmp_path: Path) -> None:
+    """Azurite's log in its data folder is opened without following a link planted there
+    (node-agent runs as root on a node; the folder may be a workdir others can write)."""
+    from node_agent.azurite import AzuriteServer
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    location = tmp_path / "data"
+    location.mkdir()
+    (location / "azurite.log").symlink_to(victim)
+    with AzuriteServer(location=location):
+        pass
+    assert victim.read_bytes() == b"precious"
+    assert not (location / "azurite.log").is_symlink()
