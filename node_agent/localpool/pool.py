@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -28,6 +27,8 @@ from node_agent.localpool.node import LocalNode
 from node_agent.localpool.report import print_report
 from node_agent.preflight import say_logger
 from node_agent.preflight_storage import check_storage
+from node_agent.runtime import write_atomic
+from node_agent.safepath import own_root, remove_tree
 from node_agent.spec import JobSpec, load_spec, submitted
 
 
@@ -137,9 +138,9 @@ def run_local_job(
     cfg = load_pool_settings(pool_settings).with_os("linux")
     workdir = workdir.resolve()
     pool_id = "localpool"
-    if fresh and (workdir / pool_id).exists():
-        shutil.rmtree(workdir / pool_id)
-    (workdir / pool_id).mkdir(parents=True, exist_ok=True)
+    if fresh:
+        remove_tree(workdir / pool_id)  # a link there is unlinked, its target untouched
+    own_root(workdir / pool_id)  # a link planted at the pool folder is replaced, not followed
     t0, since = time.monotonic(), time.time()
     with ExitStack() as stack:
         started = _maybe_start_azurite(spec, stack, workdir)
@@ -156,7 +157,7 @@ def run_local_job(
         # what runs is the document `batch job-json` prints, as JSON, minus Azure-only fields
         doc = json.loads(json.dumps(job_json(spec, cfg)))
         job_file = workdir / pool_id / f"job-{spec.job_id}.json"
-        job_file.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_atomic(job_file, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
         job = local_plan(doc)
         _stand_in_identity(job)
         pool = make_nodes(workdir, pool_id, nodes)
@@ -181,7 +182,7 @@ def run_local_job(
         record = _run_record(spec, job_file, pool, unusable, result)
         record.update(start_task_s=start_s, total_s=time.monotonic() - t0)
         out = workdir / pool_id / f"run-{spec.job_id}.json"
-        out.write_text(json.dumps(record, indent=2))
+        write_atomic(out, json.dumps(record, indent=2).encode("utf-8"))
         print_report(spec, pool, runs, record, out, since)
         _end_with_report(workdir, spec.job_id, spec_path)
     if not usable:

@@ -10,6 +10,7 @@ from typing import Any
 from node_agent.conventions import job_container
 from node_agent.errors import ExitCode
 from node_agent.localpool.node import LocalNode, TaskRun
+from node_agent.runtime import write_atomic
 from node_agent.spec import JobSpec
 from node_agent.sync.progress import format_bytes
 
@@ -92,7 +93,7 @@ def print_report(
 ) -> None:
     stats = collect(spec, nodes, runs, since)
     record.update(stats)
-    out.write_text(json.dumps(record, indent=2))
+    write_atomic(out, json.dumps(record, indent=2).encode("utf-8"))
     per_node = Counter(r.node for r in runs if r.kind == "task" and r.exit_code == 0)
     phase_s: dict[str, float] = {}
     for r in runs:
