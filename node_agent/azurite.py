@@ -248,7 +248,10 @@ def start_detached(location: Path, port: int | None = None) -> tuple[dict[str, o
         "log": str(location / "azurite.log"),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (location / STATE_FILE).write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    from node_agent.runtime import write_atomic
+
+    # atomic and never through a link planted at the record's name
+    write_atomic(location / STATE_FILE, json.dumps(doc, indent=2).encode("utf-8"))
     server.proc = None  # detached: this process no longer owns it (stop() would end it)
     return doc, True
 

@@ -73,3 +73,24 @@ def test_a_link_at_the_log_name_is_replaced_not_followed(tmp_path: Path) -> None
         pass
     assert victim.read_bytes() == b"precious"
     assert not (location / "azurite.log").is_symlink()
+
+
+def test_a_link_at_the_record_name_is_replaced_not_followed(tmp_path: Path) -> None:
+    """`azurite start` writes its record beside the data; a link planted at that name (a
+    shared workdir, or a root shell) is replaced, its target untouched."""
+    where = tmp_path / "linked-record"
+    where.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (where / STATE_FILE).symlink_to(victim)
+    start = run_agent(["azurite", "start", "--location", str(where), "--json"])
+    try:
+        assert start.returncode == 0, start.stdout + start.stderr
+        assert victim.read_text() == "precious\n", "the record was written through the link"
+        assert not (where / STATE_FILE).is_symlink()
+        assert (
+            json.loads((where / STATE_FILE).read_text())["pid"] == json.loads(start.stdout)["pid"]
+        )
+    finally:
+        stop = run_agent(["azurite", "stop", "--location", str(where)])
+    assert stop.returncode == 0, stop.stdout + stop.stderr
