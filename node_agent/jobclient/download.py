@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,13 +75,34 @@ def frame_problem(name: str, blob_name: str) -> str | None:
     return None
 
 
+def fold(name: str) -> str:
+    """The name as a case-insensitive file system may see it (macOS, Windows: a TD's
+    workstation): two names that fold alike are one file there."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def same_file_names(names: list[str]) -> dict[str, str]:
+    """Each name (but the first in sorted order) that folds like an earlier one -> that one."""
+    first: dict[str, str] = {}
+    clash = {}
+    for name in sorted(names):
+        key = fold(name)
+        if key in first:
+            clash[name] = first[key]
+        else:
+            first[key] = name
+    return clash
+
+
 def refused_error(job: str, refused: dict[str, str]) -> ContainmentError:
     """Exit 5 naming the blobs a download left out and why (the first few)."""
     shown = [f"'{b}': {why}" for b, why in sorted(refused.items())[:5]]
     more = f" (+{len(refused) - 5} more)" if len(refused) > 5 else ""
     return ContainmentError(
         f"job {job}: {len(refused)} blob(s) refused, not downloaded (a name that would leave "
-        f"DEST or take the download's own files): " + "; ".join(shown) + more
+        f"DEST, take the download's own files or overwrite another frame): "
+        + "; ".join(shown)
+        + more
     )
 
 
@@ -186,7 +208,18 @@ class Downloader:
                         "file name: does the output pattern hold the frame number?); DEST "
                         "keeps the newest"
                     )
+            clash = same_file_names(list(frames))
             for name, frame in sorted(frames.items()):
+                if name in clash:
+                    why = (
+                        f"its file name '{name}' differs from '{clash[name]}' only in case or "
+                        "Unicode form: one file on a case-insensitive file system (macOS, "
+                        "Windows), where it would overwrite that frame"
+                    )
+                    if frame.blob.name not in stats.refused:
+                        self.say(f"refused blob '{frame.blob.name}': {why}")
+                    stats.refused[frame.blob.name] = why
+                    continue
                 try:
                     self.fetch(name, frame.blob, stats)
                 except _Changed:

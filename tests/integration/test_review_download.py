@@ -271,3 +271,42 @@ def test_dest_that_is_a_file_is_a_usage_error(
     assert r.returncode == 2, r.stdout + r.stderr
     assert "internal error" not in r.stderr and "is not a folder" in r.stderr, r.stderr
     assert (tmp_path / "dest").read_bytes() == b"my notes"
+
+
+@pytest.mark.parametrize(
+    "other",
+    ["t2/$TaskOutput/FRAME_0001.png", "t2/$TaskOutput/frame_0001.PNG", "t2/$TaskOutput/ﬁle.png"],
+)
+def test_frame_names_differing_only_in_case_are_refused_not_overwritten(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore, other: str
+) -> None:
+    """On a case-insensitive workstation (macOS, Windows: the TD's) `frame_0001.png` and
+    `FRAME_0001.png` are one file: the second would silently overwrite the first. The name
+    that sorts first is downloaded, the other refused by name (exit 5), on every platform
+    (DEST may be such a folder on any). A compatibility form (`ﬁle.png` for `file.png`,
+    which macOS's and Windows' name handling may fold) is the same case."""
+    first = "t1/$TaskOutput/frame_0001.png" if "ﬁ" not in other else "t1/$TaskOutput/file.png"
+    job = "rv-case-" + hashlib.sha1(other.encode()).hexdigest()[:8]
+    args = _job(
+        tmp_path,
+        azurite,
+        store,
+        job,
+        {first: FRAME, other: b"the other task's frame", "t3/$TaskOutput/f3.png": FRAME + b"3"},
+    )
+    # the name that sorts first is kept (stable from run to run), the other refused
+    kept, refused = sorted([first, other], key=lambda b: b.rsplit("/", 1)[1])
+    r = run_agent(args)
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert f"'{refused}'" in r.stderr and "case-insensitive" in r.stderr, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    dest = tmp_path / "dest"
+    names = sorted(p.name for p in dest.iterdir() if not p.name.startswith(".node-agent"))
+    assert names == sorted([kept.rsplit("/", 1)[1], "f3.png"]), names
+    blobs = {first: FRAME, other: b"the other task's frame"}
+    assert (dest / kept.rsplit("/", 1)[1]).read_bytes() == blobs[kept]
+    # a second run is stable: the same refusal, the kept frame not fetched again
+    again = run_agent(args)
+    assert again.returncode == 5, again.stdout + again.stderr
+    assert "2 already there and identical" in again.stdout, again.stdout
+    assert (dest / kept.rsplit("/", 1)[1]).read_bytes() == blobs[kept]
