@@ -48,8 +48,11 @@ azurite-stop: $(BIN)/node-agent
 clean:
 	rm -rf $(VENV) node_modules .localpool demo-out examples/scene
 
+# datasets a (10,000 x 20 KB) and b (16 x 64 MB) with 5 repetitions, then c (100,000 x 2 KB:
+# time and peak memory) once: each of its runs takes minutes
 bench-sync: deps
-	$(BIN)/python bench/bench_sync.py
+	$(BIN)/python bench/bench_sync.py --datasets a,b
+	$(BIN)/python bench/bench_sync.py --datasets c --reps 1 --warmup 0
 
 bench-render: deps
 	$(BIN)/python bench/bench_render.py
