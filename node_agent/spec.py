@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from node_agent import renderers
 from node_agent.batchenv import ENTITLEMENT_VARS
 from node_agent.errors import SpecError
-from node_agent.fieldrules import CONTAINER, ENV_NAME, account_url
+from node_agent.fieldrules import CONTAINER, ENV_NAME
 from node_agent.frames import parse_frames
 from node_agent.mounts.model import MountList
 from node_agent.renderers.template import (
@@ -28,14 +25,12 @@ from node_agent.renderers.template import (
     check_placeholders,
 )
 from node_agent.safepath import rel_problem
+from node_agent.spec_storage import FrozenModel as _Model
+from node_agent.spec_storage import Storage as Storage
+from node_agent.spec_storage import StorageAuth as StorageAuth
 from node_agent.specfile import MAX_SPEC_BYTES as MAX_SPEC_BYTES
 from node_agent.specfile import format_validation_error as format_validation_error
 from node_agent.specfile import load_document, validate_document
-from node_agent.storage.credentials import AuthKind
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_container(v: str | None) -> str | None:
@@ -80,47 +75,6 @@ def _check_blob_prefix(v: str) -> str:
             "(no '.' or '..' segments)"
         )
     return v
-
-
-class StorageAuth(_Model):
-    """How to authenticate. Secrets are never in the spec: `env` names the variable holding it."""
-
-    kind: AuthKind
-    env: str | None = Field(None, description="environment variable holding the secret")
-    client_id: str | None = Field(None, description="user-assigned managed identity client id")
-    expose_to_renderer: bool = Field(
-        False,
-        description=(
-            "DANGEROUS: also give the renderer the variable named by 'env' (the storage "
-            "secret). Off by default: node_agent removes it, every mount secret variable and "
-            "the AZURE_STORAGE_* credential variables from the renderer's environment. Turn on "
-            "only for a renderer that must read storage itself: the secret can then reach its "
-            "logs and outputs, and every render task logs a warning."
-        ),
-    )
-
-    @model_validator(mode="after")
-    def _needs_env(self) -> StorageAuth:
-        if self.kind in ("connection_string", "sas", "account_key") and not self.env:
-            raise ValueError(
-                f"auth kind '{self.kind}' needs 'env': the variable holding the secret"
-            )
-        if self.env is not None and not ENV_NAME.match(self.env):
-            raise ValueError(f"env '{self.env}' is not a valid environment variable name")
-        return self
-
-
-class Storage(_Model):
-    account_url: str
-    auth: StorageAuth
-
-    @field_validator("account_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        url = account_url(v)
-        if "?" in v or "sig=" in v:
-            raise ValueError("must not carry a SAS: put the SAS in the variable named by auth.env")
-        return url
 
 
 class AssetSource(_Model):

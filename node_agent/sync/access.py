@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from node_agent.redact import Redactor
-from node_agent.spec import Storage
 from node_agent.storage.credentials import SAS_VERSION, Credentials, sign_container_sas
 
 if TYPE_CHECKING:
+    from node_agent.spec_storage import Storage
     from node_agent.storage import BlobStore
 
 __all__ = ["SAS_VERSION", "Access", "sign_container_sas"]
