@@ -23,41 +23,51 @@ def _inert(name: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
 
 
-def _capped(names: list[str], cap: int) -> str:
+def _capped(names: list[str], cap: int, count: int) -> str:
     shown = ", ".join(_inert(n) for n in names[:cap])
-    return shown + (f" (+{len(names) - cap} more)" if len(names) > cap else "")
+    return shown + (f" (+{count - cap} more)" if count > cap else "")
 
 
 @dataclass
 class NamedSyncSummary(SyncSummary):
+    """The first RECORD_NAMES names of each kind (sorted) and how many there are: a sync of
+    100,000 files never holds all their names."""
+
+    replaced: int = 0
+    deleted: int = 0
     downloaded_files: list[str] = field(default_factory=list)
     replaced_files: list[str] = field(default_factory=list)
     deleted_files: list[str] = field(default_factory=list)
 
-    def compare_views(self, old: dict[str, str], new: dict[str, str]) -> None:
-        """Replaced and deleted paths between the view before and after the sync."""
-        self.replaced_files = sorted(p for p, h in new.items() if p in old and old[p] != h)
-        self.deleted_files = sorted(p for p in old if p not in new)
-        self.downloaded_files.sort()
+    def set_changes(
+        self,
+        downloaded: list[str],
+        replaced: list[str],
+        n_replaced: int,
+        deleted: list[str],
+        n_deleted: int,
+    ) -> None:
+        """What the view's diff (StateDB.replace_view) found: first names and counts."""
+        self.downloaded_files = sorted(downloaded)[:RECORD_NAMES]
+        self.replaced_files, self.replaced = sorted(replaced)[:RECORD_NAMES], n_replaced
+        self.deleted_files, self.deleted = sorted(deleted)[:RECORD_NAMES], n_deleted
 
     def record(self) -> dict[str, object]:
         d = super().record()
         for kind in ("downloaded_files", "replaced_files", "deleted_files"):
             names: list[str] = getattr(self, kind)
             d[kind] = names[:RECORD_NAMES]
-        d["replaced"] = len(self.replaced_files)
-        d["deleted"] = len(self.deleted_files)
         return d
 
     def line(self) -> str:
         text = super().line()
         parts = [
-            f"{kind} {len(names)}: {_capped(names, LINE_NAMES)}"
-            for kind, names in (
-                ("downloaded", self.downloaded_files),
-                ("replaced", self.replaced_files),
-                ("deleted", self.deleted_files),
+            f"{kind} {count}: {_capped(names, LINE_NAMES, count)}"
+            for kind, names, count in (
+                ("downloaded", self.downloaded_files, self.downloaded),
+                ("replaced", self.replaced_files, self.replaced),
+                ("deleted", self.deleted_files, self.deleted),
             )
-            if names
+            if count
         ]
         return text + ("; " + "; ".join(parts) if parts else "")

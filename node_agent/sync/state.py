@@ -19,7 +19,8 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -27,8 +28,28 @@ from typing import Concatenate, ParamSpec, TypeVar
 from filelock import FileLock
 
 from node_agent.logs import get_logger
+from node_agent.sync.statefile import (
+    CorruptState,
+    Tx,
+    db_path,
+    is_corruption,
+    marks,
+    objects_dir_for,
+    pages,
+    quick_check,
+)
 
 log = get_logger("sync")
+__all__ = [
+    "BlobRow",
+    "CorruptState",
+    "ObjectRow",
+    "StateDB",
+    "db_path",
+    "is_corruption",
+    "objects_dir_for",
+    "quick_check",
+]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -63,23 +84,6 @@ class BlobRow:
     etag: str
     md5: bytes | None
     hash: str
-
-
-class CorruptState(sqlite3.DatabaseError):
-    """PRAGMA quick_check did not answer 'ok'."""
-
-
-def is_corruption(e: BaseException) -> bool:
-    """SQLite says the file is damaged or not a database (not: busy, locked, disk full)."""
-    if isinstance(e, CorruptState):
-        return True
-    if not isinstance(e, sqlite3.DatabaseError):
-        return False
-    code = getattr(e, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
-        return True
-    text = str(e).lower()
-    return "malformed" in text or "not a database" in text
 
 
 def _healing(
@@ -209,13 +213,45 @@ class StateDB:
         self.conn.close()
 
     # --- reads -------------------------------------------------------------
+    # A sync reads the rows of one listing page at a time (`... IN (...)`, at most PAGE
+    # names), never a whole source's: memory stays a page whatever the number of blobs.
     @_healing
-    def all_blobs(self, src: str, prefix: str) -> dict[str, BlobRow]:
-        rows = self.conn.execute(
-            "SELECT name, size, etag, md5, hash FROM blobs WHERE src=? AND substr(name,1,?)=?",
-            (src, len(prefix), prefix),
-        )
-        return {r[0]: BlobRow(r[1], r[2], r[3], r[4]) for r in rows}
+    def blobs_for(self, src: str, names: list[str]) -> dict[str, BlobRow]:
+        """The recorded rows of these blob names of `src`."""
+        out: dict[str, BlobRow] = {}
+        for part in pages(names):
+            rows = self.conn.execute(
+                "SELECT name, size, etag, md5, hash FROM blobs WHERE src=? AND name IN "
+                f"({marks(part)})",
+                (src, *part),
+            )
+            out.update((r[0], BlobRow(r[1], r[2], r[3], r[4])) for r in rows)
+        return out
+
+    @_healing
+    def objects_for(self, hashes: list[str]) -> dict[str, ObjectRow]:
+        """The recorded rows of these objects (the ones the store has)."""
+        out: dict[str, ObjectRow] = {}
+        for part in pages(hashes):
+            rows = self.conn.execute(
+                "SELECT hash, size, mtime_ns, md5, last_used FROM objects WHERE hash IN "
+                f"({marks(part)})",
+                part,
+            )
+            out.update((r[0], ObjectRow(*r)) for r in rows)
+        return out
+
+    @_healing
+    def hashes_by_md5(self, keys: list[tuple[bytes, int]]) -> dict[tuple[bytes, int], str]:
+        """Objects holding content with these (Content-MD5, size)."""
+        want = set(keys)
+        out: dict[tuple[bytes, int], str] = {}
+        for part in pages(sorted({k[0] for k in want})):
+            rows = self.conn.execute(
+                f"SELECT md5, size, hash FROM objects WHERE md5 IN ({marks(part)})", part
+            )
+            out.update(((r[0], r[1]), r[2]) for r in rows if (r[0], r[1]) in want)
+        return out
 
     @_healing
     def all_objects(self) -> dict[str, ObjectRow]:
@@ -223,11 +259,14 @@ class StateDB:
         return {r[0]: ObjectRow(*r) for r in rows}
 
     @_healing
-    def object_by_md5(self, md5: bytes, size: int) -> str | None:
-        row = self.conn.execute(
-            "SELECT hash FROM objects WHERE md5=? AND size=? LIMIT 1", (md5, size)
-        ).fetchone()
-        return str(row[0]) if row else None
+    def view_objects(self, job: str) -> list[tuple[str, ObjectRow | None]]:
+        """Each file of the job's view with its object's row (None: not in the store)."""
+        rows = self.conn.execute(
+            "SELECT v.path, o.hash, o.size, o.mtime_ns, o.md5, o.last_used FROM views v "
+            "LEFT JOIN objects o ON o.hash = v.hash WHERE v.job=?",
+            (job,),
+        )
+        return [(r[0], ObjectRow(*r[1:]) if r[1] is not None else None) for r in rows]
 
     @_healing
     def view(self, job: str) -> dict[str, str]:
@@ -276,11 +315,71 @@ class StateDB:
             self.conn.executemany("DELETE FROM objects WHERE hash=?", [(h,) for h in hashes])
 
     @_healing
-    def forget_blobs(self, src: str, names: Iterable[str]) -> None:
-        with self._tx():
-            self.conn.executemany(
-                "DELETE FROM blobs WHERE src=? AND name=?", [(src, n) for n in names]
-            )
+    def forget_unseen(self, src: str, prefix: str, seen: Path, n: int) -> int:
+        """Forget the blobs of `src` under `prefix` that source `n` of the new view `seen`
+        (a NewView file) did not list; returns how many."""
+        with self._attached(seen):
+            with self._tx():
+                cur = self.conn.execute(
+                    "DELETE FROM blobs WHERE src=? AND substr(name,1,?)=? AND name NOT IN "
+                    "(SELECT name FROM nv.v WHERE n=? AND name IS NOT NULL)",
+                    (src, len(prefix), prefix, n),
+                )
+        return cur.rowcount
+
+    @_healing
+    def replace_view(
+        self, job: str, new: Path, manifest: str | None, names: int
+    ) -> tuple[list[str], int, list[str], int]:
+        """Make the NewView file `new` the job's view (and mark the job and its objects used
+        now); returns the first `names` replaced paths (same path, other content), how many,
+        the first `names` deleted paths and how many: computed in SQL, never held whole."""
+        now = time.time()
+        with self._attached(new):
+            with self._tx():
+                replaced_q = (
+                    "FROM nv.v n JOIN views o ON o.job=? AND o.path=n.path WHERE o.hash<>n.hash"
+                )
+                deleted_q = "FROM views o WHERE o.job=? AND o.path NOT IN (SELECT path FROM nv.v)"
+                out = []
+                for q in (replaced_q, deleted_q):
+                    path = "n.path" if q is replaced_q else "o.path"
+                    first = [
+                        r[0]
+                        for r in self.conn.execute(
+                            f"SELECT {path} {q} ORDER BY {path} LIMIT ?", (job, names)
+                        )
+                    ]
+                    count = self.conn.execute(f"SELECT count(*) {q}", (job,)).fetchone()[0]
+                    out.append((first, int(count)))
+                self.conn.execute("DELETE FROM views WHERE job=?", (job,))
+                self.conn.execute(
+                    "INSERT INTO views(job,path,hash) SELECT ?, path, hash FROM nv.v", (job,)
+                )
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO jobs(job,last_used,manifest) VALUES(?,?,?)",
+                    (job, now, manifest),
+                )
+                self.conn.execute(
+                    "UPDATE objects SET last_used=? WHERE hash IN "
+                    "(SELECT hash FROM views WHERE job=?)",
+                    (now, job),
+                )
+        (replaced, n_replaced), (deleted, n_deleted) = out
+        return replaced, n_replaced, deleted, n_deleted
+
+    @contextmanager
+    def _attached(self, scratch: Path) -> Iterator[None]:
+        """A NewView file attached as `nv` for one statement group (ATTACH is per
+        connection: a heal's new connection attaches it again when the call is re-run)."""
+        self.conn.execute("ATTACH DATABASE ? AS nv", (str(scratch),))
+        try:
+            yield
+        finally:
+            try:
+                self.conn.execute("DETACH DATABASE nv")
+            except sqlite3.Error:  # the connection is gone (a heal); the first error counts
+                pass
 
     @_healing
     def forget_blobs_with_hashes(self, hashes: Iterable[str]) -> None:
@@ -288,74 +387,10 @@ class StateDB:
             self.conn.executemany("DELETE FROM blobs WHERE hash=?", [(h,) for h in hashes])
 
     @_healing
-    def set_view(self, job: str, files: dict[str, str], manifest: str | None) -> None:
-        """Replace the job's view and mark the job and its objects used now."""
-        now = time.time()
-        with self._tx():
-            self.conn.execute("DELETE FROM views WHERE job=?", (job,))
-            self.conn.executemany(
-                "INSERT INTO views(job,path,hash) VALUES(?,?,?)",
-                [(job, p, h) for p, h in files.items()],
-            )
-            self.conn.execute(
-                "INSERT OR REPLACE INTO jobs(job,last_used,manifest) VALUES(?,?,?)",
-                (job, now, manifest),
-            )
-            self.conn.execute(
-                "UPDATE objects SET last_used=? WHERE hash IN (SELECT hash FROM views WHERE job=?)",
-                (now, job),
-            )
-
-    @_healing
     def forget_job(self, job: str) -> None:
         with self._tx():
             self.conn.execute("DELETE FROM views WHERE job=?", (job,))
             self.conn.execute("DELETE FROM jobs WHERE job=?", (job,))
 
-    def _tx(self) -> _Tx:
-        return _Tx(self.conn)
-
-
-class _Tx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, t: object, e: object, tb: object) -> None:
-        if t is None:
-            self.conn.execute("COMMIT")
-            return
-        try:
-            self.conn.execute("ROLLBACK")
-        except sqlite3.Error:  # the first error (e.g. corruption) is the one to report
-            pass
-
-
-def db_path(state_dir: Path) -> Path:
-    return state_dir / "sync.db"
-
-
-def objects_dir_for(db: Path) -> Path:
-    """The content store's objects folder for a state DB at `db`: `node-agent sync` keeps
-    <cache>/state/sync.db beside <cache>/objects, a node <agent>/state/sync.db beside
-    <agent>/cache/objects."""
-    beside = db.parent.parent / "objects"
-    return beside if beside.is_dir() else db.parent.parent / "cache" / "objects"
-
-
-def quick_check(path: Path) -> str | None:
-    """None when the DB at `path` passes PRAGMA quick_check, else what SQLite said. Opened
-    read-only: the doctor reports, the next sync heals."""
-    try:
-        conn = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as e:
-        return str(e)
-    try:
-        answer = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
-    except sqlite3.Error as e:
-        return str(e)
-    finally:
-        conn.close()
-    return None if answer == ["ok"] else "; ".join(answer[:3])
+    def _tx(self) -> Tx:
+        return Tx(self.conn)
