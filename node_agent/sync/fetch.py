@@ -38,6 +38,7 @@ from node_agent.storage.rest import VersionChanged as _Changed
 from node_agent.storage.retry import DEFAULT_BUDGET_S, policy
 from node_agent.sync.access import Access
 from node_agent.sync.bodies import Buffers, Hashes, discard, open_get, read_part
+from node_agent.sync.store import open_new_tmp
 
 if TYPE_CHECKING:
     from node_agent.storage.blob import BlobStore
@@ -175,7 +176,7 @@ class Fetcher:
             got = self._ranged(name, size, tmp, what, pin, want_md5=md5 is not None)
         else:
             data = self._get(name, None, what, pin)
-            with open(tmp, "wb") as fh:
+            with os.fdopen(open_new_tmp(tmp), "wb") as fh:
                 fh.write(data)
             got = Fetched(
                 len(data),
@@ -241,9 +242,7 @@ class Fetcher:
         hashes = Hashes(want_md5)
         starts = list(range(0, size, PART_SIZE))
         ranged = len(starts) > 1
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666
-        )
+        fd = open_new_tmp(tmp)
 
         def part(start: int) -> tuple[bytearray, int]:
             end = min(size, start + PART_SIZE) - 1
@@ -337,25 +336,28 @@ class Fetcher:
 
         pinned = f'"{pin.etag}"' if pin.etag else None
         store = self.store
+        fh = os.fdopen(open_new_tmp(tmp), "wb")
 
         def get() -> str:
+            fh.seek(0)  # a try again (the retry policy) starts the file again
+            fh.truncate()
             try:
-                with open(tmp, "wb") as fh:
-                    d = store.container(self.container).download_blob(
-                        name,
-                        max_concurrency=4,
-                        etag=pinned,
-                        match_condition=MatchConditions.IfNotModified if pinned else None,
-                    )
-                    if d.size != size:
-                        raise _Changed(pin.etag or "")
-                    d.readinto(fh)
+                d = store.container(self.container).download_blob(
+                    name,
+                    max_concurrency=4,
+                    etag=pinned,
+                    match_condition=MatchConditions.IfNotModified if pinned else None,
+                )
+                if d.size != size:
+                    raise _Changed(pin.etag or "")
+                d.readinto(fh)
             except ResourceModifiedError:
                 raise _Changed(pin.etag or "") from None
             return str(d.properties.etag).strip('"')
 
         # transient failures retried under the policy (the SDK's own retries are off)
-        return store._run(get, what)
+        with fh:
+            return store._run(get, what)
 
 
 def _hash_file(path: Path, etag: str) -> Fetched:

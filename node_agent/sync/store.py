@@ -1,8 +1,8 @@
 """The node's content-addressed store and the per-job views made of hard links into it.
 
 Objects live at <cache>/objects/<h[:2]>/<sha256>, read-only. New content is written
-to <cache>/tmp/<pid>-<random>.part (same filesystem), verified, then renamed into
-place. A job's view links each path to its object; where the filesystem cannot
+to <cache>/tmp/<pid>-<random>.part (same filesystem; created by `open_new_tmp`: a new file
+of its own, never through a link), verified, then renamed into place. A job's view links each path to its object; where the filesystem cannot
 link, the object is copied.
 """
 
@@ -11,12 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 import shutil
 import stat
 import threading
 import uuid
 from pathlib import Path
 
+from node_agent.errors import StorageError
 from node_agent.logs import get_logger
 from node_agent.safepath import ensure_dirs, own_root, remove_tree, walk_entries
 from node_agent.sync.state import ObjectRow
@@ -25,6 +27,45 @@ log = get_logger("sync")
 _STALE_TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.link$")
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+# A new file only (O_EXCL), never through a link at its name (O_NOFOLLOW; with O_EXCL a
+# link is refused anyway, as POSIX open(2) says: "If O_CREAT and O_EXCL are set, open()
+# shall fail if the file exists ... If path names a symbolic link, open() shall fail").
+_NEW_FILE = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def open_new_tmp(path: str | Path) -> int:
+    """A descriptor for writing the new, private (0600) temporary file `path` in the cache's
+    tmp folder (`ContentStore.tmp_path`), created with O_EXCL|O_NOFOLLOW. Whatever is
+    already at that name is removed first, never written through: a symbolic link (its
+    target untouched) or a hard link to some other file (logged), or this download's own
+    earlier try. Something put back there meanwhile is a StorageError naming it."""
+    try:
+        return os.open(path, _NEW_FILE, 0o600)
+    except FileExistsError:
+        pass
+    try:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode) or st.st_nlink > 1:
+            log.warning(
+                "%s was a link planted in the cache's tmp folder: removed, not followed", path
+            )
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    try:
+        return os.open(path, _NEW_FILE, 0o600)
+    except FileExistsError:
+        raise StorageError(
+            f"temporary file {path} was put back while it was being replaced: refused, not "
+            "written through"
+        ) from None
 
 
 class ContentStore:
@@ -45,7 +86,8 @@ class ContentStore:
         return f"{self._objects}/{h[:2]}/{h}"
 
     def tmp_path(self) -> Path:
-        return self.tmp / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.part"
+        """A new random name (pid first: clean_stale_tmp); open it with open_new_tmp."""
+        return self.tmp / f"{os.getpid()}-{secrets.token_hex(16)}.part"
 
     def clean_stale_tmp(self) -> int:
         """Remove temporary files left by processes that no longer run."""
