@@ -13,7 +13,9 @@ storage, also after a failure: the summary and the missing-frames check read it.
 
 The blob store may be given as a factory: the worker thread makes it, so the renderer
 starts while the storage SDK loads; a store that cannot be set up is reported through
-`on_fatal` and raised by `finish()`.
+`on_fatal` and raised by `finish()`. `start(defer_store=True)` watches at once but makes
+the store only at `begin()` (the renderer started): the SDK's ~0.1 s import, holding the
+GIL, then does not delay the renderer's start (events wait in the queue meanwhile).
 
 Each upload logs one INFO line (file, size, seconds); every `summary_every` uploads, and at
 the end when there were that many, a line with the files and bytes uploaded so far.
@@ -128,13 +130,22 @@ class ProgressiveUploader:
         self._lock = threading.Lock()
         self._observer = Observer()
         self._worker = threading.Thread(target=self._run, name="uploader", daemon=True)
+        self._go = threading.Event()  # the worker may make the store and upload
 
-    def start(self) -> ProgressiveUploader:
+    def start(self, defer_store: bool = False) -> ProgressiveUploader:
+        """Watch the output folder and start the worker; with `defer_store`, the worker
+        makes the store (and uploads) only once `begin()` is called."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._observer.schedule(_Handler(self._q), str(self.out_dir), recursive=True)
         self._observer.start()
+        if not defer_store:
+            self._go.set()
         self._worker.start()
         return self
+
+    def begin(self) -> None:
+        """Let the worker make the store and upload (idempotent)."""
+        self._go.set()
 
     @property
     def store(self) -> BlobStore:
@@ -158,6 +169,7 @@ class ProgressiveUploader:
         return True
 
     def _run(self) -> None:
+        self._go.wait()
         if not self._setup():
             return
         while True:
@@ -284,6 +296,7 @@ class ProgressiveUploader:
     def finish(self) -> list[Uploaded]:
         """Stop watching, upload whatever is left; UploadError (one line naming every file)
         if any file was refused or is still not uploaded. `done()` holds what was uploaded."""
+        self.begin()
         self._observer.stop()
         self._observer.join(10)
         self._q.put(None)

@@ -25,7 +25,6 @@ from node_agent.classify import OutputMonitor
 from node_agent.conventions import job_container
 from node_agent.errors import ExitCode, NodeAgentError, RenderError, UploadError, UsageError
 from node_agent.frames import parse_frames
-from node_agent.mounts.manager import map_drives_before_task
 from node_agent.output_record import Ledger, Stored
 from node_agent.outputs import Layout, open_source, upload_logs, upload_preview
 from node_agent.phases import render_rerun
@@ -142,8 +141,11 @@ def prepare(
     the command (render_rerun); a dry run does not read storage."""
     agent_started = process_started_at()
     node = phase.node
-    # Windows: drive mappings do not survive between tasks; map the pool's Azure Files again.
-    map_drives_before_task(node, phase.env, phase.redactor, phase.log)
+    if node.is_windows:  # drive mappings do not survive between tasks: map them again
+        # imported here: the mount model and its SDK cost a Linux task ~50 ms of its start
+        from node_agent.mounts.manager import map_drives_before_task
+
+        map_drives_before_task(node, phase.env, phase.redactor, phase.log)
     spec = _load_spec(phase, spec_path)
     try:
         frames = parse_frames(frames_text)
@@ -175,10 +177,15 @@ def prepare(
     spec_bytes = (spec_path or node.job_spec_path()).read_bytes()
     ledger = Ledger(str(node.job_id), str(node.task_id), hashlib.sha256(spec_bytes).hexdigest())
     if read_storage:  # a re-run renders only the frames not in storage (render_rerun)
-        store = _store_factory(phase, spec)()
-        rerun = render_rerun.narrow(
-            phase.log, store, spec.render, ctx, launch, launch_env, layout, ledger, retry
+        reader, store = render_rerun.open_reader(
+            spec.storage, phase.redactor, phase.env, layout.container, retry
         )
+        try:
+            rerun = render_rerun.narrow(
+                phase.log, reader, spec.render, ctx, launch, launch_env, layout, ledger
+            )
+        finally:
+            reader.close()
     launch = rerun.launch
     env = renderer_env(phase, spec, launch.env)
     return Prepared(
@@ -220,8 +227,14 @@ def _options(
     monitor: OutputMonitor,
     times: dict[str, float],
     cancel: threading.Event,
+    uploader: ProgressiveUploader,
 ) -> Options:
     render = p.spec.render
+
+    def on_start(pid: int) -> None:
+        times["renderer_started_at"] = time.time()
+        uploader.begin()  # the storage SDK loads now, beside the renderer
+
     return Options(
         env=p.env,
         cwd=phase.node.task_working_dir,
@@ -230,7 +243,7 @@ def _options(
         stall_s=render.stall_timeout_s,
         grace_s=render.kill_grace_s,
         on_line=monitor,
-        on_start=lambda pid: times.__setitem__("renderer_started_at", time.time()),
+        on_start=on_start,
         cancel=cancel,
         last_activity=lambda: monitor.last_progress,
         redact=phase.redactor,
@@ -258,12 +271,15 @@ def execute(phase: Phase, p: Prepared) -> Executed:
             retry=p.retry,
             on_fatal=lambda e: cancel.set(),
             ledger=p.ledger,
-        ).start()
+        ).start(defer_store=True)
         try:
             if not p.nothing_to_render:
-                result = supervise(p.launch.argv, _options(phase, p, monitor, times, cancel))
+                opts = _options(phase, p, monitor, times, cancel, uploader)
+                result = supervise(p.launch.argv, opts)
         except OSError as e:
             start_error = f"cannot start '{p.launch.argv[0]}': {e.strerror or e}"
+        finally:
+            uploader.begin()  # the renderer did not start (or nothing to render)
     times["renderer_ended_at"] = time.time()
     return Executed(result, start_error, monitor, uploader, times)
 

@@ -34,9 +34,10 @@ from node_agent.frames import format_frames
 from node_agent.output_record import (
     LEDGER_NAME,
     Ledger,
+    Reader,
+    RestReader,
+    SdkReader,
     Stored,
-    list_stored,
-    read_ledger,
     write_ledger,
 )
 from node_agent.renderers import CommandContext, Launch, build_launch
@@ -44,8 +45,10 @@ from node_agent.renderers import get as get_renderer
 
 if TYPE_CHECKING:
     from node_agent.outputs import Layout
+    from node_agent.redact import Redactor
     from node_agent.renderers import Renderer
     from node_agent.spec import Render
+    from node_agent.spec_storage import Storage
     from node_agent.storage import BlobStore
     from node_agent.storage.retry import RetryPolicy
     from node_agent.supervise import RunResult
@@ -181,29 +184,56 @@ def record_verdict(
         log.warning("verdict not written to the ledger (a retry renders again): %s", e)
 
 
+def open_reader(
+    storage: Storage,
+    redactor: Redactor,
+    env: Mapping[str, str],
+    container: str,
+    retry: RetryPolicy,
+) -> tuple[Reader, BlobStore | None]:
+    """How this task reads its ledger and output folder before the renderer starts: the
+    lean REST path when the credentials give a container SAS without the SDK (key, SAS,
+    connection string, emulator: storage.credentials.container_sas), else the SDK's
+    BlobStore, returned too so the uploader uses the one already made."""
+    from node_agent.storage.credentials import Credentials
+
+    creds = Credentials(storage, redactor, env)
+    if storage.auth.env:
+        creds.secret()  # a named variable must be set, whatever the kind (as the SDK's)
+    sas = creds.container_sas(container)
+    if sas is None:  # managed identity: only the SDK authenticates
+        from node_agent.storage import BlobStore
+
+        store = BlobStore(storage, redactor, env, retry=retry)
+        return SdkReader(store, container, retry), store
+    from node_agent.storage.rest import RestClient
+
+    client = RestClient(storage.account_url, container, sas, retry, connections=1)
+    return RestReader(client, storage), None
+
+
 def narrow(
     log: logging.Logger,
-    store: BlobStore,
+    reader: Reader,
     render: Render,
     ctx: CommandContext,
     launch: Launch,
     launch_env: Mapping[str, str],
     layout: Layout,
     fresh: Ledger,
-    retry: RetryPolicy,
 ) -> Narrowed:
     """The task's launch for the frames not yet in storage (the earlier ledger read, the
     output folder listed once), and the frames skipped, whose ledger entries `fresh` keeps
     (a third run still skips them). Nothing left: the launch expects no frame. An earlier
     attempt of this same task (job, task id, spec) that ended with a cause no retry fixes:
     `not_retried`, nothing listed, the renderer not started."""
-    ledger = read_ledger(store, layout.container, layout.log(LEDGER_NAME), retry)
+    ledger = reader.ledger(layout.log(LEDGER_NAME))
     if ledger is not None and ledger.ended is not None and ledger.same_task(fresh):
         stop = not_retried(ledger.ended)
         if stop is not None:
             fresh.frames, fresh.ended = dict(ledger.frames), ledger.ended
             return Narrowed(replace(launch, expected={}), not_retried=stop)
-    stored = list_stored(store, layout.container, layout.output_root) if ledger else []
+    stored = reader.stored(layout.output_root) if ledger else []
     p = plan(
         ctx.frames,
         launch.expected,
