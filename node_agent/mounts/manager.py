@@ -27,6 +27,7 @@ from node_agent.mounts.plan import MountPaths, MountPlan
 from node_agent.mounts.platform import Command, Platform, current, probe, run
 from node_agent.redact import Redactor
 from node_agent.runtime import write_atomic
+from node_agent.safepath import ContainmentError, ensure_dirs
 
 POOL = "pool"
 
@@ -111,11 +112,43 @@ def plan_for(m: MountSpec, paths: MountPaths, secret: str | None, windows: bool)
     return blobfuse2.plan(m, paths, secret)
 
 
-def _write_secret_files(plan: MountPlan, config_dir: Path) -> None:
-    config_dir.mkdir(parents=True, exist_ok=True)
+def _secret_dir(config_dir: Path) -> Path:
+    """state/mounts, a real 0700 folder: it is node_agent's own, so a link planted there (or
+    at state/) is replaced by a real folder, never followed (the chmod, the locks and the
+    key files would land in its target)."""
+    ensure_dirs(
+        config_dir.parent.parent, [config_dir.parent.name, config_dir.name], replace_links=True
+    )
     os.chmod(config_dir, 0o700)
+    return config_dir
+
+
+def _write_secret_files(plan: MountPlan, config_dir: Path) -> None:
+    _secret_dir(config_dir)
     for f in plan.files:
         write_atomic(f.path, f.text.encode(), mode=f.mode)
+
+
+def _mount_point(m: MountSpec, target: Path, mounts_dir: Path) -> None:
+    """Make the mount point a real folder below the node's mounts folder; a link on the way
+    (a folder a task could write) is refused, never mounted over: the file system would
+    cover the link's target (/etc, a tool's folder) for every later task."""
+    if target.is_symlink():
+        raise MountError(
+            f"mount '{m.name}': mount point {target} is a symbolic link (to "
+            f"{os.readlink(target)}): refused, a mount never follows a link"
+        )
+    if target.exists() and not target.is_dir():
+        raise MountError(f"mount '{m.name}': mount point {target} exists and is not a folder")
+    try:
+        parts = list(target.relative_to(mounts_dir).parts)
+    except ValueError:  # elsewhere (a test layout): its parents are the caller's
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    try:
+        ensure_dirs(mounts_dir, parts, replace_links=False)
+    except ContainmentError as e:
+        raise MountError(f"mount '{m.name}': {e}") from None
 
 
 # --- the record of what is mounted --------------------------------------------------
@@ -143,8 +176,7 @@ def _update_records(
 def ensure_mount(ctx: MountContext, m: MountSpec, scope: str = POOL) -> MountResult:
     """Mount `m` unless it is already mounted and readable. Two phases making the same
     mount at once (e.g. job prep of two jobs) take turns on a per-mount lock."""
-    lock_dir = ctx.node.state_dir / "mounts"
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir = _secret_dir(ctx.node.state_dir / "mounts")
     try:
         with FileLock(str(lock_dir / f"{_key(m, scope)}.lock"), timeout=300):
             return _ensure_mount(ctx, m, scope)
@@ -184,9 +216,7 @@ def _ensure_mount(ctx: MountContext, m: MountSpec, scope: str) -> MountResult:
         unmount_target(ctx, target, m.driver)
         action = "remounted"
     if plan.makes_dir:
-        if target.exists() and not target.is_dir():
-            raise MountError(f"mount '{m.name}': mount point {target} exists and is not a folder")
-        target.mkdir(parents=True, exist_ok=True)
+        _mount_point(m, target, ctx.node.mounts_dir)
         if plan.needs_empty_target and any(target.iterdir()):
             raise MountError(
                 f"mount '{m.name}': mount point {target} is not empty: refusing to mount over its files"
