@@ -59,7 +59,17 @@ def log_files(phase: Phase) -> list[tuple[Path, str]]:
     items += [
         (p, release_id, p.name) for p in sorted(node.logs_dir.glob(f"job-release_{job}_*.log"))
     ]
-    return [(p, task_log(tid, f"{node.node_id}/{name}")) for p, tid, name in items if p.is_file()]
+    out = []
+    for p, tid, name in items:
+        if p.is_symlink():  # planted by a task (the logs folder is node-wide): never followed
+            phase.log.warning(
+                "log %s is a symbolic link (to %s): not uploaded, links are never followed",
+                p,
+                os.readlink(p),
+            )
+        elif p.is_file():
+            out.append((p, task_log(tid, f"{node.node_id}/{name}")))
+    return out
 
 
 def reachable(account_url: str, timeout: float = 10.0) -> bool:
