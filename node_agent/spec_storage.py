@@ -7,10 +7,25 @@ spec.py re-exports both names, so `from node_agent.spec import Storage` keeps wo
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from node_agent.fieldrules import ENV_NAME, account_url
-from node_agent.storage.credentials import AuthKind
+from node_agent.storage.credentials import AuthKind, is_local_host
+
+# Kinds whose credential belongs to one account (a key, a SAS signed by its key, a
+# connection string naming its endpoint): a replica read with one of them needs its own.
+_PER_ACCOUNT = ("account_key", "sas", "connection_string")
 
 
 class FrozenModel(BaseModel):
@@ -47,14 +62,92 @@ class StorageAuth(FrozenModel):
         return self
 
 
-class Storage(FrozenModel):
+def _no_sas_url(v: str) -> str:
+    """An account URL without a query: a SAS there is refused before the URL is shown in
+    any message (the message then names the host only: the SAS is a secret)."""
+    if "?" in v or "sig=" in v:
+        host = urlparse(v).hostname or "the URL"
+        raise ValueError(
+            f"the URL of {host} must not carry a SAS: put the SAS in the variable named by auth.env"
+        )
+    return account_url(v)
+
+
+def same_account(a: str, b: str) -> bool:
+    """Two account URLs naming the same account (host and port case-insensitively, and the
+    path: Azurite's account is its first path component)."""
+
+    def key(u: str) -> tuple[str, int | None, str]:
+        p = urlparse(u)
+        return ((p.hostname or "").lower(), p.port, p.path.rstrip("/"))
+
+    return key(a) == key(b)
+
+
+class Replica(FrozenModel):
+    """A further account holding the same assets (object replication): asset bodies may be
+    read from it, verified against the primary's listing. Given as a URL string (read with
+    the primary's auth: emulator and managed_identity only, a key or SAS is one account's)
+    or as {account_url, auth}."""
+
     account_url: str
-    auth: StorageAuth
+    auth: StorageAuth | None = Field(None, description="default: storage.auth")
 
     @field_validator("account_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        url = account_url(v)
-        if "?" in v or "sig=" in v:
-            raise ValueError("must not carry a SAS: put the SAS in the variable named by auth.env")
+        url = _no_sas_url(v)
+        host = urlparse(url).hostname or ""
+        if not url.startswith("https://") and not is_local_host(host):
+            raise ValueError(
+                f"'{v}' must be https:// (plain http only for a local emulator such as Azurite)"
+            )
         return url
+
+
+def _replica_in_context(r: Replica, info: ValidationInfo) -> Replica:
+    """Checks against the primary (the replica list's own entry, so the error names it)."""
+    primary = info.data.get("account_url")
+    if primary and same_account(r.account_url, primary):
+        raise ValueError(f"'{r.account_url}' is account_url itself: list only the other accounts")
+    auth = info.data.get("auth")
+    if r.auth is None and auth is not None and auth.kind in _PER_ACCOUNT:
+        raise ValueError(
+            f"the primary's auth kind '{auth.kind}' holds one account's credential: give "
+            f"this replica its own, as {{account_url: {r.account_url}, auth: {{kind: "
+            f"{auth.kind}, env: <VARIABLE>}}}}"
+        )
+    return r
+
+
+class Storage(FrozenModel):
+    account_url: str
+    auth: StorageAuth
+    replicas: list[Annotated[Replica, AfterValidator(_replica_in_context)]] = Field(
+        [],
+        description="further accounts holding the same assets (object replication); each "
+        "node reads asset bodies from the one its node id picks (docs/scale.md)",
+    )
+
+    _url = field_validator("account_url")(_no_sas_url)
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _strings(cls, v: Any) -> Any:
+        """A URL string is {account_url: <it>} (the primary's auth)."""
+        if isinstance(v, list):
+            return [{"account_url": e} if isinstance(e, str) else e for e in v]
+        return v
+
+    @field_validator("replicas")
+    @classmethod
+    def _distinct(cls, v: list[Replica]) -> list[Replica]:
+        for i, r in enumerate(v):
+            for j in range(i):
+                if same_account(v[j].account_url, r.account_url):
+                    raise ValueError(f"[{j}] and [{i}] name the same account '{r.account_url}'")
+        return v
+
+    def replica_storages(self) -> list[Storage]:
+        """Each replica as a Storage of its own (its auth, else the primary's)."""
+        return [Storage(account_url=r.account_url, auth=r.auth or self.auth) for r in self.replicas]

@@ -53,6 +53,11 @@ class _Unavailable(StorageError):
         self.throttled = throttled  # 503 ServerBusy or 429: storage.retry gives it 10x
 
 
+class NotFound(StorageError):
+    """404: no such blob (or container) there; a replica that has not caught up yet says
+    this for a blob the primary lists (sync/replicas.py)."""
+
+
 class AccessDenied(StorageError):
     """401/403: the credential was refused. The caller that knows the spec's storage names
     the credential (storage.credentials.denied); this text is the fallback."""
@@ -73,11 +78,13 @@ class RestClient:
         retry: RetryPolicy,
         *,
         connections: int = 32,
+        warn: bool = True,
     ) -> None:
+        """`warn`: log the first retry (off where the caller says what it does instead)."""
         self.container = container
         self.sas = sas
         self.retry = retry
-        self._warned = False  # one warning per source synced, not one per request in flight
+        self._warned = not warn  # one warning per source synced, not one per request in flight
         base = f"{account_url}/{container}"
         self.path = urllib3.util.parse_url(base).path or ""
         self.pool = urllib3.connection_from_url(
@@ -112,11 +119,13 @@ class RestClient:
             if r.status == 412:  # If-Match: the blob is no longer that version
                 raise VersionChanged((headers or {}).get("If-Match", "").strip('"'))
             if r.status in RETRY_STATUS:
-                busy = throttled_answer(r.status, r.headers.get("x-ms-error-code"))
-                raise _Unavailable(str(r.status), throttled=busy)
+                code = r.headers.get("x-ms-error-code") or ""
+                busy = throttled_answer(r.status, code)
+                # the code tells throttling (ServerBusy, OperationTimeout) from an outage
+                raise _Unavailable(f"{r.status} {code}".rstrip(), throttled=busy)
             code = r.headers.get("x-ms-error-code", "")
             if r.status == 404:
-                raise StorageError(f"{what}: not found ({code or 404})")
+                raise NotFound(f"{what}: not found ({code or 404})")
             if r.status in (401, 403):
                 raise AccessDenied(what, r.status, code)
             raise StorageError(f"{what}: storage answered {r.status} {code}".rstrip())
@@ -130,7 +139,10 @@ class RestClient:
                 log.warning("%s: %s; retrying %s %.0f s", what, err, how, budget)
 
         def spent(err: BaseException, tries: int, seconds: float) -> BaseException:
-            return StorageError(f"{what}: {err} ({tries} attempts over {seconds:.0f} s)")
+            # still `transient`: a caller with another account to read from moves on
+            return StorageError(
+                f"{what}: {err} ({tries} attempts over {seconds:.0f} s)", transient=True
+            )
 
         return self.retry.call(attempt, retry_on=_Unavailable, on_retry=warn, gave_up=spent)
 
@@ -152,8 +164,9 @@ class RestClient:
 
 
 def said(problem: str) -> str:
-    """'storage answered 503' for a status, 'storage is unreachable (connection refused)' else."""
-    if problem.isdigit():
+    """'storage answered 503 ServerBusy' for a status (and its error code),
+    'storage is unreachable (connection refused)' else."""
+    if problem.split(" ", 1)[0].isdigit():
         return f"storage answered {problem}"
     return f"storage is unreachable ({problem})"
 

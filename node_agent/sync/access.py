@@ -5,6 +5,10 @@ submit and mounts): with a key (emulator, account key, a connection string with 
 short-lived read/list container SAS is signed there without the SDK (so a sync never pays
 its import, ~0.6 s, or its per-request CPU); with `auth.kind: sas` the given SAS is used.
 Managed identity has no key: the SDK (storage.blob.BlobStore) lists and downloads.
+
+With `storage.replicas`, `replicas` holds an Access per account (this one first) and the
+node's pick among them (sync/replicas.py); each replica's credentials are resolved as
+the primary's are (its own `auth`, or the primary's).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from node_agent.storage.credentials import SAS_VERSION, Credentials, sign_contai
 if TYPE_CHECKING:
     from node_agent.spec_storage import Storage
     from node_agent.storage import BlobStore
+    from node_agent.sync.replicas import ReplicaSet
 
 __all__ = ["SAS_VERSION", "Access", "sign_container_sas"]
 
@@ -32,6 +37,13 @@ class Access:
         self.credentials = Credentials(storage, redactor, env)
         self.env = self.credentials.env
         self._store: BlobStore | None = None
+        self.replicas: ReplicaSet | None = None
+        others = storage.replica_storages() if getattr(storage, "replicas", None) else []
+        if others:
+            from node_agent.sync.replicas import ReplicaSet
+
+            accounts = [self] + [Access(s, redactor, self.env) for s in others]
+            self.replicas = ReplicaSet(accounts, self.env)
 
     @property
     def store(self) -> BlobStore:

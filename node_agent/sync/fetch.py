@@ -35,13 +35,14 @@ from node_agent.errors import AssetError, StorageError
 from node_agent.logs import get_logger
 from node_agent.storage.rest import Listed, RestClient
 from node_agent.storage.rest import VersionChanged as _Changed
-from node_agent.storage.retry import DEFAULT_BUDGET_S, policy
+from node_agent.storage.retry import DEFAULT_BUDGET_S, RetryPolicy, policy
 from node_agent.sync.access import Access
 from node_agent.sync.bodies import Buffers, Hashes, discard, open_get, read_part
 from node_agent.sync.store import open_new_tmp
 
 if TYPE_CHECKING:
     from node_agent.storage.blob import BlobStore
+    from node_agent.sync.replicas import ReplicaReader
 
 RETRY_S = DEFAULT_BUDGET_S  # policies.storage_retry_s when the caller gives none
 # Big blobs come in 16 MB ranges, 4 in flight per blob and at most 16 (256 MB) per source.
@@ -100,26 +101,53 @@ class Fetcher:
     """Downloads blobs of one container to temporary files, verifying size and Content-MD5."""
 
     def __init__(
-        self, access: Access, container: str, *, connections: int = 32, retry_s: float = RETRY_S
+        self,
+        access: Access,
+        container: str,
+        *,
+        connections: int = 32,
+        retry_s: float = RETRY_S,
+        retry: RetryPolicy | None = None,
+        shared: Fetcher | None = None,
     ) -> None:
+        """`retry`: another policy than the spec's (a replica's quick tries); `shared`: a
+        Fetcher whose range threads and buffers this one uses (one container's accounts)."""
         self.access = access
         self.retry_s = retry_s
         # the one storage retry policy, for every request; its Liveness shared by them all
-        self.retry = policy(retry_s).with_liveness()
+        self.retry = (retry or policy(retry_s)).with_liveness()
         self.container = container
         self.sas = access.container_sas(container)  # None: only the SDK can authenticate
         self.rest = RestClient(
-            access.account_url, container, self.sas or "", self.retry, connections=connections
+            access.account_url,
+            container,
+            self.sas or "",
+            self.retry,
+            connections=connections,
+            warn=shared is None,  # an account of replicas: sync/replicas.py says what it does
         )
-        self.ranges = ThreadPoolExecutor(max(4, connections // 2), thread_name_prefix="range")
-        self.parts = threading.BoundedSemaphore(PARTS_IN_MEMORY)
-        self.buffers = Buffers()  # one per permit at most
+        self._owner = shared is None
+        if shared is None:
+            self.ranges = ThreadPoolExecutor(max(4, connections // 2), thread_name_prefix="range")
+            self.parts = threading.BoundedSemaphore(PARTS_IN_MEMORY)
+            self.buffers = Buffers()  # one per permit at most
+        else:
+            self.ranges, self.parts, self.buffers = shared.ranges, shared.parts, shared.buffers
         self.changes = 0  # blobs fetched again because they changed during the sync
         self._changes_lock = threading.Lock()
+        # storage.replicas: bodies from the account the node id picks (sync/replicas.py)
+        self.replicas: ReplicaReader | None = None
+        if shared is None and access.replicas is not None:
+            from node_agent.sync.replicas import ReplicaReader
+
+            self.replicas = ReplicaReader(self, access.replicas, connections)
 
     def close(self) -> None:
-        self.ranges.shutdown(wait=True)
-        self.buffers.clear()
+        if self.replicas is not None:
+            self.replicas.close()
+        if self._owner:
+            self.ranges.shutdown(wait=True)
+            self.buffers.clear()
         self.rest.close()
 
     @property
@@ -128,12 +156,22 @@ class Fetcher:
         return self.access.store.with_retry(self.retry)
 
     def fetch(
-        self, name: str, size: int, md5: bytes | None, tmp: Path, etag: str | None = None
+        self,
+        name: str,
+        size: int,
+        md5: bytes | None,
+        tmp: Path,
+        etag: str | None = None,
+        sha256: str | None = None,
     ) -> Fetched:
         """Download a blob to `tmp` (the caller removes it) at the version `etag` names (from
-        the listing; None: the first response's); a full disk is DiskFullError."""
+        the listing; None: the first response's); a full disk is DiskFullError. With
+        replicas, from the account the node picks, verified by `md5` or `sha256` (the
+        content address the caller expects; for manifest content, else read from its name)."""
         what = f"blob '{self.container}/{name}'"
         try:
+            if self.replicas is not None:
+                return self.replicas.fetch(name, size, md5, tmp, etag, sha256, what)
             return self._fetch_pinned(name, size, md5, etag, tmp, what)
         except OSError as e:
             if not is_disk_full(e):
