@@ -248,6 +248,9 @@ class ReplicaReader:
             self.set.failed(i, "access denied", str(e), down=True)
             return None
         except StorageError as e:
+            if ": not found (" in str(e):  # the SDK path's 404 (managed identity)
+                self.set.failed(i, "not found", str(e), down=False)
+                return None
             if "got " in str(e) and "expected" in str(e):  # the size check of Fetcher._fetch
                 self.set.failed(i, "mismatch", str(e), down=False)
                 return None
