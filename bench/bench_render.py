@@ -15,6 +15,11 @@ Targets: under 0.5 s for start_to_renderer_s and last_frame_to_uploaded_s.
 
     make bench-render
     python bench/bench_render.py --reps 1 --frames 1-8
+    python bench/bench_render.py --reps 7 --compare /tmp/base   # another checkout, alternated
+
+`--compare DIR` runs each repetition twice, this checkout's node_agent and DIR's (PYTHONPATH,
+alternating which goes first), and reports both medians: on a shared machine the load hits
+both alike.
 """
 
 from __future__ import annotations
@@ -85,10 +90,13 @@ def build_scene(out: Path) -> None:
     )
 
 
-def one_run(work: Path, scene: Path, account_url: str, frames: str, rep: int) -> dict[str, Any]:
-    root = work / f"node{rep}"
-    task = f"bench-{rep}"
+def one_run(
+    work: Path, scene: Path, account_url: str, frames: str, rep: int, code: Path = REPO
+) -> dict[str, Any]:
+    root = work / f"node{rep}-{code.name}"
+    task = f"bench-{rep}-{code.name}"  # its own outputs: never a re-run of the other
     env = _node_env(root, "bench", task)
+    env["PYTHONPATH"] = str(code)  # which checkout's node_agent runs (--compare)
     assets = root / "shared" / "node_agent" / "jobs" / "bench" / "assets"
     assets.mkdir(parents=True)
     shutil.copy(scene / "spin.blend", assets)
@@ -119,7 +127,7 @@ def one_run(work: Path, scene: Path, account_url: str, frames: str, rep: int) ->
     ]
     with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
         t_popen = time.time()
-        rc = subprocess.run(argv, env=env, stdout=out, stderr=err, check=False).returncode
+        rc = subprocess.run(argv, env=env, cwd=code, stdout=out, stderr=err, check=False).returncode
         t_end = time.time()
     if rc != 0:
         sys.exit(f"render failed (exit {rc}); see {task_dir / 'stderr.txt'}")
@@ -173,7 +181,16 @@ def main() -> None:
     ap.add_argument(
         "--out", type=Path, default=REPO / "bench" / "results" / "render-blender-24.json"
     )
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="another checkout of node_agent: run it too, alternated with this one",
+    )
     args = ap.parse_args()
+    codes = [REPO] + ([args.compare.resolve()] if args.compare else [])
+    load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     start = startup()
     for k, v in start.items():
         print(f"start-up {k:32} {v:.3f}")
@@ -191,14 +208,29 @@ def main() -> None:
     try:
         with AzuriteServer() as az:
             build_scene(work / "scene")
-            runs = [
-                one_run(work, work / "scene", az.account_url, args.frames, i)
-                for i in range(args.reps)
-            ]
+            by_code: dict[Path, list[dict[str, Any]]] = {c: [] for c in codes}
+            for i in range(args.reps):
+                for c in codes[i % 2 :] + codes[: i % 2]:  # alternate which goes first
+                    by_code[c].append(
+                        one_run(work, work / "scene", az.account_url, args.frames, i, c)
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    runs = by_code[REPO]
     keys = [k for k in runs[0] if k != "frames"]
     med = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
+    compared: dict[str, Any] = {}
+    if args.compare:
+        other = by_code[codes[1]]
+        compared = {
+            "dir": str(codes[1]),
+            "runs": other,
+            "median": {k: round(statistics.median(r[k] for r in other), 3) for k in keys},
+        }
+        print(f"compared with {codes[1]} (alternated, same Azurite):")
+        print(f"{'metric':36} {'this':>8} {'compare':>8}")
+        for k in keys:
+            print(f"{k:36} {med[k]:8.3f} {compared['median'][k]:8.3f}")
     print(
         f"{'metric':36} "
         + " ".join(f"{'run ' + str(i + 1):>8}" for i in range(len(runs)))
@@ -221,7 +253,14 @@ def main() -> None:
         "median": med,
         "targets_s": targets,
         "startup_best_of_5_s": start,
+        # 1/5/15-minute load averages before and after: the machine may be shared
+        "load_average": {
+            "before": load_before,
+            "after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        },
     }
+    if compared:
+        doc["compared"] = compared
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")

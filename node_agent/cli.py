@@ -104,6 +104,12 @@ def render_cmd(
     frames: str, spec_path: Path | None, dry_run: bool, log_format: str, verbose: bool
 ) -> None:
     """Render this task's frames, supervise the renderer, upload frames and logs."""
+    import gc
+
+    # every frame task pays its start: no cyclic GC pass over the ~100k objects the imports
+    # and the spec's models make (~10 ms) until the renderer runs (render.execute's on_start,
+    # or render.run's end when it does not start)
+    gc.disable()
     from node_agent.phases import render
 
     def go(r: Redactor) -> int:

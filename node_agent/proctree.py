@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # psutil is imported where used: after the child started (issue 16)
+    import psutil
 
 _File = int | IO[bytes] | None
 
@@ -116,6 +117,8 @@ class ProcessGroup:
         return rc
 
     def _remember_descendants(self) -> None:
+        import psutil
+
         try:
             for p in psutil.Process(self.pid).children(recursive=True):
                 self._seen.setdefault(p.pid, p)
@@ -138,6 +141,8 @@ class ProcessGroup:
 
     def terminate(self) -> int:
         """Kill the group and every descendant seen (setsid ones too), then reap the child."""
+        import psutil
+
         self._remember_descendants()
         if os.name != "nt":
             try:

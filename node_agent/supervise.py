@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
-
-import psutil
+from typing import IO, TYPE_CHECKING
 
 from node_agent.proctree import ProcessGroup, State, watch
 from node_agent.safepath import open_for_write
+
+if TYPE_CHECKING:  # imported where used, once the renderer started: not on its start's path
+    import psutil
 
 __all__ = ["Captured", "Options", "RunResult", "State", "run_captured", "supervise"]
 
@@ -172,6 +173,8 @@ class _Tee:
 
 def _sample(ps: psutil.Process, cpu_by_pid: dict[int, float]) -> int:
     """RSS of the tree now; records each process's CPU time (kept after it exits)."""
+    import psutil
+
     rss = 0
     try:
         procs = [ps, *ps.children(recursive=True)]
@@ -195,6 +198,8 @@ class _Meter:
         self.t0 = time.monotonic()
         self.peak_rss = 0
         self.cpu_by_pid: dict[int, float] = {}
+        import psutil  # the child is running: its start does not wait for this
+
         try:
             self.ps: psutil.Process | None = psutil.Process(group.pid)
         except psutil.Error:

@@ -7,6 +7,7 @@ the outcome (the summary last, so it never points at a blob that is not there).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -114,10 +115,14 @@ class Executed:
 def run(phase: Phase, frames_text: str, spec_path: Path | None, dry: bool) -> int:
     """Prepare the command, execute the renderer (frames uploaded as they appear), publish
     the verdict, summary and logs. Raises the task's exit class (first real cause)."""
-    prepared = prepare(phase, frames_text, spec_path, read_storage=not dry)
-    if dry:
-        return dry_run(phase, prepared.launch, prepared.env, phase.node.is_windows)
-    return publish(phase, prepared, execute(phase, prepared))
+    try:
+        prepared = prepare(phase, frames_text, spec_path, read_storage=not dry)
+        if dry:
+            return dry_run(phase, prepared.launch, prepared.env, phase.node.is_windows)
+        executed = execute(phase, prepared)
+    finally:
+        gc.enable()  # paused by the CLI for the start (re-enabled once the renderer runs)
+    return publish(phase, prepared, executed)
 
 
 def _load_spec(phase: Phase, spec_path: Path | None) -> JobSpec:
@@ -233,6 +238,7 @@ def _options(
 
     def on_start(pid: int) -> None:
         times["renderer_started_at"] = time.time()
+        gc.enable()  # paused by the CLI for the start
         uploader.begin()  # the storage SDK loads now, beside the renderer
 
     return Options(

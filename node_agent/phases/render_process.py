@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 
 class Sigterm:
     """While active, SIGTERM (Batch stopping the task) asks the supervisor to stop the renderer."""
@@ -40,4 +38,6 @@ def process_started_at() -> float:
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
         return time.time() - age
     except (OSError, ValueError, IndexError, AttributeError):
+        import psutil  # not Linux: the rest of the start does not need it
+
         return psutil.Process().create_time()
