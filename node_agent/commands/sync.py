@@ -37,13 +37,15 @@ def _storage(account_url: str, auth_kind: str, auth_env: str | None) -> Any:
     from pydantic import ValidationError
 
     from node_agent.errors import SpecError
-    from node_agent.spec import Storage, format_validation_error
+    from node_agent.spec_storage import Storage  # not node_agent.spec: the job model is not needed
 
     try:
         storage = Storage.model_validate(
             {"account_url": account_url, "auth": {"kind": auth_kind, "env": auth_env}}
         )
     except ValidationError as e:
+        from node_agent.specfile import format_validation_error
+
         raise SpecError(format_validation_error("options", e)) from None
     return storage
 
@@ -101,7 +103,7 @@ def register(cli: click.Group) -> None:
 
         def go(r: Redactor) -> int:
             from node_agent.errors import AssetError, SpecError
-            from node_agent.spec import AssetSource
+            from node_agent.spec_assets import AssetSource
             from node_agent.sync.access import Access
             from node_agent.sync.engine import SyncEngine
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ from node_agent.logs import get_logger
 from node_agent.storage.credentials import denied
 from node_agent.storage.rest import AccessDenied
 from node_agent.sync.changes import RECORD_NAMES, NamedSyncSummary
-from node_agent.sync.items import Item
+from node_agent.sync.items import Item, Source
 from node_agent.sync.names import NameChecker, fs_case_insensitive
 from node_agent.sync.newview import NewView
 from node_agent.sync.progress import Progress, SyncSummary
@@ -34,8 +34,7 @@ from node_agent.sync.state import StateDB, db_path
 from node_agent.sync.store import ContentStore, ViewWriter, prune_view, view_files
 from node_agent.sync.writable import refused_as, require_writable
 
-if TYPE_CHECKING:  # types only: importing node_agent.spec builds its pydantic models
-    from node_agent.spec import AssetSource
+if TYPE_CHECKING:
     from node_agent.sync.access import Access
     from node_agent.sync.fetch import Fetcher
 
@@ -84,7 +83,7 @@ class SyncEngine:
 
     # --- entry point ---------------------------------------------------------
     def sync(
-        self, view_key: str, view_root: Path, sources: list[AssetSource], *, prune: bool = True
+        self, view_key: str, view_root: Path, sources: Sequence[Source], *, prune: bool = True
     ) -> SyncSummary:
         """Make `view_root` hold the sources' files; returns the summary.
 
@@ -104,7 +103,7 @@ class SyncEngine:
                 raise StorageError(denied(e.what, e.status, e.code, self.access.storage)) from None
 
     def _sync(
-        self, view_key: str, view_root: Path, sources: list[AssetSource], prune: bool
+        self, view_key: str, view_root: Path, sources: Sequence[Source], prune: bool
     ) -> SyncSummary:
         from node_agent.sync.manifest import pinned_key
 
@@ -137,7 +136,7 @@ class SyncEngine:
         self.progress.finish()
         return self.summary
 
-    def _sync_sources(self, sources: list[AssetSource], view: NewView, view_root: Path) -> None:
+    def _sync_sources(self, sources: Sequence[Source], view: NewView, view_root: Path) -> None:
         from node_agent.sync.fetch import Fetcher
         from node_agent.sync.manifest import ManifestSource
 
@@ -182,7 +181,7 @@ class SyncEngine:
             want.add(path)
         return want, [p for p in files if p not in want] + other
 
-    def _listing(self, source: AssetSource, fetcher: Fetcher) -> Iterator[Item]:
+    def _listing(self, source: Source, fetcher: Fetcher) -> Iterator[Item]:
         """A plain tree: the container's blobs under the source's prefix, as view files."""
         prefix = source.prefix
         for b in fetcher.list(prefix):

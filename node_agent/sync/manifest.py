@@ -17,15 +17,14 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node_agent.errors import AssetError
-from node_agent.spec import AssetSource
-from node_agent.sync.items import Item
+from node_agent.sync.items import Item, Source
 from node_agent.sync.names import NameChecker
 from node_agent.sync.progress import Progress, format_bytes
 from node_agent.sync.store import ContentStore
@@ -69,7 +68,7 @@ def parse(data: bytes, what: str) -> list[ManifestFile]:
         raise AssetError(f"{what}: not a valid manifest") from None
 
 
-def pinned_key(sources: list[AssetSource]) -> str | None:
+def pinned_key(sources: Sequence[Source]) -> str | None:
     """One key for a job whose every source pins a manifest (else None)."""
     if not sources or not all(s.manifest for s in sources):
         return None
@@ -80,7 +79,7 @@ def pinned_key(sources: list[AssetSource]) -> str | None:
 class ManifestSource:
     """The files of a pinned manifest: read once from storage, then kept in the node's cache."""
 
-    def __init__(self, fetcher: Fetcher, cstore: ContentStore, source: AssetSource) -> None:
+    def __init__(self, fetcher: Fetcher, cstore: ContentStore, source: Source) -> None:
         assert source.manifest
         self.fetcher = fetcher
         self.source = source

@@ -14,7 +14,7 @@ import os
 import queue
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -22,11 +22,11 @@ from node_agent.diskfull import disk_full_as
 from node_agent.errors import DiskFullError, StorageError
 from node_agent.logs import get_logger
 from node_agent.safepath import shown
-from node_agent.sync.items import Item
+from node_agent.sync.items import Item, Source
+from node_agent.sync.readahead import read_ahead
 from node_agent.sync.state import BlobRow, ObjectRow
 
 if TYPE_CHECKING:
-    from node_agent.spec import AssetSource
     from node_agent.sync.engine import SyncEngine
     from node_agent.sync.fetch import Fetcher
     from node_agent.sync.names import NameChecker
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = get_logger("sync")
 BATCH = 500  # items decided per page; rows recorded per state DB transaction
+AHEAD = 20  # batches listed ahead of the decisions: two listing pages of 5,000
 Done = Future[tuple[Item, str, int, bytes]]
 
 
@@ -43,7 +44,7 @@ class SourceRun:
     def __init__(
         self,
         engine: SyncEngine,
-        source: AssetSource,
+        source: Source,
         fetcher: Fetcher,
         checker: NameChecker,
         view: NewView,
@@ -74,7 +75,7 @@ class SourceRun:
         threads = self.e.threads
         pool = ThreadPoolExecutor(threads, thread_name_prefix="fetch")
         try:
-            for batch in _batches(items, BATCH):
+            for batch in read_ahead(items, BATCH, AHEAD):
                 todo = self._decide(batch)
                 self._check_disk(todo)
                 for item in todo:
@@ -273,17 +274,6 @@ class SourceRun:
 
 def _same(prev: BlobRow, item: Item) -> bool:
     return prev.etag == item.etag or bool(item.md5 and prev.md5 == item.md5)
-
-
-def _batches(items: Iterable[Item], n: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _content_key(item: Item) -> str | None:

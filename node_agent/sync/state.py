@@ -21,9 +21,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from filelock import FileLock
 
@@ -69,8 +68,7 @@ CREATE TABLE IF NOT EXISTS jobs(
 """
 
 
-@dataclass(frozen=True)
-class ObjectRow:
+class ObjectRow(NamedTuple):  # a tuple: made per row read, ~4x cheaper than a dataclass
     hash: str
     size: int
     mtime_ns: int
@@ -78,8 +76,7 @@ class ObjectRow:
     last_used: float
 
 
-@dataclass(frozen=True)
-class BlobRow:
+class BlobRow(NamedTuple):
     size: int
     etag: str
     md5: bytes | None
@@ -225,7 +222,7 @@ class StateDB:
                 f"({marks(part)})",
                 (src, *part),
             )
-            out.update((r[0], BlobRow(r[1], r[2], r[3], r[4])) for r in rows)
+            out.update((r[0], BlobRow._make(r[1:])) for r in rows)
         return out
 
     @_healing
@@ -238,7 +235,7 @@ class StateDB:
                 f"({marks(part)})",
                 part,
             )
-            out.update((r[0], ObjectRow(*r)) for r in rows)
+            out.update((r[0], ObjectRow._make(r)) for r in rows)
         return out
 
     @_healing
@@ -352,10 +349,15 @@ class StateDB:
                     ]
                     count = self.conn.execute(f"SELECT count(*) {q}", (job,)).fetchone()[0]
                     out.append((first, int(count)))
-                self.conn.execute("DELETE FROM views WHERE job=?", (job,))
-                self.conn.execute(
-                    "INSERT INTO views(job,path,hash) SELECT ?, path, hash FROM nv.v", (job,)
-                )
+                (n_new,) = self.conn.execute("SELECT count(*) FROM nv.v").fetchone()
+                (n_old,) = self.conn.execute(
+                    "SELECT count(*) FROM views WHERE job=?", (job,)
+                ).fetchone()
+                if out[0][1] or out[1][1] or n_new != n_old:  # a no-op rewrites nothing
+                    self.conn.execute("DELETE FROM views WHERE job=?", (job,))
+                    self.conn.execute(
+                        "INSERT INTO views(job,path,hash) SELECT ?, path, hash FROM nv.v", (job,)
+                    )
                 self.conn.execute(
                     "INSERT OR REPLACE INTO jobs(job,last_used,manifest) VALUES(?,?,?)",
                     (job, now, manifest),

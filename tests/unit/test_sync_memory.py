@@ -35,11 +35,16 @@ def _data(i: int) -> bytes:
     return b"%d" % i
 
 
-class _Access:
-    account_url = URL
+def _access() -> Any:
+    """The real storage access of an emulator account (signs its SAS locally; the listing
+    below never asks it for anything)."""
+    from node_agent.redact import Redactor
+    from node_agent.spec_storage import Storage
+    from node_agent.sync.access import Access
 
-    def container_sas(self, container: str, hours: float = 6.0) -> str:
-        return "sv=x&sig=y"
+    return Access(
+        Storage.model_validate({"account_url": URL, "auth": {"kind": "emulator"}}), Redactor()
+    )
 
 
 class _Engine(SyncEngine):
@@ -76,7 +81,7 @@ def _sync(tmp: Path, n: int) -> Any:
     engine = _Engine(
         tmp / "cache",
         tmp / "cache" / "state",
-        _Access(),
+        _access(),
         progress=Progress(SimpleNamespace()),  # type: ignore[arg-type]
     )
     engine.progress.enabled = False
