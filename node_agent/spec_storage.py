@@ -148,6 +148,12 @@ class Storage(FrozenModel):
                     raise ValueError(f"[{j}] and [{i}] name the same account '{r.account_url}'")
         return v
 
+    def secret_vars(self) -> list[str]:
+        """Every environment variable this section reads a secret from (the primary's
+        auth.env, then each replica's own): what the renderer must not see."""
+        names = [self.auth.env] + [r.auth.env for r in self.replicas if r.auth is not None]
+        return list(dict.fromkeys(n for n in names if n))
+
     def replica_storages(self) -> list[Storage]:
         """Each replica as a Storage of its own (its auth, else the primary's)."""
         return [Storage(account_url=r.account_url, auth=r.auth or self.auth) for r in self.replicas]

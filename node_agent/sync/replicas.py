@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from node_agent.errors import StorageError
 from node_agent.logs import get_logger
+from node_agent.storage.credentials import CredentialMissing
 from node_agent.storage.rest import AccessDenied, NotFound
 from node_agent.storage.rest import VersionChanged as _Changed
 from node_agent.storage.retry import RetryPolicy
@@ -72,6 +73,17 @@ def pick(node_id: str, n: int) -> int:
     return int.from_bytes(hashlib.sha256(node_id.encode()).digest()[:8], "big") % n
 
 
+def _check_credential(acc: Access, i: int) -> None:
+    """A replica's own secret variable is set: said at the start on every node, not only on
+    the nodes whose pick or fallback reaches it (CredentialMissing: exit 2)."""
+    env = acc.storage.auth.env
+    if env and not acc.env.get(env):
+        raise CredentialMissing(
+            f"storage.replicas[{i}].auth.env: environment variable {env} is not set (it "
+            f"holds the credential of {acc.account_url}; set it in the job's environment)"
+        )
+
+
 class ReplicaSet:
     """The accounts of one spec's `storage` (0: the primary), the node's pick and rotation,
     which accounts are cooling down, and how many bodies each served. One per Access, so
@@ -79,6 +91,8 @@ class ReplicaSet:
 
     def __init__(self, accounts: Sequence[Access], env: Mapping[str, str]) -> None:
         self.accounts = list(accounts)
+        for i, acc in enumerate(self.accounts[1:]):
+            _check_credential(acc, i)
         self.node_id = env.get(NODE_ID_VAR) or socket.gethostname()
         n = len(self.accounts)
         self.first = pick(self.node_id, n)

@@ -19,7 +19,7 @@ import yaml
 from helpers import make_spec, node_env, run_agent, seed
 from helpers.throttle import ThrottleProxy
 
-from node_agent.azurite import AzuriteServer, free_port
+from node_agent.azurite import AZURITE_KEY, AzuriteServer, free_port
 from node_agent.redact import Redactor
 from node_agent.spec import spec_from_data
 from node_agent.storage import BlobStore
@@ -287,3 +287,37 @@ def test_replica_spec_errors_are_one_line_exit_2(
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and said in lines[0], lines
     assert "c2VjcmV0c2ln" not in res.stderr + res.stdout
+
+
+def test_a_replica_with_its_own_key(
+    tmp_path: Path, azurite: AzuriteServer, extra: list[AzuriteServer]
+) -> None:
+    """Key kinds: each replica has its own `auth` (its own variable); one whose variable is
+    not set is said before any sync, on every node (exit 2), never with a secret."""
+    urls = [azurite.account_url, extra[0].account_url]
+    _seed_all(urls, FILES, "rep-key")
+    replica = {"account_url": urls[1], "auth": {"kind": "account_key", "env": "REPLICA_KEY"}}
+    doc = make_spec(urls[0], "rep-key", "p/", "key")
+    doc["storage"] = {
+        "account_url": urls[0],
+        "auth": {"kind": "account_key", "env": "PRIMARY_KEY"},
+        "replicas": [replica],
+    }
+    spec = tmp_path / "key.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    node = _node_for(1, 2)
+    env = node_env(tmp_path / "node", "key")
+    env.update(AZ_BATCH_NODE_ID=node, PRIMARY_KEY=AZURITE_KEY)
+    env.pop("REPLICA_KEY", None)
+    res = run_agent(["job-prep", "--spec", str(spec)], env)
+    assert res.returncode == 2, res.stderr
+    assert "storage.replicas[0].auth.env: environment variable REPLICA_KEY is not set" in (
+        res.stderr
+    )
+    assert AZURITE_KEY not in res.stdout + res.stderr
+    env["REPLICA_KEY"] = AZURITE_KEY
+    res = run_agent(["job-prep", "--spec", str(spec)], env)
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log
+    assert _counts(log) == {urls[0]: 0, urls[1]: len(FILES)}
+    assert AZURITE_KEY not in log

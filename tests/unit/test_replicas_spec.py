@@ -37,6 +37,7 @@ def test_a_per_account_credential_needs_its_own_auth(kind: str) -> None:
         kind,
     )
     assert s.replica_storages()[0].auth.env == "R1"
+    assert s.secret_vars() == ["PRIM_SECRET", "R1"]
 
 
 def test_a_sas_in_a_replica_url_is_refused_without_echoing_it() -> None:
