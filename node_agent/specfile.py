@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from node_agent.errors import SpecError
+from node_agent.safepath import shown
 
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_SPEC_TEXT = "1 MiB"
@@ -172,7 +173,9 @@ def format_validation_error(source: str, err: ValidationError) -> str:
             msg = "is not a known field"
         elif e["type"] == "literal_error":
             msg = f"{e.get('input')!r} is not one of: {msg.split('Input should be ')[-1]}"
-        lines.append(f"{source}: {_field_path(tuple(e['loc']))}: {msg}")
+        # a value echoed by a validator (a job id with a newline) stays on its line: one
+        # line per error, never a forged one
+        lines.append(shown(f"{source}: {_field_path(tuple(e['loc']))}: {msg}"))
     return "\n".join(lines)
 
 
