@@ -56,8 +56,9 @@ def renderer_env(
     env = dict(phase.env)
     env.update(extra or {})
     env.update(spec.render.env)
-    secret_names = {n.upper() for n in secret_vars(phase, spec)}
-    values = {phase.env.get(n, "").strip().lstrip("?") for n in secret_vars(phase, spec)}
+    secrets = secret_vars(phase, spec)  # reads (and validates) the kept pool config once
+    secret_names = {n.upper() for n in secrets}
+    values = {phase.env.get(n, "").strip().lstrip("?") for n in secrets}
     values = {v for v in values if len(v) >= 6}
     removed = sorted(
         k
