@@ -26,8 +26,17 @@ from node_agent.azurite import AzuriteServer
 from node_agent.errors import ExitCode
 from node_agent.storage import BlobStore
 
-# loaded only once the renderer runs (or never, on Linux)
-AFTER_START = ("azure", "psutil", "node_agent.storage.blob", "node_agent.mounts.manager")
+# loaded only once the renderer runs (or never, on Linux; the other commands' modules never)
+AFTER_START = (
+    "azure",
+    "psutil",
+    "node_agent.storage.blob",
+    "node_agent.mounts.manager",
+    "node_agent.commands.job",
+    "node_agent.commands.ops",
+    "node_agent.commands.sync",
+    "node_agent.commands.mounts",
+)
 
 _PROBE = """
 import atexit, json, sys
