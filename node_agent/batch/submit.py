@@ -237,7 +237,7 @@ def submit(
             raise UsageError(f"--package '{opts.package}': no such file")
         store.ensure_container(SPEC_CONTAINER)
         blob = f"packages/{opts.package.name}"
-        package_url = store.upload_file(opts.package, SPEC_CONTAINER, blob)
+        package_url = store.upload_file(opts.package, SPEC_CONTAINER, blob, follow_links=True)
         update = {"kind": "resource_file", "url": package_url, "blob": blob}
         pkg = pool.package.model_copy(update=update)
         pool = pool.model_copy(update={"package": pkg})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,9 +29,29 @@ from azure.storage.blob import ContainerClient, ContentSettings
 
 from node_agent.errors import StorageError, network_reason
 from node_agent.redact import Redactor
+from node_agent.safepath import ContainmentError
 from node_agent.spec import Storage
 from node_agent.storage.credentials import Credentials, denied
 from node_agent.storage.retry import DEFAULT_POLICY, RetryPolicy, throttled_answer
+
+
+def _open_upload(path: Path, follow_links: bool) -> Any:
+    if follow_links:
+        return open(path, "rb")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        if os.path.islink(path):
+            raise ContainmentError(
+                f"'{path}' is a symbolic link: not uploaded, links are never followed"
+            ) from None
+        raise StorageError(f"cannot read '{path}': {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ContainmentError(f"'{path}' is not a regular file: not uploaded")
+    return os.fdopen(fd, "rb")
+
 
 T = TypeVar("T")
 _CLIENT_KW: dict[str, Any] = {
@@ -205,12 +226,17 @@ class BlobStore:
         *,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        follow_links: bool = False,
     ) -> str:
-        """Upload one file (overwriting); returns the blob URL without any SAS."""
+        """Upload one file (overwriting); returns the blob URL without any SAS.
+
+        On a node the file is opened without following a link and must be a regular file (a
+        log a task swapped for a link to another file is refused, its target never read);
+        `follow_links` is for a workstation's own files (`assets push`, `submit --package`)."""
         client = self.container(container).get_blob_client(blob)
 
         def put() -> None:
-            with open(path, "rb") as fh:
+            with _open_upload(path, follow_links) as fh:
                 client.upload_blob(
                     fh,
                     overwrite=True,

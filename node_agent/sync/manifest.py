@@ -280,7 +280,10 @@ def _push(
             todo.setdefault(f.sha256, f)
 
     def upload(f: ManifestFile) -> int:
-        store.upload_file(sources[f.path], container, f"{prefix}content/{f.sha256}")
+        # a workstation's project: its own links to files are pushed as the files they name
+        store.upload_file(
+            sources[f.path], container, f"{prefix}content/{f.sha256}", follow_links=True
+        )
         return f.size
 
     summary.to_upload = len(todo)
