@@ -341,23 +341,30 @@ class StateDB:
                 out = []
                 for q in (replaced_q, deleted_q):
                     path = "n.path" if q is replaced_q else "o.path"
-                    first = [
-                        r[0]
-                        for r in self.conn.execute(
-                            f"SELECT {path} {q} ORDER BY {path} LIMIT ?", (job, names)
-                        )
-                    ]
                     count = self.conn.execute(f"SELECT count(*) {q}", (job,)).fetchone()[0]
-                    out.append((first, int(count)))
-                (n_new,) = self.conn.execute("SELECT count(*) FROM nv.v").fetchone()
-                (n_old,) = self.conn.execute(
-                    "SELECT count(*) FROM views WHERE job=?", (job,)
-                ).fetchone()
-                if out[0][1] or out[1][1] or n_new != n_old:  # a no-op rewrites nothing
-                    self.conn.execute("DELETE FROM views WHERE job=?", (job,))
-                    self.conn.execute(
-                        "INSERT INTO views(job,path,hash) SELECT ?, path, hash FROM nv.v", (job,)
+                    first = (
+                        [
+                            r[0]
+                            for r in self.conn.execute(
+                                f"SELECT {path} {q} ORDER BY {path} LIMIT ?", (job, names)
+                            )
+                        ]
+                        if count
+                        else []
                     )
+                    out.append((first, int(count)))
+                # only the rows that differ are written: a no-op writes none, 1 % changed 1 %
+                if out[1][1]:
+                    self.conn.execute(
+                        "DELETE FROM views WHERE job=? AND path NOT IN (SELECT path FROM nv.v)",
+                        (job,),
+                    )
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO views(job,path,hash) SELECT ?, n.path, n.hash "
+                    "FROM nv.v n LEFT JOIN views o ON o.job=? AND o.path=n.path "
+                    "WHERE o.path IS NULL OR o.hash<>n.hash",
+                    (job, job),
+                )
                 self.conn.execute(
                     "INSERT OR REPLACE INTO jobs(job,last_used,manifest) VALUES(?,?,?)",
                     (job, now, manifest),

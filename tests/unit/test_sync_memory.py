@@ -170,6 +170,8 @@ def test_view_diff_and_unlisted_blobs_are_computed_in_sql(tmp_path: Path) -> Non
         ["f00", "f01", "f02"],
         5,
     )
+    view = {path: row.hash if row else None for path, row in db.view_objects("job")}
+    assert view == {f"f{i:02d}": h[(i + 1) % 30] if i < 10 else h[i] for i in range(5, 30)}
     assert db.forget_unseen(SRC, "p/", second.path, 0) == 5  # blobs 0-4 are gone
     assert set(db.blobs_for(SRC, [_name(i) for i in range(30)])) == {_name(i) for i in range(5, 30)}
     second.close()
