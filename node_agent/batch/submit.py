@@ -130,13 +130,17 @@ def _pool_exists(client: BatchClient, pool_id: str) -> bool:
 def storage_warnings(spec: JobSpec) -> list[str]:
     """What will not work on Azure nodes with this spec's storage auth (local URLs are
     batch_warnings' part)."""
-    auth = spec.storage.auth
-    if auth.kind in ("sas", "account_key", "connection_string"):
-        return [
-            f"storage.auth.kind '{auth.kind}' reads its secret from ${auth.env} on the node; "
-            "submit does not copy secrets into the job: use managed_identity on Batch"
-        ]
-    return []
+    auths = [("storage.auth", spec.storage.auth)] + [
+        (f"storage.replicas[{i}].auth", r.auth)
+        for i, r in enumerate(spec.storage.replicas)
+        if r.auth is not None
+    ]
+    return [
+        f"{where}.kind '{auth.kind}' reads its secret from ${auth.env} on the node; "
+        "submit does not copy secrets into the job: use managed_identity on Batch"
+        for where, auth in auths
+        if auth.kind in ("sas", "account_key", "connection_string")
+    ]
 
 
 def push_assets(store: BlobStore, spec: JobSpec, local: Path) -> tuple[JobSpec, PushSummary]:

@@ -39,6 +39,9 @@ def _emulator_fields(spec: JobSpec | None, cfg: BatchPoolSettings) -> list[tuple
     found: list[tuple[str, str]] = []
     if spec is not None and is_emulator_url(spec.storage.account_url):
         found.append(("storage.account_url", spec.storage.account_url))
+    for i, r in enumerate(spec.storage.replicas if spec is not None else []):
+        if is_emulator_url(r.account_url):
+            found.append((f"storage.replicas[{i}]", r.account_url))
     if cfg.package.url and is_emulator_url(cfg.package.url):
         found.append(("package.url", cfg.package.url))
     if cfg.node_config is not None:

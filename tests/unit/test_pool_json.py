@@ -316,3 +316,25 @@ def test_a_batch_mount_missing_a_required_field_is_refused_in_the_settings() -> 
     mount = {"azureBlobFileSystemConfiguration": {"accountName": "a", "containerName": "c"}}
     with pytest.raises(ValueError, match="relativeMountPath: required"):
         BatchPoolSettings.model_validate({"mounts": [mount]})
+
+
+def test_replicas_are_warned_about_like_the_primary() -> None:
+    """A replica at an emulator URL, or one whose own auth needs a secret variable, is named
+    in the same warnings as the primary account (nodes on Azure cannot use either)."""
+    from node_agent.batch.submit import storage_warnings
+    from node_agent.batch.warnings import batch_warnings
+
+    doc = make_spec_doc(URL)
+    doc["storage"]["auth"] = {"kind": "managed_identity"}  # type: ignore[index]
+    doc["storage"]["replicas"] = [  # type: ignore[index]
+        "http://127.0.0.1:10000/devstoreaccount1",
+        {
+            "account_url": "https://acct3.blob.core.windows.net",
+            "auth": {"kind": "account_key", "env": "K3"},
+        },
+    ]
+    spec = spec_from_data(doc)
+    text = "\n".join(batch_warnings(spec, BatchPoolSettings(identity_resource_id=IDENTITY)))
+    assert "storage.replicas[0]" in text and "storage.account_url" not in text, text
+    [w] = storage_warnings(spec)
+    assert w.startswith("storage.replicas[1].auth.kind 'account_key'") and "$K3" in w, w
