@@ -20,8 +20,17 @@ from pathlib import Path
 
 from node_agent.errors import StorageError
 from node_agent.logs import get_logger
-from node_agent.safepath import ensure_dirs, own_root, remove_tree, walk_entries
+from node_agent.safepath import (
+    ContainmentError,
+    ensure_dirs,
+    own_root,
+    remove_tree,
+    shown,
+    walk_entries,
+)
 from node_agent.sync.state import ObjectRow
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # a content hash as the state DB keeps it
 
 log = get_logger("sync")
 _STALE_TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.link$")
@@ -79,10 +88,17 @@ class ContentStore:
             d.mkdir(parents=True, exist_ok=True)
 
     def object_path(self, h: str) -> Path:
-        return self.objects / h[:2] / h
+        return Path(self.obj(h))
 
     def obj(self, h: str) -> str:
-        """object_path as a string (hot path: no pathlib)."""
+        """The object file of content hash `h` (hot path: no pathlib). `h` comes from the
+        state DB, which can be damaged or edited: anything but a sha256 in hex (a path such
+        as `../../etc/x`) is refused, never joined into a path to read, link or remove."""
+        if not SHA256_HEX.fullmatch(h):
+            raise ContainmentError(
+                f"state DB: object hash '{shown(h[:80])}' is not a sha256: refused, nothing "
+                "removed or read by it (the state DB is damaged or was edited)"
+            )
         return f"{self._objects}/{h[:2]}/{h}"
 
     def tmp_path(self) -> Path:
