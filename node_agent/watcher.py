@@ -13,9 +13,10 @@ storage, also after a failure: the summary and the missing-frames check read it.
 
 The blob store may be given as a factory: the worker thread makes it, so the renderer
 starts while the storage SDK loads; a store that cannot be set up is reported through
-`on_fatal` and raised by `finish()`. `start(defer_store=True)` watches at once but makes
-the store only at `begin()` (the renderer started): the SDK's ~0.1 s import, holding the
-GIL, then does not delay the renderer's start (events wait in the queue meanwhile).
+`on_fatal` and raised by `finish()`. With `start(defer_store=True)` the watching and the
+store both begin at `begin()`, once the renderer started: the SDK's ~0.1 s import (in the
+worker, holding the GIL) and watchdog's do not delay the renderer's start. Files already
+in the folder when the watching begins are queued then, so none waits for the final sweep.
 
 Each upload logs one INFO line (file, size, seconds); every `summary_every` uploads, and at
 the end when there were that many, a line with the files and bytes uploaded so far.
@@ -32,9 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from node_agent.errors import NodeAgentError, UploadError
 from node_agent.logs import get_logger
@@ -53,6 +51,8 @@ from node_agent.outputs import (
 from node_agent.sync.progress import format_bytes
 
 if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
     from node_agent.storage import BlobStore
 
 log = get_logger("watcher")
@@ -71,23 +71,30 @@ class Uploaded:
     source: tuple[str, ...] = ()  # the file whose bytes went up (a link's target), under out_dir
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, q: queue.Queue[Path | None]) -> None:
-        self.q = q
+def _observe(q: queue.Queue[Path | None], out_dir: Path) -> BaseObserver:
+    """A started watchdog observer putting candidate files of `out_dir` on `q`."""
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
 
-    def on_closed(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self.q.put(Path(str(event.src_path)))
+    class _Handler(FileSystemEventHandler):
+        def on_closed(self, event: FileSystemEvent) -> None:
+            if not event.is_directory:
+                q.put(Path(str(event.src_path)))
 
-    def on_moved(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self.q.put(Path(str(event.dest_path)))
+        def on_moved(self, event: FileSystemEvent) -> None:
+            if not event.is_directory:
+                q.put(Path(str(event.dest_path)))
 
-    def on_created(self, event: FileSystemEvent) -> None:
-        if not _CLOSE_EVENTS and not event.is_directory:
-            self.q.put(Path(str(event.src_path)))
+        def on_created(self, event: FileSystemEvent) -> None:
+            if not _CLOSE_EVENTS and not event.is_directory:
+                q.put(Path(str(event.src_path)))
 
-    on_modified = on_created
+        on_modified = on_created
+
+    observer = Observer()
+    observer.schedule(_Handler(), str(out_dir), recursive=True)
+    observer.start()
+    return observer
 
 
 def _stamp(root: Path, c: Candidate) -> tuple[int, int]:
@@ -128,23 +135,27 @@ class ProgressiveUploader:
         self._summarised = 0
         self._q: queue.Queue[Path | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._observer = Observer()
+        self._observer: BaseObserver | None = None
         self._worker = threading.Thread(target=self._run, name="uploader", daemon=True)
         self._go = threading.Event()  # the worker may make the store and upload
 
     def start(self, defer_store: bool = False) -> ProgressiveUploader:
-        """Watch the output folder and start the worker; with `defer_store`, the worker
-        makes the store (and uploads) only once `begin()` is called."""
+        """Watch the output folder and start the worker; with `defer_store`, the watching
+        begins, and the worker makes the store and uploads, only once `begin()` is called."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._observer.schedule(_Handler(self._q), str(self.out_dir), recursive=True)
-        self._observer.start()
         if not defer_store:
+            self._observer = _observe(self._q, self.out_dir)
             self._go.set()
         self._worker.start()
         return self
 
     def begin(self) -> None:
-        """Let the worker make the store and upload (idempotent)."""
+        """Watch (if not yet) and let the worker make the store and upload (idempotent;
+        the thread that called start())."""
+        if self._observer is None:
+            self._observer = _observe(self._q, self.out_dir)
+            for path in walk(self.out_dir):  # written before the watching began
+                self._q.put(path)
         self._go.set()
 
     @property
@@ -297,6 +308,7 @@ class ProgressiveUploader:
         """Stop watching, upload whatever is left; UploadError (one line naming every file)
         if any file was refused or is still not uploaded. `done()` holds what was uploaded."""
         self.begin()
+        assert self._observer is not None
         self._observer.stop()
         self._observer.join(10)
         self._q.put(None)

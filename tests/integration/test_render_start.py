@@ -2,8 +2,10 @@
 renderer's process is only what the renderer's command needs.
 
 - The re-run check (render_rerun) reads the ledger over the lean REST path: the storage
-  SDK, psutil and the mount manager are not loaded when the renderer starts; the SDK loads
-  beside it, in the uploader's thread, and the frames are still uploaded.
+  SDK, psutil, watchdog and the mount manager are not loaded when the renderer starts; the
+  SDK loads beside it, in the uploader's thread, and the frames are still uploaded.
+- The output folder is watched from then on too: a frame written before is uploaded at
+  once, not left for the final sweep.
 - That path keeps the guarantee of the SDK's: storage refusing the credential ends the task
   with exit 4 before the renderer starts, naming the credential, the SAS never printed.
 
@@ -16,20 +18,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from helpers.node import REPO
 from helpers.secrets import azurite_sas, sas_sig
 from helpers.task import Task, standin_task
+from standins._common import png
 
 from node_agent.azurite import AzuriteServer
 from node_agent.errors import ExitCode
+from node_agent.outputs import Layout
 from node_agent.storage import BlobStore
+from node_agent.watcher import ProgressiveUploader
 
 # loaded only once the renderer runs (or never, on Linux; the other commands' modules never)
 AFTER_START = (
     "azure",
     "psutil",
+    "watchdog",
     "node_agent.storage.blob",
     "node_agent.mounts.manager",
     "node_agent.commands.job",
@@ -101,3 +108,20 @@ def test_a_refused_credential_ends_the_task_before_the_renderer_starts(
     assert len(err) == 1 and "access denied" in err[0], p.stderr
     assert "uploaded.json" in err[0] and "storage.auth" in err[0], err[0]
     assert sas_sig(bad) not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_frame_written_before_the_watching_began_is_uploaded_without_waiting_for_the_end(
+    tmp_path: Path, azurite: AzuriteServer, store: BlobStore
+) -> None:
+    out = tmp_path / "out"
+    store.ensure_container("early")
+    up = ProgressiveUploader(store, Layout("early", "t1"), out, {"job": "j"}, settle_s=0.05)
+    up.start(defer_store=True)  # as the render task: nothing watched nor uploaded yet
+    (out / "frame_0001.png").write_bytes(png())
+    up.begin()  # the renderer started
+    deadline = time.monotonic() + 30
+    while not up.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [u.rel for u in up.done()] == ["frame_0001.png"]  # before finish()'s sweep
+    assert [u.rel for u in up.finish()] == ["frame_0001.png"]
+    assert [b.name for b in store.list_blobs("early")] == ["t1/$TaskOutput/frame_0001.png"]
