@@ -176,3 +176,19 @@ def test_view_diff_and_unlisted_blobs_are_computed_in_sql(tmp_path: Path) -> Non
     assert set(db.blobs_for(SRC, [_name(i) for i in range(30)])) == {_name(i) for i in range(5, 30)}
     second.close()
     db.close()
+
+
+def test_a_scratch_view_left_by_a_killed_sync_is_removed(tmp_path: Path) -> None:
+    """A sync killed mid-way leaves its scratch view beside the state DB; the next sync on
+    the node removes it (its pid is gone), never one of a sync still running."""
+    from node_agent.sync.newview import NewView
+
+    db = db_path(tmp_path / "state")
+    db.parent.mkdir()
+    dead = db.with_name(f"{db.name}.view-999999999-0badc0de")  # above any pid_max
+    dead.write_bytes(b"")
+    alive = db.with_name(f"{db.name}.view-{os.getpid()}-0badc0de")
+    alive.write_bytes(b"")
+    view = NewView(db)
+    view.close()
+    assert not dead.exists() and alive.exists()
