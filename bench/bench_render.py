@@ -11,7 +11,7 @@ Starts its own Azurite, builds the demo scene once, then runs `node-agent render
   last_frame_to_task_end_s   last frame written -> node-agent exited (logs, summary, preview)
 and, first, the CLI's start-up (best of 5): `python -c pass`, `node-agent --version`,
 `--help` and `import node_agent.cli`, with each one's excess over the interpreter's start.
-Targets: under 0.5 s for start_to_renderer_s and last_frame_to_uploaded_s.
+Targets: start_to_renderer_s at most 0.25 s (issue 16), last_frame_to_uploaded_s under 0.5 s.
 
     make bench-render
     python bench/bench_render.py --reps 1 --frames 1-8
@@ -238,9 +238,9 @@ def main() -> None:
     )
     for k in keys:
         print(f"{k:36} " + " ".join(f"{r[k]:8.3f}" for r in runs) + f" {med[k]:8.3f}")
-    targets = {"start_to_renderer_s": 0.5, "last_frame_to_uploaded_s": 0.5}
+    targets = {"start_to_renderer_s": 0.25, "last_frame_to_uploaded_s": 0.5}
     for k, limit in targets.items():
-        print(f"target {k} < {limit}s: {'met' if med[k] < limit else 'NOT met'} ({med[k]:.3f}s)")
+        print(f"target {k} <= {limit}s: {'met' if med[k] <= limit else 'NOT met'} ({med[k]:.3f}s)")
     doc = {
         "benchmark": "render-task overhead, Blender, frames " + args.frames,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
