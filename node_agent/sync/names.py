@@ -69,7 +69,11 @@ class NameChecker:
             return f"collides with '{other}'" if other != rel else "is listed twice"
         if key in self._dirs:
             return "is also a folder holding other files"
-        parents = [key[:i] for i, ch in enumerate(key) if ch == "/"]
+        parents = []  # each folder on the way: str.find, not a Python loop over every character
+        i = key.find("/")
+        while i != -1:
+            parents.append(key[:i])
+            i = key.find("/", i + 1)
         for parent in parents:
             if parent in self._files:
                 return f"its folder '{self._files[parent]}' is also a file"
