@@ -240,29 +240,26 @@ class RestReader:
             return StorageError(denied(e.what, e.status, e.code, self.storage))
         return e
 
-    def _absent(self, e: Exception, what: str) -> bool:
-        # storage.rest says a 404 as "<what>: not found (<x-ms-error-code>)", never retried
-        return str(e).startswith(f"{what}: not found (")
-
     def ledger(self, blob: str) -> Ledger | None:
         from node_agent.errors import StorageError
+        from node_agent.storage.rest import NotFound
 
         what = f"reading '{self.client.container}/{blob}'"
         try:
             data = self.client.request(self.client.url(blob), None, what).data
+        except NotFound:  # a 404 (never retried): no ledger, or no output container yet
+            return None
         except StorageError as e:
-            if self._absent(e, what):  # no ledger, or no output container yet
-                return None
             raise self._refused(e) from None
         return Ledger.parse(data)
 
     def stored(self, prefix: str) -> list[Stored]:
         from node_agent.errors import StorageError
+        from node_agent.storage.rest import NotFound
 
-        what = f"listing container '{self.client.container}' prefix '{prefix}'"
         try:
             return [Stored(b.name, b.size, b.md5, b.etag) for b in self.client.list(prefix)]
+        except NotFound:  # the container is gone: nothing stored
+            return []
         except StorageError as e:
-            if self._absent(e, what):  # the container is gone: nothing stored
-                return []
             raise self._refused(e) from None
