@@ -140,9 +140,11 @@ class JobView:
             if rec.mode == "copy"
             else "",
         )
-        tmp = self.record_path.with_name(f".{RECORD}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(rec), indent=2), encoding="utf-8")
-        os.replace(tmp, self.record_path)
+        from node_agent.runtime import write_atomic
+
+        # jobs/<job>/ is writable by the job's renderers: never a predictable temporary
+        # name there (a link planted at it was followed)
+        write_atomic(self.record_path, json.dumps(asdict(rec), indent=2).encode("utf-8"))
         return rec
 
     def _overlay_problem(self) -> str | None:
