@@ -163,6 +163,8 @@ class SyncEngine:
                 finally:
                     self.summary.changed += fetcher.changes
                     fetcher.close()
+        if self.access.replicas is not None:
+            self.summary.bodies_by_account = self.access.replicas.record()
 
     def _view_is(
         self, view_key: str, view_root: Path, pin: str

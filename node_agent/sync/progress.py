@@ -35,6 +35,8 @@ class SyncSummary:
     changed: int = 0  # blobs that changed during the sync and were fetched again
     seconds: float = 0.0
     refused_names: list[str] = field(default_factory=list)
+    # with storage.replicas: asset bodies read from each account (URL, never a SAS)
+    bodies_by_account: dict[str, int] = field(default_factory=dict)
 
     @property
     def mb_per_s(self) -> float:

@@ -193,7 +193,9 @@ class SourceRun:
         tmp = self.e.cstore.tmp_path()
         fetcher = self.fetcher
         try:
-            got = fetcher.fetch(item.name, item.size, item.md5, tmp, etag=item.etag or None)
+            got = fetcher.fetch(
+                item.name, item.size, item.md5, tmp, etag=item.etag or None, sha256=item.hash
+            )
             if got.changed:  # fetched again at its new version: record that one
                 item = item.at_version(got.size, got.etag, got.content_md5)
             if item.hash and got.sha256 != item.hash:

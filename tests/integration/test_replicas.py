@@ -8,6 +8,7 @@ with its own data folder); job prep runs as a process, as on a node."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
@@ -125,6 +126,11 @@ def test_nodes_read_from_the_replica_their_id_picks(
         assert counts[urls[account]] == len(files), counts
         assert sum(counts.values()) == len(files)
         assert _warnings(log) == []
+        # the job prep's sync summary (the task's sync-summary.json) records the same counts
+        job = f"pick-{account}"
+        summary = tmp_path / f"node-{node}" / "workitems" / job / "job-1" / "jobpreparation"
+        record = json.loads((summary / "sync-summary.json").read_text())
+        assert record["bodies_by_account"] == counts, record
 
 
 def test_a_replica_that_is_down_falls_back_to_the_next(
