@@ -269,8 +269,10 @@ def _push(
 ) -> PushSummary:
     files, sources = _scan(entries, cache, summary, progress)
     summary.files = len(files)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(cache))
+    from node_agent.runtime import write_atomic
+
+    # atomic (an interrupted push leaves the previous cache whole), never through a link
+    write_atomic(cache_file, json.dumps(cache).encode("utf-8"))
     prefix = project_prefix(project)
     store.ensure_container(container)
     present = {b.name.rsplit("/", 1)[-1] for b in store.list_blobs(container, f"{prefix}content/")}
