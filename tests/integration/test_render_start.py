@@ -81,21 +81,26 @@ def _run_probed(t: Task) -> tuple[subprocess.CompletedProcess[str], list[str] | 
 def test_the_renderer_starts_before_the_storage_sdk_loads_and_frames_still_upload(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
-    t = standin_task(tmp_path, azurite.account_url, "envdump.py", "{frame}", frames="1")
+    # its own task id: Azurite lives for the session, other tests render task-1 of job-a
+    t = standin_task(
+        tmp_path, azurite.account_url, "envdump.py", "{frame}", frames="1", task="task-start"
+    )
     p, at_spawn = _run_probed(t)
     assert p.returncode == 0, p.stderr
     assert at_spawn == [], f"loaded before the renderer started: {at_spawn}"
     s = t.summary()
     assert s["exit_class"] == "ok", s["reason"]
     assert [o["frame"] for o in s["outputs"]] == [1]
-    names = {b.name for b in store.list_blobs(t.container, "task-1/$TaskOutput/")}
-    assert names == {"task-1/$TaskOutput/frame_0001.png"}
+    names = {b.name for b in store.list_blobs(t.container, "task-start/$TaskOutput/")}
+    assert names == {"task-start/$TaskOutput/frame_0001.png"}
 
 
 def test_a_refused_credential_ends_the_task_before_the_renderer_starts(
     tmp_path: Path, azurite: AzuriteServer
 ) -> None:
-    t = standin_task(tmp_path, azurite.account_url, "envdump.py", "{frame}", frames="1")
+    t = standin_task(
+        tmp_path, azurite.account_url, "envdump.py", "{frame}", frames="1", task="task-refused"
+    )
     good = azurite_sas()
     sig = sas_sig(good)
     bad = good.replace(sig, ("A" if sig[0] != "A" else "B") + sig[1:])  # a wrong signature
