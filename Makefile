@@ -48,10 +48,11 @@ azurite-stop: $(BIN)/node-agent
 clean:
 	rm -rf $(VENV) node_modules .localpool demo-out examples/scene
 
-# datasets a (10,000 x 20 KB) and b (16 x 64 MB) with 5 repetitions, then c (100,000 x 2 KB:
+# datasets a (10,000 x 20 KB) and b (16 x 64 MB) with 5 repetitions against rclone copy, rclone
+# sync (which deletes, as a job view does: the 1 % changed target) and an SDK loop, then c (100,000 x 2 KB:
 # time and peak memory) once: each of its runs takes minutes
 bench-sync: deps
-	$(BIN)/python bench/bench_sync.py --datasets a,b
+	$(BIN)/python bench/bench_sync.py --datasets a,b --tools node_agent,rclone,rclone_sync,sdk_loop
 	$(BIN)/python bench/bench_sync.py --datasets c --reps 1 --warmup 0
 
 bench-render: deps
