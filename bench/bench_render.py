@@ -93,8 +93,9 @@ def build_scene(out: Path) -> None:
 def one_run(
     work: Path, scene: Path, account_url: str, frames: str, rep: int, code: Path = REPO
 ) -> dict[str, Any]:
-    root = work / f"node{rep}-{code.name}"
-    task = f"bench-{rep}-{code.name}"  # its own outputs: never a re-run of the other
+    which = "this" if code == REPO else "other"
+    root = work / f"node{rep}-{which}"
+    task = f"bench-{rep}-{which}"  # its own outputs: never a re-run of the other
     env = _node_env(root, "bench", task)
     env["PYTHONPATH"] = str(code)  # which checkout's node_agent runs (--compare)
     assets = root / "shared" / "node_agent" / "jobs" / "bench" / "assets"
