@@ -26,12 +26,12 @@ def _mount_secret_var(m: MountSpec) -> str | None:
 
 
 def secret_vars(phase: Phase, spec: JobSpec) -> set[str]:
-    """The variables node_agent holds a secret in: the spec's storage.auth.env, the secret
-    variable of every mount (the job's, and the pool's as the start task kept its config),
-    and the well-known Azure storage credential variables."""
+    """The variables node_agent holds a secret in: the spec's storage secrets (auth.env and
+    each replica's own, Storage.secret_vars), the secret variable of every mount (the job's,
+    and the pool's as the start task kept its config), and the well-known Azure storage
+    credential variables."""
     names = set(WELL_KNOWN_SECRET_VARS)
-    if spec.storage.auth.env:
-        names.add(spec.storage.auth.env)
+    names.update(spec.storage.secret_vars())
     mounts = list(spec.mounts)
     kept = nodestate.kept_pool_config(phase.node, phase.log)
     if kept is not None:
