@@ -1,8 +1,9 @@
 """The job spec's `storage` section (Storage, StorageAuth), apart from the rest of the spec.
 
-`node-agent sync` and the sync's storage access validate or type a `storage` section without
-the whole job model (spec.py imports the renderer registry, mounts and frames: ~0.1 s);
-spec.py re-exports both names, so `from node_agent.spec import Storage` keeps working.
+The sync's storage access types a `storage` section without the whole job model (spec.py
+imports the renderer registry, mounts and frames: ~0.1 s); spec.py re-exports both names, so
+`from node_agent.spec import Storage` keeps working. The rules are fieldrules' functions:
+`node-agent sync` checks its options with them without pydantic (sync/cli_settings.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from node_agent.fieldrules import ENV_NAME, account_url
+from node_agent.fieldrules import auth_env_problem, no_sas_url
 from node_agent.storage.credentials import AuthKind, is_local_host
 
 # Kinds whose credential belongs to one account (a key, a SAS signed by its key, a
@@ -53,24 +54,13 @@ class StorageAuth(FrozenModel):
 
     @model_validator(mode="after")
     def _needs_env(self) -> StorageAuth:
-        if self.kind in ("connection_string", "sas", "account_key") and not self.env:
-            raise ValueError(
-                f"auth kind '{self.kind}' needs 'env': the variable holding the secret"
-            )
-        if self.env is not None and not ENV_NAME.match(self.env):
-            raise ValueError(f"env '{self.env}' is not a valid environment variable name")
+        problem = auth_env_problem(self.kind, self.env)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
-def _no_sas_url(v: str) -> str:
-    """An account URL without a query: a SAS there is refused before the URL is shown in
-    any message (the message then names the host only: the SAS is a secret)."""
-    if "?" in v or "sig=" in v:
-        host = urlparse(v).hostname or "the URL"
-        raise ValueError(
-            f"the URL of {host} must not carry a SAS: put the SAS in the variable named by auth.env"
-        )
-    return account_url(v)
+_no_sas_url = no_sas_url  # the rule lives in fieldrules (the sync CLI checks it without pydantic)
 
 
 def same_account(a: str, b: str) -> bool:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from node_agent.redact import Redactor
 from node_agent.storage.credentials import AUTH_KINDS as _AUTH_KINDS
+
+if TYPE_CHECKING:
+    from node_agent.spec_storage import Storage
+    from node_agent.sync.cli_settings import CliStorage
 
 AUTH_KINDS = list(_AUTH_KINDS)
 
@@ -33,21 +37,12 @@ def _storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _storage(account_url: str, auth_kind: str, auth_env: str | None) -> Any:
-    from pydantic import ValidationError
+def _storage(account_url: str, auth_kind: str, auth_env: str | None) -> CliStorage:
+    """The storage options, checked by the job spec's rules without pydantic (its import
+    and model building were ~60 ms of a no-op sync's start: sync/cli_settings.py)."""
+    from node_agent.sync.cli_settings import cli_storage
 
-    from node_agent.errors import SpecError
-    from node_agent.spec_storage import Storage  # not node_agent.spec: the job model is not needed
-
-    try:
-        storage = Storage.model_validate(
-            {"account_url": account_url, "auth": {"kind": auth_kind, "env": auth_env}}
-        )
-    except ValidationError as e:
-        from node_agent.specfile import format_validation_error
-
-        raise SpecError(format_validation_error("options", e)) from None
-    return storage
+    return cli_storage(account_url, auth_kind, auth_env)
 
 
 def register(cli: click.Group) -> None:
@@ -102,16 +97,12 @@ def register(cli: click.Group) -> None:
         from node_agent.runtime import run_command
 
         def go(r: Redactor) -> int:
-            from node_agent.errors import AssetError, SpecError
-            from node_agent.spec_assets import AssetSource
+            from node_agent.errors import AssetError
             from node_agent.sync.access import Access
+            from node_agent.sync.cli_settings import cli_source
             from node_agent.sync.engine import SyncEngine
 
-            container, _, prefix = source.partition("/")
-            try:
-                src = AssetSource(name="cli", container=container, prefix=prefix, manifest=manifest)
-            except ValueError as e:
-                raise SpecError(f"source '{source}': {str(e).splitlines()[-1].strip()}") from None
+            src = cli_source(source, manifest)
             dest_abs = dest.resolve()
             cache = cache_dir or dest_abs.parent / ".node-agent-cache"
             _check_cache(cache, dest_abs, given=cache_dir is not None)
@@ -214,7 +205,10 @@ def register(cli: click.Group) -> None:
             from node_agent.sync.manifest import push, push_cache_file
             from node_agent.sync.progress import format_bytes
 
-            store = BlobStore(_storage(account_url, auth_kind, auth_env), r)
+            # BlobStore is typed with the spec's Storage and reads only account_url and auth
+            # (storage.credentials.StorageSettings), which the CLI's CliStorage gives
+            settings = cast("Storage", _storage(account_url, auth_kind, auth_env))
+            store = BlobStore(settings, r)
             cache = push_cache_file(folder, account_url, container, project)
             if folder.is_dir():
                 if root is not None or allow_missing:

@@ -18,9 +18,9 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 from urllib.parse import quote, urlparse
 
 from node_agent.azurite import AZURITE_ACCOUNT, AZURITE_KEY, emulator_connection_string
@@ -30,14 +30,41 @@ from node_agent.redact import Redactor
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
-    from node_agent.spec import Storage
-
 AuthKind = Literal["emulator", "connection_string", "sas", "account_key", "managed_identity"]
 AUTH_KINDS: tuple[str, ...] = get_args(AuthKind)
 # A mount's auth modes (mounts/model.BlobAuth.mode): blobfuse2's and rclone's words; spn (a
 # service principal) exists for mounts only. The spec's kind -> a mount's mode (connection
 # strings are not a mount mode).
 MountMode = Literal["key", "sas", "msi", "spn", "emulator"]
+
+
+class AuthSettings(Protocol):
+    """What storage access reads of a `storage.auth`: the job spec's StorageAuth (pydantic)
+    or `node-agent sync`'s options (sync/cli_settings.CliAuth, no pydantic import)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def env(self) -> str | None: ...
+
+    @property
+    def client_id(self) -> str | None: ...
+
+
+class StorageSettings(Protocol):
+    """What storage access reads of a `storage` section: spec_storage.Storage or
+    sync/cli_settings.CliStorage."""
+
+    @property
+    def account_url(self) -> str: ...
+
+    @property
+    def auth(self) -> AuthSettings: ...
+
+    def replica_storages(self) -> Sequence[StorageSettings]: ...
+
+
 MOUNT_MODES: tuple[str, ...] = get_args(MountMode)
 MOUNT_MODE: dict[str, MountMode] = {
     "emulator": "emulator",
@@ -100,7 +127,7 @@ _SECRET_WORDS = {
 }
 
 
-def describe_credential(storage: Storage) -> str:
+def describe_credential(storage: StorageSettings) -> str:
     """Which credential a request used, naming its variable and never its value."""
     auth = storage.auth
     if auth.kind == "emulator":
@@ -112,7 +139,7 @@ def describe_credential(storage: Storage) -> str:
     return f"the {word} in ${auth.env} (storage.auth.env; storage.auth.kind: {auth.kind})"
 
 
-def denied(what: str, status: int | str, code: str, storage: Storage) -> str:
+def denied(what: str, status: int | str, code: str, storage: StorageSettings) -> str:
     """One line for a 401/403 from storage: what was refused and with which credential."""
     fix = (
         f"check that ${storage.auth.env} holds a valid {_SECRET_WORDS.get(storage.auth.kind, 'secret')} "
@@ -130,7 +157,7 @@ class Credentials:
     """The spec's `storage` resolved against an environment."""
 
     def __init__(
-        self, storage: Storage, redactor: Redactor, env: Mapping[str, str] | None = None
+        self, storage: StorageSettings, redactor: Redactor, env: Mapping[str, str] | None = None
     ) -> None:
         self.storage = storage
         self.kind: str = storage.auth.kind

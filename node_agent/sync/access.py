@@ -14,10 +14,15 @@ the primary's are (its own `auth`, or the primary's).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from node_agent.redact import Redactor
-from node_agent.storage.credentials import SAS_VERSION, Credentials, sign_container_sas
+from node_agent.storage.credentials import (
+    SAS_VERSION,
+    Credentials,
+    StorageSettings,
+    sign_container_sas,
+)
 
 if TYPE_CHECKING:
     from node_agent.spec_storage import Storage
@@ -29,7 +34,7 @@ __all__ = ["SAS_VERSION", "Access", "sign_container_sas"]
 
 class Access:
     def __init__(
-        self, storage: Storage, redactor: Redactor, env: Mapping[str, str] | None = None
+        self, storage: StorageSettings, redactor: Redactor, env: Mapping[str, str] | None = None
     ) -> None:
         self.storage = storage
         self.account_url = storage.account_url
@@ -51,7 +56,9 @@ class Access:
         if self._store is None:
             from node_agent.storage import BlobStore
 
-            self._store = BlobStore(self.storage, self.redactor, self.env)
+            # BlobStore (storage/blob.py) is typed with the spec's Storage; it reads only what
+            # StorageSettings gives (account_url, auth), so the CLI's CliStorage fits too
+            self._store = BlobStore(cast("Storage", self.storage), self.redactor, self.env)
         return self._store
 
     def container_sas(self, container: str, hours: float = 6.0) -> str | None:

@@ -1,7 +1,8 @@
 """`node-agent sync` (the CLI and job prep's engine, a plain no-op) never imports the job
 model (node_agent.spec: renderers, mounts, frames, YAML; ~35-70 ms of every no-op sync's
-start, -X importtime) nor the Azure SDK (issue 16: start-up). Its source and storage
-options are checked by node_agent.spec_assets / node_agent.spec_storage."""
+start, -X importtime) nor the Azure SDK nor pydantic (issue 16: start-up). Its source and
+storage options are checked by the rules of node_agent.fieldrules, which the job spec's
+pydantic models (spec_assets, spec_storage) call too (node_agent.sync.cli_settings)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _imported(stderr: str) -> set[str]:
     }
 
 
-def test_a_sync_imports_neither_the_job_model_nor_the_sdk(
+def test_a_sync_imports_neither_the_job_model_nor_the_sdk_nor_pydantic(
     tmp_path: Path, azurite: AzuriteServer, store: BlobStore
 ) -> None:
     seed(store, "imports", {"shot/a.bin": b"a" * 100, "shot/b/c.bin": b"c" * 10})
@@ -48,6 +49,10 @@ def test_a_sync_imports_neither_the_job_model_nor_the_sdk(
         assert r.returncode == 0, r.stderr[-2000:]
         mods = _imported(r.stderr)
         assert "node_agent.sync.engine" in mods, "the report did not list the sync's modules"
-        bad = sorted(m for m in mods if m == "node_agent.spec" or m.startswith("azure."))
+        bad = sorted(
+            m
+            for m in mods
+            if m in ("node_agent.spec", "pydantic") or m.startswith(("azure.", "pydantic."))
+        )
         assert bad == [], f"{run} sync imported {bad}"
     assert (tmp_path / "dest" / "b" / "c.bin").read_bytes() == b"c" * 10
