@@ -117,9 +117,20 @@ def _refuse(rel: str, why: str) -> UploadError:
     return UploadError(f"output file '{rel}' {why}: refused")
 
 
+def check_root(root: Path) -> None:
+    """UploadError when the output folder itself is a link (a renderer swapped it for a link
+    to /etc, say): nothing in it is read, let alone uploaded as the task's outputs."""
+    if os.path.islink(root):
+        raise UploadError(
+            f"output folder '{root}' is a symbolic link (to {os.readlink(root)}): refused, "
+            "nothing in it is uploaded (links are never followed)"
+        )
+
+
 def examine(root: Path, path: Path) -> Candidate | None:
     """What to do with `path` under the output folder `root`: a Candidate, None to skip it
     (gone, a folder, a hidden temporary), or UploadError naming it when it is refused."""
+    check_root(root)
     try:
         rel = path.relative_to(root).as_posix()
     except ValueError:
@@ -167,7 +178,9 @@ def examine(root: Path, path: Path) -> Candidate | None:
 
 
 def walk(root: Path) -> list[Path]:
-    """Every entry under root (files, links, links to folders), never descending a link."""
+    """Every entry under root (files, links, links to folders), never descending a link;
+    UploadError when root itself is one."""
+    check_root(root)
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         for name in dirnames:
@@ -184,9 +197,14 @@ _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 def open_source(root: Path, source: tuple[str, ...]) -> BinaryIO:
     """Open root/source for reading, never through a link: component by component from the
     real root with O_NOFOLLOW where the OS allows (OSError if a link or non-file is met)."""
-    real_root = os.path.realpath(root)
     if _NOFOLLOW and os.open in os.supports_dir_fd:
-        fd = os.open(real_root, os.O_RDONLY | _DIRECTORY)
+        # the root too is opened without following a link (from its real parent): a folder
+        # swapped for a link after examine() is refused, not read
+        pfd = os.open(os.path.realpath(root.parent), os.O_RDONLY | _DIRECTORY)
+        try:
+            fd = os.open(root.name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=pfd)
+        finally:
+            os.close(pfd)
         try:
             for part in source[:-1]:
                 nxt = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fd)
@@ -196,6 +214,8 @@ def open_source(root: Path, source: tuple[str, ...]) -> BinaryIO:
         finally:
             os.close(fd)
     else:  # Windows: no dir_fd; examine() checked the path just before
+        check_root(root)
+        real_root = os.path.realpath(root)
         ffd = os.open(os.path.join(real_root, *source), os.O_RDONLY | getattr(os, "O_BINARY", 0))
     if not stat.S_ISREG(os.fstat(ffd).st_mode):
         os.close(ffd)
@@ -326,22 +346,27 @@ def upload_preview(
     store: BlobStore,
     layout: Layout,
     frame: Path | Opener,
-    work_dir: Path,
     metadata: dict[str, str],
     retry: Retry = DEFAULT_RETRY,
     *,
     name: str = "",
 ) -> str | None:
-    """A thumbnail of `frame` under $TaskPreview; a preview is never worth failing a task."""
+    """A thumbnail of `frame` under $TaskPreview; a preview is never worth failing a task.
+    Sent from memory: no file is written for it (the task folder is the renderer's too, and
+    a link planted at a fixed name there would be written through as root)."""
     data = thumbnail(frame)
     if data is None:
         log.info("no preview: cannot make a thumbnail of %s", name or getattr(frame, "name", ""))
         return None
-    tmp = work_dir / PREVIEW_NAME
-    tmp.write_bytes(data)
     try:
         return upload_with_retry(
-            store, tmp, layout.container, layout.preview(PREVIEW_NAME), metadata, retry
+            store,
+            lambda: io.BytesIO(data),
+            layout.container,
+            layout.preview(PREVIEW_NAME),
+            metadata,
+            retry,
+            name=PREVIEW_NAME,
         )
     except UploadError as e:
         log.warning("preview not uploaded: %s", e)

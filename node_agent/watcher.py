@@ -48,6 +48,7 @@ from node_agent.outputs import (
     upload_with_retry,
     walk,
 )
+from node_agent.safepath import own_root
 from node_agent.sync.progress import format_bytes
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ class ProgressiveUploader:
     def start(self, defer_store: bool = False) -> ProgressiveUploader:
         """Watch the output folder and start the worker; with `defer_store`, the watching
         begins, and the worker makes the store and uploads, only once `begin()` is called."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # the renderer's folder: a link left there (an earlier attempt) is replaced, not followed
+        own_root(self.out_dir)
         if not defer_store:
             self._observer = _observe(self._q, self.out_dir)
             self._go.set()
@@ -154,8 +156,11 @@ class ProgressiveUploader:
         the thread that called start())."""
         if self._observer is None:
             self._observer = _observe(self._q, self.out_dir)
-            for path in walk(self.out_dir):  # written before the watching began
-                self._q.put(path)
+            try:
+                for path in walk(self.out_dir):  # written before the watching began
+                    self._q.put(path)
+            except UploadError:
+                pass  # the folder is a link now: finish() refuses it by name
         self._go.set()
 
     @property

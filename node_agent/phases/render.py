@@ -380,7 +380,6 @@ def _write_summary(
             x.uploader.store,
             p.layout,
             lambda: open_source(p.out_dir, last.source),
-            phase.node.task_dir,
             p.meta,
             name=last.rel,
         )

@@ -10,6 +10,10 @@ Usage: hostile_outputs.py <out_dir> <mode> [arg]
                          frame_0003.png -> sub/real3.png (absolute link, a chain of two)
   outside <file>         frame_0001.png; frame_0002.png -> <file>, outside the folder
   dangling               frame_0001.png; frame_0002.png -> a file that does not exist
+  swapdir <folder>       replaces its output folder by a link to <folder> (/etc on a node)
+                         and writes frame_0001.png through it
+  plant <name>=<victim>  frame_0001.png, then a link <task dir>/<name> -> <victim>: a name
+                         node_agent writes later in the task's folder
   secrets <file>         prints its environment and the SAS in <file> in the forms a tool
                          might print it (raw, URL-encoded, URL-decoded, JSON-escaped, the
                          signature alone); writes frame_0001.png
@@ -17,6 +21,7 @@ Usage: hostile_outputs.py <out_dir> <mode> [arg]
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -45,8 +50,17 @@ def main() -> int:
     mode = sys.argv[2]
     arg = sys.argv[3] if len(sys.argv) > 3 else ""
     out.mkdir(parents=True, exist_ok=True)
+    if mode == "swapdir":
+        shutil.rmtree(out)
+        os.symlink(arg, out)
     _frame(out, "frame_0001.png", 11)
-    if mode == "traverse":
+    if mode == "plant":
+        name, victim = arg.split("=", 1)
+        link = Path(os.environ["AZ_BATCH_TASK_DIR"]) / name
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(victim, link)
+    elif mode == "traverse":
         for name in TRAVERSALS:
             rel = name.format(other=arg)
             path = out / rel  # '/' makes a folder, '\' stays in the file name (Linux)
