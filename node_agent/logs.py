@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -62,8 +63,12 @@ def setup_logging(
     stream.setLevel(logging.DEBUG if verbose else logging.INFO)
     handlers: list[logging.Handler] = [stream]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
+        from node_agent.safepath import ensure_dirs
+
+        # the logs folder is node-wide and its names predictable: a link planted there (by an
+        # earlier task's renderer) is replaced, never followed, folder and file alike
+        ensure_dirs(log_file.parent.parent, [log_file.parent.name], replace_links=True)
+        fh = _NoFollowFileHandler(log_file)
         fh.setLevel(logging.DEBUG)
         handlers.append(fh)
     for h in handlers:
@@ -73,6 +78,21 @@ def setup_logging(
     _last_error.message = None
     logger.addHandler(_last_error)
     return logger
+
+
+class _NoFollowFileHandler(logging.FileHandler):
+    """A FileHandler that appends without following a link at the file's name
+    (safepath.open_for_write: a link there is removed and logged, its target untouched)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.stream = self._open()
+
+    def _open(self) -> io.TextIOWrapper:
+        from node_agent.safepath import open_for_write
+
+        raw = open_for_write(self.baseFilename, append=True)
+        return io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
 
 
 class _LastError(logging.Handler):
