@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from node_agent.errors import SpecError
@@ -26,8 +25,6 @@ from node_agent.safepath import shown
 
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_SPEC_TEXT = "1 MiB"
-_MERGE = "tag:yaml.org,2002:merge"
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -39,46 +36,12 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-class _StrictLoader(_Base):  # type: ignore[misc]
-    """yaml's safe loader, refusing a mapping that gives a key twice (merge keys `<<` are
-    not duplicates: explicit keys override merged ones, as YAML says)."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        self._check(node, "", set())
-        return super().construct_document(node)
-
-    def _key(self, node: yaml.Node) -> object:
-        if not isinstance(node, yaml.ScalarNode):
-            return None  # a complex key: the spec's model refuses it anyway
-        try:
-            value = self.construct_object(node, deep=True)
-        except yaml.YAMLError:
-            return (node.tag, node.value)
-        return value if isinstance(value, str | int | float | bool) else (node.tag, node.value)
-
-    def _check(self, node: yaml.Node, path: str, seen: set[int]) -> None:
-        if id(node) in seen:  # an alias: checked once (and no exponential walk)
-            return
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            keys: set[object] = set()
-            for k, v in node.value:
-                if k.tag == _MERGE:
-                    self._check(v, path, seen)
-                    continue
-                key = self._key(k)
-                if key is not None and key in keys:
-                    where = _join(path, k.value if isinstance(k, yaml.ScalarNode) else key)
-                    raise DuplicateKey(f"{where}: key given twice (line {k.start_mark.line + 1})")
-                keys.add(key)
-                self._check(v, _join(path, getattr(k, "value", "?")), seen)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._check(item, f"{path}[{i}]", seen)
-
-
 def parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a safe loader)
+    """YAML with a key given twice refused (node_agent.specfile_yaml: yaml is imported only
+    for a YAML document; a node's stored spec is JSON, so a frame task never pays for it)."""
+    from node_agent.specfile_yaml import parse_yaml as parse
+
+    return parse(text)
 
 
 def parse_json(text: str) -> Any:
@@ -150,7 +113,7 @@ def read_document(path: Path, what: str = "job spec") -> Any:
         return parse_json(text) if kind == "JSON" else parse_yaml(text)
     except DuplicateKey as e:
         raise SpecError(f"{path}: {e}") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
+    except ValueError as e:  # json.JSONDecodeError, or yaml.YAMLError (specfile_yaml)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SpecError(f"{path}: not valid {kind}: {first}") from None
 

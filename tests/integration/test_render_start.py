@@ -37,6 +37,7 @@ AFTER_START = (
     "azure",
     "psutil",
     "watchdog",
+    "yaml",  # never: the spec a node stores for its tasks is JSON (specfile_yaml)
     "node_agent.storage.blob",
     "node_agent.mounts.manager",
     "node_agent.commands.job",
