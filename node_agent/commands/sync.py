@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,7 +13,6 @@ from node_agent.redact import Redactor
 from node_agent.storage.credentials import AUTH_KINDS as _AUTH_KINDS
 
 if TYPE_CHECKING:
-    from node_agent.spec_storage import Storage
     from node_agent.sync.cli_settings import CliStorage
 
 AUTH_KINDS = list(_AUTH_KINDS)
@@ -205,9 +204,8 @@ def register(cli: click.Group) -> None:
             from node_agent.sync.manifest import push, push_cache_file
             from node_agent.sync.progress import format_bytes
 
-            # BlobStore is typed with the spec's Storage and reads only account_url and auth
-            # (storage.credentials.StorageSettings), which the CLI's CliStorage gives
-            settings = cast("Storage", _storage(account_url, auth_kind, auth_env))
+            # BlobStore reads storage.credentials.StorageSettings, which CliStorage gives
+            settings = _storage(account_url, auth_kind, auth_env)
             store = BlobStore(settings, r)
             cache = push_cache_file(folder, account_url, container, project)
             if folder.is_dir():

@@ -30,8 +30,7 @@ from azure.storage.blob import ContainerClient, ContentSettings
 from node_agent.errors import StorageError, network_reason
 from node_agent.redact import Redactor
 from node_agent.safepath import ContainmentError
-from node_agent.spec import Storage
-from node_agent.storage.credentials import Credentials, denied
+from node_agent.storage.credentials import Credentials, StorageSettings, denied
 from node_agent.storage.retry import DEFAULT_POLICY, RetryPolicy, throttled_answer
 
 
@@ -74,7 +73,7 @@ class BlobEntry:
     last_modified: datetime
 
 
-def _describe(err: Exception, what: str, storage: Storage | None = None) -> str:
+def _describe(err: Exception, what: str, storage: StorageSettings | None = None) -> str:
     status = getattr(err, "status_code", None)
     code = str(getattr(err, "error_code", None) or "")
     if isinstance(err, ResourceNotFoundError):
@@ -103,7 +102,7 @@ class BlobStore:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: StorageSettings,
         redactor: Redactor,
         env: Mapping[str, str] | None = None,
         *,

@@ -14,7 +14,7 @@ the primary's are (its own `auth`, or the primary's).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from node_agent.redact import Redactor
 from node_agent.storage.credentials import (
@@ -25,7 +25,6 @@ from node_agent.storage.credentials import (
 )
 
 if TYPE_CHECKING:
-    from node_agent.spec_storage import Storage
     from node_agent.storage import BlobStore
     from node_agent.sync.replicas import ReplicaSet
 
@@ -56,9 +55,7 @@ class Access:
         if self._store is None:
             from node_agent.storage import BlobStore
 
-            # BlobStore (storage/blob.py) is typed with the spec's Storage; it reads only what
-            # StorageSettings gives (account_url, auth), so the CLI's CliStorage fits too
-            self._store = BlobStore(cast("Storage", self.storage), self.redactor, self.env)
+            self._store = BlobStore(self.storage, self.redactor, self.env)
         return self._store
 
     def container_sas(self, container: str, hours: float = 6.0) -> str | None:
